@@ -1,0 +1,315 @@
+"""Foundation models Tailor can customize, the families they belong to, and where weights come from.
+
+A *family* decides what a model accepts: its data formats and limits, its hyperparameter names
+(``tailor.train.hyperparams``) and, later, its request bodies. A *foundation model* is an entry
+with a Bedrock-style id. Some entries carry weights Tailor can load (the built-in ``tailor.tiny``);
+the original service's ids carry none and work only through an alias, configured in
+``TAILOR_MODEL_ALIASES``, that points them at a local model. An alias keeps the family of the id
+it stands for, so a script written for Claude 3 Haiku keeps Haiku's data rules and hyperparameter
+names while the weights come from elsewhere. Tailor never maps an id silently: the resolution is
+returned with a note that callers print and record.
+
+Besides catalog ids, a model can be named by a local directory (a Hugging Face model folder) or a
+hub id (``org/name``); those use the ``tailor`` family.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from tailor.errors import InvalidInput, ModelUnavailable, NotFound
+from tailor.settings import Settings
+
+
+class CustomizationType(StrEnum):
+    FINE_TUNING = "FINE_TUNING"
+    CONTINUED_PRE_TRAINING = "CONTINUED_PRE_TRAINING"
+    DISTILLATION = "DISTILLATION"
+    REINFORCEMENT_FINE_TUNING = "REINFORCEMENT_FINE_TUNING"
+    IMPORTED = "IMPORTED"
+
+
+class DataFormat(StrEnum):
+    """Record layouts of SPEC §1 (see ``tailor.data.formats``)."""
+
+    MESSAGES = "messages"  # {"system"?, "messages": [{"role", "content"}]} (Claude 3 Haiku)
+    PROMPT_COMPLETION = "prompt_completion"  # {"prompt", "completion"}
+    TEXT = "text"  # {"input"}: unlabeled text for continued pre-training
+
+
+GB = 1_000_000_000
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class DataLimits:
+    """Bounds a dataset must respect; ``None`` means unbounded."""
+
+    train_records: tuple[int, int | None] = (1, None)
+    validation_records: tuple[int, int | None] = (1, None)
+    total_records_max: int | None = None
+    record_tokens_max: int | None = None
+    train_bytes_max: int | None = None
+    validation_bytes_max: int | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    formats: dict[CustomizationType, tuple[DataFormat, ...]]
+    limits: DataLimits
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in [
+        Family(
+            name="tailor",
+            description=(
+                "Tailor's own family for models it loads from weights: Claude-3-Haiku hyperparameter "
+                "names, with ranges and defaults sized for the models it serves."
+            ),
+            formats={
+                CustomizationType.FINE_TUNING: (DataFormat.MESSAGES, DataFormat.PROMPT_COMPLETION),
+                CustomizationType.CONTINUED_PRE_TRAINING: (DataFormat.TEXT,),
+            },
+            limits=DataLimits(
+                train_records=(8, 10_000),
+                validation_records=(1, 1_000),
+                total_records_max=10_000,
+                train_bytes_max=10 * GB,
+                validation_bytes_max=1 * GB,
+            ),
+        ),
+        Family(
+            name="anthropic.claude-3-haiku",
+            description="Claude 3 Haiku: system + alternating user/assistant messages.",
+            formats={CustomizationType.FINE_TUNING: (DataFormat.MESSAGES,)},
+            limits=DataLimits(
+                train_records=(32, 10_000),
+                validation_records=(32, 1_000),
+                total_records_max=10_000,
+                record_tokens_max=32_000,
+                train_bytes_max=10 * GB,
+                validation_bytes_max=1 * GB,
+            ),
+        ),
+        Family(
+            name="cohere.command",
+            description="Cohere Command and Command Light: prompt/completion pairs.",
+            formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
+            limits=DataLimits(train_records=(32, None), record_tokens_max=4_096),
+        ),
+        Family(
+            name="meta.llama",
+            description="Llama 2 and Llama 3.1: prompt/completion pairs.",
+            formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
+            limits=DataLimits(
+                train_records=(1, 10_000), validation_records=(1, 1_000), record_tokens_max=16_000
+            ),
+        ),
+        Family(
+            name="amazon.titan-text",
+            description="Titan Text Express and Lite: prompt/completion, or {input} for CPT.",
+            formats={
+                CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,),
+                CustomizationType.CONTINUED_PRE_TRAINING: (DataFormat.TEXT,),
+            },
+            limits=DataLimits(
+                record_tokens_max=4_096, train_bytes_max=10 * GB, validation_bytes_max=100 * MB
+            ),
+        ),
+        Family(
+            name="amazon.titan-text-premier",
+            description="Titan Text Premier: prompt/completion pairs.",
+            formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
+            limits=DataLimits(
+                record_tokens_max=4_096, train_bytes_max=1 * GB, validation_bytes_max=100 * MB
+            ),
+        ),
+    ]
+}
+
+
+WeightsKind = Literal["builtin", "local", "hub"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a model's weights come from: the built-in tiny model, a local folder or a hub id."""
+
+    kind: WeightsKind
+    location: str  # builtin name, absolute directory, or hub id
+    base_learning_rate: float  # what learningRateMultiplier=1 means for these weights
+    default_tuning: Literal["full", "lora"]
+
+
+@dataclass(frozen=True)
+class FoundationModel:
+    model_id: str
+    name: str
+    provider: str
+    family: str
+    customization_types: tuple[CustomizationType, ...]
+    weights: Weights | None  # None: an original-service id, usable only through an alias
+    input_modalities: tuple[str, ...] = ("TEXT",)
+    output_modalities: tuple[str, ...] = ("TEXT",)
+    inference_types: tuple[str, ...] = ("ON_DEMAND", "PROVISIONED")
+    note: str = ""
+
+
+TINY_MODEL_ID = "tailor.tiny"
+TINY_NOTE = (
+    "A test model: a few million parameters, built on this machine. It learns what it is "
+    "taught and knows nothing else."
+)
+
+# Learning rates for weights named by directory or hub id: the usual LoRA and full fine-tuning
+# rates for instruction-tuned models of 0.5-8B parameters.
+HF_LORA_LEARNING_RATE = 1e-4
+HF_FULL_LEARNING_RATE = 1e-5
+
+_FT = CustomizationType.FINE_TUNING
+_CPT = CustomizationType.CONTINUED_PRE_TRAINING
+
+FOUNDATION_MODELS: dict[str, FoundationModel] = {
+    model.model_id: model
+    for model in [
+        FoundationModel(
+            model_id=TINY_MODEL_ID,
+            name="Tailor Tiny (test model)",
+            provider="Tailor",
+            family="tailor",
+            customization_types=(_FT, _CPT),
+            weights=Weights("builtin", "tiny", base_learning_rate=3e-3, default_tuning="full"),
+            note=TINY_NOTE,
+        ),
+        FoundationModel(
+            "anthropic.claude-3-haiku-20240307-v1:0:200k", "Claude 3 Haiku", "Anthropic",
+            "anthropic.claude-3-haiku", (_FT,), None, input_modalities=("TEXT", "IMAGE"),
+        ),
+        FoundationModel(
+            "cohere.command-text-v14:7:4k", "Command", "Cohere", "cohere.command", (_FT,), None
+        ),
+        FoundationModel(
+            "cohere.command-light-text-v14:7:4k", "Command Light", "Cohere", "cohere.command",
+            (_FT,), None,
+        ),
+        FoundationModel(
+            "meta.llama3-1-8b-instruct-v1:0:128k", "Llama 3.1 8B Instruct", "Meta", "meta.llama",
+            (_FT,), None,
+        ),
+        FoundationModel(
+            "meta.llama3-1-70b-instruct-v1:0:128k", "Llama 3.1 70B Instruct", "Meta",
+            "meta.llama", (_FT,), None,
+        ),
+        FoundationModel(
+            "amazon.titan-text-express-v1:0:8k", "Titan Text G1 - Express", "Amazon",
+            "amazon.titan-text", (_FT, _CPT), None,
+        ),
+        FoundationModel(
+            "amazon.titan-text-lite-v1:0:4k", "Titan Text G1 - Lite", "Amazon",
+            "amazon.titan-text", (_FT, _CPT), None,
+        ),
+        FoundationModel(
+            "amazon.titan-text-premier-v1:0:32k", "Titan Text G1 - Premier", "Amazon",
+            "amazon.titan-text-premier", (_FT,), None,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model identifier resolved to a family and to weights Tailor can load."""
+
+    model_id: str  # the identifier as the user knows it (an original id stays as given)
+    family: Family
+    weights: Weights
+    customization_types: tuple[CustomizationType, ...]
+    alias_of: str | None = None  # the alias target, when the id was mapped
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        """One line for logs and manifests that says exactly what will be loaded."""
+        text = f"{self.model_id} (family {self.family.name}; weights: {self.weights.kind} {self.weights.location})"
+        if self.alias_of:
+            text += f" — alias from TAILOR_MODEL_ALIASES: {self.model_id} -> {self.alias_of}"
+        return text
+
+
+_FOUNDATION_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*::foundation-model/(?P<id>.+)$")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def strip_foundation_arn(identifier: str) -> str:
+    match = _FOUNDATION_ARN.match(identifier)
+    return match.group("id") if match else identifier
+
+
+def _weights_for_path_or_hub(identifier: str) -> Weights | None:
+    path = Path(identifier).expanduser()
+    if path.is_dir():
+        return Weights("local", str(path.resolve()), HF_LORA_LEARNING_RATE, "lora")
+    if identifier.startswith(("/", ".", "~")):
+        raise NotFound(f"Model directory {identifier!r} does not exist.")
+    if _HUB_ID.match(identifier):
+        return Weights("hub", identifier, HF_LORA_LEARNING_RATE, "lora")
+    return None
+
+
+def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
+    """Resolve a model id, foundation-model ARN, alias, local directory or hub id.
+
+    Raises ``ModelUnavailable`` for an original-service id without an alias (saying how to add
+    one) and ``NotFound`` for anything else Tailor cannot place.
+    """
+    if not identifier or not identifier.strip():
+        raise InvalidInput("A model identifier is required.")
+    model_id = strip_foundation_arn(identifier.strip())
+
+    if model_id in settings.model_aliases:
+        target = settings.model_aliases[model_id]
+        if target in settings.model_aliases or target == model_id:
+            raise InvalidInput(f"TAILOR_MODEL_ALIASES maps {model_id!r} to another alias {target!r}; "
+                               "an alias must point at a catalog model, a directory or a hub id.")
+        resolved_target = resolve_model(target, settings.model_copy(update={"model_aliases": {}}))
+        entry = FOUNDATION_MODELS.get(model_id)
+        family = FAMILIES[entry.family] if entry else resolved_target.family
+        types = entry.customization_types if entry else resolved_target.customization_types
+        return ResolvedModel(
+            model_id=model_id,
+            family=family,
+            weights=resolved_target.weights,
+            customization_types=types,
+            alias_of=target,
+            notes=(f"{model_id} is served by {target} (TAILOR_MODEL_ALIASES); it keeps the "
+                   f"{family.name} family's data rules and hyperparameters.",),
+        )
+
+    entry = FOUNDATION_MODELS.get(model_id)
+    if entry is not None:
+        if entry.weights is None:
+            raise ModelUnavailable(
+                f"{model_id} is an id of the original service; Tailor has no weights for it. "
+                f"Map it to a local model, for example TAILOR_MODEL_ALIASES='{{\"{model_id}\": "
+                f"\"{TINY_MODEL_ID}\"}}', or to a model directory or hub id."
+            )
+        notes = (entry.note,) if entry.note else ()
+        return ResolvedModel(model_id, FAMILIES[entry.family], entry.weights,
+                             entry.customization_types, notes=notes)
+
+    weights = _weights_for_path_or_hub(model_id)
+    if weights is not None:
+        return ResolvedModel(model_id, FAMILIES["tailor"], weights, (_FT, _CPT))
+
+    known = ", ".join(sorted(FOUNDATION_MODELS))
+    raise NotFound(
+        f"Unknown model {identifier!r}. Use a catalog id ({known}), a local model directory, "
+        "or a Hugging Face hub id such as 'org/name'."
+    )

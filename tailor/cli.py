@@ -1,0 +1,317 @@
+"""The ``tailor`` command line: a thin shell over the library that turns errors into messages.
+
+Exit codes, the same for every command: 0 success, 1 the data (or result) is invalid, 2 a usage
+or other error (unknown model, missing file, bad option). Domain errors are printed as one clear
+message on stderr through ``user_errors``; a person never sees a Python traceback.
+Heavy libraries (torch, transformers) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tailor.catalog import CustomizationType, ResolvedModel, resolve_model
+from tailor.errors import InvalidInput, TailorError
+from tailor.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+EXIT_INVALID = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+convert_app = typer.Typer(no_args_is_help=True, help="Convert datasets to messages JSONL.")
+app.add_typer(convert_app, name="convert")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a ``TailorError`` (or an OS error such as a read-only folder) into ``error: ...`` on
+    stderr and exit code 2. Wrap every command body in it."""
+    try:
+        yield
+    except TailorError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    except OSError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def load_settings() -> Settings:
+    """The settings, with a malformed ``TAILOR_*`` variable or settings.toml reported as
+    ``InvalidInput`` (so ``user_errors`` prints it) instead of a pydantic traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return get_settings()
+    except SettingsError as error:
+        reason = f" ({error.__cause__})" if error.__cause__ else ""
+        raise InvalidInput(f"Invalid settings: {error}{reason}.") from None
+    except ValidationError as error:
+        details = "; ".join(f"{'.'.join(map(str, detail['loc']))}: {detail['msg']}"
+                            for detail in error.errors())
+        raise InvalidInput(f"Invalid settings: {details}.") from None
+
+
+def say(message: str) -> None:
+    """Progress notes go to stderr, so stdout stays clean for results (and for --json)."""
+    typer.echo(message, err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor validate
+
+
+class DataType(StrEnum):
+    """The customization types whose data ``tailor.data`` can check today (grows with formats.py)."""
+
+    FINE_TUNING = CustomizationType.FINE_TUNING.value
+    CONTINUED_PRE_TRAINING = CustomizationType.CONTINUED_PRE_TRAINING.value
+
+
+@app.command()
+def validate(
+    file: Annotated[str, typer.Argument(help="Training data: a path, file:// or s3:// URI.")],
+    customization_type: Annotated[
+        DataType, typer.Option("--type", help="Customization type the data is for.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Base model id, alias, directory or hub id.")],
+    validation: Annotated[
+        list[str] | None,
+        typer.Option("--validation", help="Validation data file; repeat for several."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    estimate_tokens: Annotated[
+        bool,
+        typer.Option("--estimate-tokens",
+                     help="Estimate tokens as characters / 3 instead of loading the tokenizer."),
+    ] = False,
+) -> None:
+    """Check training (and validation) data against the model family's rules.
+
+    Every problem is named by file, line and field. Exit 0 valid, 1 invalid, 2 error.
+    """
+    from tailor.data.validate import accepted_formats, validate_dataset
+
+    with user_errors():
+        settings = load_settings()
+        resolved = resolve_model(model, settings)
+        for note in resolved.notes:
+            say(note)
+        wanted = CustomizationType(customization_type)
+        accepted_formats(resolved.family, wanted)  # a wrong type fails before any tokenizer loads
+        tokenizer = None if estimate_tokens else _tokenizer_for(resolved, settings)
+        reports = validate_dataset(file, validation or [], wanted, resolved,
+                                   tokenizer=tokenizer, settings=settings)
+    ok = all(report.ok for report in reports)
+    if as_json:
+        typer.echo(json.dumps({"ok": ok, "reports": [report.to_dict() for report in reports]},
+                              indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            typer.echo(report.render())
+        problems = sum(len(report.problems) for report in reports)
+        files = f"{len(reports)} file" + ("" if len(reports) == 1 else "s")
+        if ok:
+            typer.secho(f"Valid: {files} checked for {resolved.family.name}.", fg="green")
+        else:
+            typer.secho(f"Invalid: {problems} problem{'' if problems == 1 else 's'} in {files}.",
+                        fg="red")
+    if not ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _tokenizer_for(resolved: ResolvedModel, settings: Settings) -> PreTrainedTokenizerBase | None:
+    """The model's own tokenizer when it can be loaded from this machine, else None (the token
+    check then estimates). Hub ids are left out: loading one may need the network."""
+    if resolved.weights.kind not in ("builtin", "local"):
+        say(f"Token counts are estimated (characters / 3): {resolved.weights.location} is a hub id.")
+        return None
+    try:
+        from tailor.weights import load_tokenizer
+    except ImportError:
+        return None
+    try:
+        return load_tokenizer(resolved, settings)
+    except (TailorError, OSError) as error:
+        message = error.message if isinstance(error, TailorError) else str(error)
+        say(f"Token counts are estimated (characters / 3): the tokenizer did not load: {message}")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor convert
+
+
+SystemOption = Annotated[
+    str | None,
+    typer.Option("--system", help="System prompt to put in every record."),
+]
+FractionOption = Annotated[
+    float | None,
+    typer.Option("--validation-fraction", help="Share of records to hold out, e.g. 0.2."),
+]
+ValidationOutOption = Annotated[
+    Path | None,
+    typer.Option("--validation-out", help="Where to write the held-out records."),
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the held-out selection.")]
+
+
+@convert_app.command("qa")
+def convert_qa(
+    source: Annotated[Path, typer.Argument(help="JSON array or JSON Lines of Q&A objects.")],
+    destination: Annotated[Path, typer.Argument(help="Messages JSONL to write.")],
+    question_key: Annotated[
+        str | None,
+        typer.Option("--question-key", help="Key of the question (detected when omitted)."),
+    ] = None,
+    answer_key: Annotated[
+        str | None,
+        typer.Option("--answer-key", help="Key of the answer (detected when omitted)."),
+    ] = None,
+    system: SystemOption = None,
+    validation_fraction: FractionOption = None,
+    validation_out: ValidationOutOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Convert question/answer pairs to single-turn messages records."""
+    from tailor.data.convert import convert_qa_file
+
+    with user_errors():
+        convert_qa_file(source, destination, question_key=question_key, answer_key=answer_key,
+                        system=system, validation_fraction=validation_fraction,
+                        validation_destination=validation_out, seed=seed, notify=say)
+
+
+@convert_app.command("prompt-completion")
+def convert_prompt_completion(
+    source: Annotated[Path, typer.Argument(help="JSON Lines of {prompt, completion} records.")],
+    destination: Annotated[Path, typer.Argument(help="Messages JSONL to write.")],
+    system: SystemOption = None,
+    validation_fraction: FractionOption = None,
+    validation_out: ValidationOutOption = None,
+    seed: SeedOption = 0,
+) -> None:
+    """Convert prompt/completion records to messages records (user = prompt)."""
+    from tailor.data.convert import prompt_completion_to_messages_file
+
+    with user_errors():
+        prompt_completion_to_messages_file(source, destination, system=system,
+                                           validation_fraction=validation_fraction,
+                                           validation_destination=validation_out, seed=seed,
+                                           notify=say)
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor train / generate
+
+
+RECIPES = {
+    CustomizationType.FINE_TUNING: "tailor.train.sft",
+    CustomizationType.CONTINUED_PRE_TRAINING: "tailor.train.cpt",
+}
+
+
+def _parse_assignments(pairs: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"--hp expects name=value, got {pair!r}.")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def run_training(customization_type: CustomizationType, model: str, train: str,
+                 validation: list[str], hyperparameters: dict[str, str], out: Path):
+    """Resolve, validate and train; returns the outcome (shared by ``train`` and ``demo``)."""
+    from importlib import import_module
+
+    from tailor.train.common import TrainSpec
+
+    settings = load_settings()
+    for note in resolve_model(model, settings).notes:
+        say(note)
+    spec = TrainSpec(customization_type=customization_type.value, model=model, training_uri=train,
+                     output_dir=out, validation_uris=tuple(validation),
+                     hyperparameters=hyperparameters)
+    return import_module(RECIPES[customization_type]).run(spec, settings)
+
+
+def _print_outcome(outcome) -> None:
+    from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS
+
+    result = outcome.manifest["result"]
+    line = (f"Trained {result['epochs_run']} epochs, {result['steps']} steps, "
+            f"{result['tokens_per_second']:.0f} tokens/s; final training loss "
+            f"{result['final_training_loss']:.4f}")
+    if result["best_validation_loss"] is not None:
+        line += f"; best validation loss {result['best_validation_loss']:.4f} (epoch {result['best_epoch']})"
+    if result["stopped_early"]:
+        line += "; stopped early"
+    say(line + ".")
+    say(f"Model:    {outcome.model_dir}")
+    say(f"Metrics:  {outcome.output_dir / TRAINING_METRICS}")
+    if result["best_validation_loss"] is not None:
+        say(f"          {outcome.output_dir / VALIDATION_METRICS}")
+    say(f"Manifest: {outcome.output_dir / 'manifest.json'}")
+
+
+@app.command()
+def train(
+    customization_type: Annotated[DataType, typer.Option("--type", help="What kind of training.")],
+    model: Annotated[str, typer.Option("--model", help="Base model id, alias, directory or hub id.")],
+    train_file: Annotated[str, typer.Option("--train", help="Training data (path, file:// or s3://).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")],
+    validation: Annotated[
+        list[str] | None, typer.Option("--validation", help="Validation data; repeat for several.")
+    ] = None,
+    hp: Annotated[
+        list[str] | None, typer.Option("--hp", help="Hyperparameter name=value; repeat for several.")
+    ] = None,
+) -> None:
+    """Validate the data, then fine-tune (or continue pre-training) a model into --out."""
+    with user_errors():
+        outcome = run_training(CustomizationType(customization_type), model, train_file,
+                               validation or [], _parse_assignments(hp or []), out)
+    _print_outcome(outcome)
+
+
+@app.command()
+def generate(
+    question: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[str, typer.Option("--model", help="A training output folder or a model id.")],
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Longest answer in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 is greedy.")] = 0.0,
+) -> None:
+    """Print the model's answer to one question."""
+    from tailor.serve.generation import chat, load_for_inference
+
+    with user_errors():
+        loaded = load_for_inference(model, load_settings())
+        answer = chat(loaded, [question], system=system, max_new_tokens=max_tokens,
+                      temperature=temperature)[0]
+    typer.echo(answer)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option("--out", help="Where to put the run.")] = None,
+) -> None:
+    """The quickstart: convert, validate and fine-tune tailor.tiny on Q&A about Tailor itself."""
+    from tailor.quickstart import run_demo
+
+    with user_errors():
+        run_demo(out, load_settings())

@@ -1,0 +1,32 @@
+"""Training data: typed record formats, validation with line-and-field reports, conversions.
+
+    formats.py   the record models (messages, prompt/completion, text) and ``to_messages``
+    validate.py  ``validate`` / ``validate_dataset`` / ``load_records`` against a family's rules
+    convert.py   Q&A and prompt/completion files to messages JSONL, with an optional split
+
+See docs/data.md for the user-facing rules.
+"""
+
+from tailor.data.formats import (
+    Message,
+    MessagesRecord,
+    PromptCompletionRecord,
+    Record,
+    TextRecord,
+    to_messages,
+)
+# ``validate`` is not re-exported: the name would hide the module ``tailor.data.validate``.
+from tailor.data.validate import Problem, Report, load_records, validate_dataset
+
+__all__ = [
+    "Message",
+    "MessagesRecord",
+    "Problem",
+    "PromptCompletionRecord",
+    "Record",
+    "Report",
+    "TextRecord",
+    "load_records",
+    "to_messages",
+    "validate_dataset",
+]

@@ -1,0 +1,113 @@
+"""Typed records for the training-data formats of SPEC §1, one pydantic model per format.
+
+Files arrive as JSON Lines; ``tailor.data.validate`` checks every line against these models and
+hands the rest of Tailor typed records, never raw dicts. The models are strict (a number is not a
+string) and forbid unknown keys, so a record that constructs is a record every later stage can
+trust. Rules that span fields (roles alternate, the last turn is the assistant's) live in
+``validate.py``, which can then report all of them with line numbers instead of stopping at the
+first.
+
+Formats still to come, each as one more model here and one more ``DataFormat`` member:
+  * RFT chat-completions: ``{"messages": [system/user...], "reference_answer": any, ...}`` (§1.5)
+  * bedrock-conversation-2024 (Converse-style content blocks, Llama 3.2 / Nova / distillation, §1.1)
+  * model invocation logs as training data (§1.4, §8)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from tailor.catalog import DataFormat
+
+Role = Literal["user", "assistant"]
+
+
+class _Strict(BaseModel):
+    # strict: JSON types are taken as written; frozen: records are values passed between stages.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Message(_Strict):
+    role: Role
+    content: str
+
+
+class MessagesRecord(_Strict):
+    """Claude 3 Haiku style: optional system prompt, then alternating user/assistant turns."""
+
+    system: str | None = None
+    messages: list[Message]
+
+
+class PromptCompletionRecord(_Strict):
+    """One non-conversational input and the target the model should learn to produce."""
+
+    prompt: str
+    completion: str
+
+
+class TextRecord(_Strict):
+    """Unlabeled text for continued pre-training."""
+
+    input: str
+
+
+Record = MessagesRecord | PromptCompletionRecord | TextRecord
+
+RECORD_MODELS: dict[DataFormat, type[MessagesRecord | PromptCompletionRecord | TextRecord]] = {
+    DataFormat.MESSAGES: MessagesRecord,
+    DataFormat.PROMPT_COMPLETION: PromptCompletionRecord,
+    DataFormat.TEXT: TextRecord,
+}
+
+# The keys that give a record's format away, used to pick the format of a file when a family
+# accepts more than one, and to name the mix-up when a record has the other shape.
+MARKER_KEYS: dict[DataFormat, frozenset[str]] = {
+    DataFormat.MESSAGES: frozenset({"messages"}),
+    DataFormat.PROMPT_COMPLETION: frozenset({"prompt", "completion"}),
+    DataFormat.TEXT: frozenset({"input"}),
+}
+
+
+def format_of(keys: set[str] | frozenset[str] | list[str]) -> DataFormat | None:
+    """The one format whose marker keys appear among ``keys``; None when none or several do."""
+    present = {name for name, markers in MARKER_KEYS.items() if markers & set(keys)}
+    return present.pop() if len(present) == 1 else None
+
+
+def to_messages(record: MessagesRecord | PromptCompletionRecord) -> MessagesRecord:
+    """A conversation for the record: prompt/completion becomes one user and one assistant turn."""
+    if isinstance(record, MessagesRecord):
+        return record
+    if isinstance(record, PromptCompletionRecord):
+        return MessagesRecord(messages=[
+            Message(role="user", content=record.prompt),
+            Message(role="assistant", content=record.completion),
+        ])
+    raise TypeError(f"{type(record).__name__} has no conversation form")
+
+
+def chat_messages(record: MessagesRecord | PromptCompletionRecord) -> list[dict[str, str]]:
+    """The list a chat template takes: the system prompt first (when there is one), then turns."""
+    conversation = to_messages(record)
+    turns = [{"role": message.role, "content": message.content} for message in conversation.messages]
+    if conversation.system:
+        turns.insert(0, {"role": "system", "content": conversation.system})
+    return turns
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages written for people editing JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

@@ -1,0 +1,47 @@
+"""The small tree of domain errors that every layer raises and each boundary translates.
+
+    TailorError                 base: a message meant for a person
+    ├── InvalidInput            bad request, data or configuration (HTTP 400, CLI exit 2)
+    │   └── InvalidHyperparameters   carries one message per offending field
+    ├── NotFound                an unknown model, job or file (HTTP 404)
+    ├── Conflict                the resource is in a state that forbids the request (HTTP 400/409)
+    └── ModelUnavailable        a model is known but its weights cannot be loaded here
+
+Only the boundaries (CLI, HTTP routes) turn these into exit codes or error envelopes; inside,
+code raises them with a message a user can act on, naming the file, line or field at fault.
+"""
+
+from __future__ import annotations
+
+
+class TailorError(Exception):
+    """Base of every error Tailor reports to a person."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(TailorError):
+    """The request, the data or the configuration is wrong; the message says where."""
+
+
+class InvalidHyperparameters(InvalidInput):
+    """One or more hyperparameters are wrong; ``problems`` maps each field to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = dict(problems)
+        lines = [f"{field}: {problem}" for field, problem in self.problems.items()]
+        super().__init__("Invalid hyperparameters:\n  " + "\n  ".join(lines))
+
+
+class NotFound(TailorError):
+    """The named model, job or file does not exist."""
+
+
+class Conflict(TailorError):
+    """The resource exists but its state forbids the request."""
+
+
+class ModelUnavailable(TailorError):
+    """The model is known, but its weights cannot be loaded on this machine."""

@@ -1,0 +1,1 @@
+"""Serving: loading trained or foundation models for inference and generating answers."""

@@ -1,0 +1,61 @@
+"""One typed configuration for all of Tailor.
+
+Everything Tailor keeps (the built-in model cache, local buckets, the database) lives under
+``TAILOR_HOME``; a test isolates itself by pointing that variable at a temporary directory.
+Values come from ``TAILOR_*`` environment variables first, then from ``$TAILOR_HOME/settings.toml``,
+then from the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TAILOR_HOME") or Path.home() / ".tailor").expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILOR_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="Root of all Tailor state.")
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Original-service model ids mapped to a local model (a catalog id, a local "
+            "directory or a hub id), e.g. {\"anthropic.claude-3-haiku-20240307-v1:0:200k\": "
+            "\"tailor.tiny\"}. An alias keeps the family of the id it stands for."
+        ),
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = default_home() / "settings.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    @cached_property
+    def models_dir(self) -> Path:
+        """Cache of built or downloaded foundation models."""
+        return self.home / "models"
+
+
+def get_settings() -> Settings:
+    """Read the settings afresh (cheap), so a changed environment is always honoured."""
+    return Settings()

@@ -1,0 +1,30 @@
+"""Continued pre-training (CONTINUED_PRE_TRAINING): more next-token training on unlabeled text.
+
+Each ``{"input": ...}`` record is tokenized and cut into windows of the model's context length;
+every token is a target. The loop, validation, early stopping and outputs are those of
+``train.common``, exactly as for fine-tuning.
+"""
+
+from __future__ import annotations
+
+from tailor.data.render import text_examples
+from tailor.settings import Settings, get_settings
+from tailor.train import common
+
+# Longer windows cost memory quadratically in attention; 1,024 tokens keeps a CPU run light
+# while covering a typical document paragraph.
+MAX_WINDOW = 1024
+
+
+def examples_for(records, tokenizer):
+    window = min(MAX_WINDOW, tokenizer.model_max_length if tokenizer.model_max_length < 1e9 else MAX_WINDOW)
+    return [example for record in records for example in text_examples(tokenizer, record.input, window)]
+
+
+def run(spec: common.TrainSpec, settings: Settings | None = None) -> common.TrainOutcome:
+    settings = settings or get_settings()
+    model_ref, config, tokenizer = common.prepare(spec, settings)
+    train_records, validation_records, data, notes = common.load_data(spec, model_ref, config, tokenizer, settings)
+    train = examples_for(train_records, tokenizer)
+    validation = examples_for(validation_records, tokenizer)
+    return common.fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes)

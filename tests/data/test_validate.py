@@ -1,0 +1,500 @@
+"""Every validation rule: a failing input and its exact problem (line, field, message)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tailor import tiny
+from tailor.catalog import FAMILIES, CustomizationType, DataFormat
+from tailor.data.formats import MessagesRecord, PromptCompletionRecord, TextRecord
+from tailor.data.validate import Problem, Report, count_tokens, load_records, validate, validate_dataset
+from tailor.errors import InvalidInput, NotFound
+
+FT = CustomizationType.FINE_TUNING
+CPT = CustomizationType.CONTINUED_PRE_TRAINING
+
+
+def chat(question: str = "What is 2 + 2?", answer: str = "4.", **extra) -> dict:
+    return {"messages": [{"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}], **extra}
+
+
+def turns(*roles: str) -> dict:
+    return {"messages": [{"role": role, "content": f"turn {index}"} for index, role in enumerate(roles)]}
+
+
+def found(report: Report) -> list[tuple[int | None, str | None, str]]:
+    return [(problem.line, problem.field, problem.message) for problem in report.problems]
+
+
+def check(write, model, lines, customization_type=FT, **options) -> list[tuple]:
+    return found(validate(write(lines), customization_type, model, **options))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny.train_tokenizer(tiny.corpus_text(), tiny.RECIPE)
+
+
+# ---- a valid file --------------------------------------------------------------------------
+
+
+def test_a_valid_file_passes(write, make_model):
+    lines = [chat(), chat(system="Be brief."),
+             {"system": "Be brief.", "messages": turns("user", "assistant", "user", "assistant")["messages"]}]
+    report = validate(write(lines), FT, make_model())
+    assert report.ok and report.problems == []
+    assert report.record_count == 3
+    assert report.format is DataFormat.MESSAGES
+    assert report.render().endswith("OK, 3 records (training data, messages format)")
+
+
+def test_a_valid_haiku_file_of_32_records_passes(write, haiku):
+    report = validate(write([chat(f"question {i}") for i in range(32)]), FT, haiku)
+    assert report.ok, report.render()
+
+
+def test_system_may_be_null_and_colonless_markers_are_allowed(write, make_model):
+    lines = [{"system": None, **chat()}, chat("Quote:\nHuman said hi\nAssistant said hello")]
+    assert check(write, make_model(), lines) == []
+
+
+# ---- the file ------------------------------------------------------------------------------
+
+
+def test_missing_file_is_not_found(tmp_path, make_model):
+    with pytest.raises(NotFound, match="No file at"):
+        validate(str(tmp_path / "absent.jsonl"), FT, make_model())
+
+
+def test_file_over_the_training_size_bound(write, make_model):
+    uri = write([chat()] * 10)
+    size = Path(uri).stat().st_size
+    assert check(write, make_model(train_bytes_max=100), [chat()] * 10) == [
+        (None, None, f"file is {size:,} bytes ({size / 1000:.1f} kB); training data for family test-family "
+                     "may be at most 100 bytes")
+    ]
+
+
+def test_file_over_the_validation_size_bound_uses_the_validation_bound(write, make_model):
+    model = make_model(train_bytes_max=1, validation_bytes_max=2_000_000)
+    assert check(write, model, [chat()], purpose="validation") == []
+    model = make_model(train_bytes_max=2_000_000, validation_bytes_max=1_500)
+    problems = check(write, model, [chat()] * 40, purpose="validation")
+    assert problems == [(None, None, "file is 4,080 bytes (4.1 kB); validation data for family test-family "
+                                   "may be at most 1,500 bytes (1.5 kB)")]
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path, make_model):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(chat()).encode() + b"\n" + '{"x": "café"}'.encode("latin-1") + b"\n")
+    report = validate(str(path), FT, make_model())
+    assert found(report) == [(2, None, "not valid UTF-8: byte 0xe9 at column 11")]
+    assert report.record_count == 2
+
+
+def test_blank_lines_are_problems_and_not_records(write, make_model):
+    report = validate(write([chat(), "", "   ", chat()]), FT, make_model())
+    assert found(report) == [
+        (2, None, "blank line; every line must hold one JSON record"),
+        (3, None, "blank line; every line must hold one JSON record"),
+    ]
+    assert report.record_count == 2
+
+
+def test_invalid_json_names_the_line_and_the_parsers_reason(write, make_model):
+    assert check(write, make_model(), [chat(), chat(), '{"messages": [] "x": 1}']) == [
+        (3, None, "invalid JSON: Expecting ',' delimiter (column 17)")
+    ]
+
+
+def test_json_that_is_not_an_object(write, make_model):
+    assert check(write, make_model(), [chat(), [1, 2], '"text"']) == [
+        (2, None, "expected a JSON object, got array"),
+        (3, None, "expected a JSON object, got string"),
+    ]
+
+
+def test_s3_uris_read_the_local_bucket(tailor_home, make_model):
+    path = tailor_home / "buckets" / "my-bucket" / "train" / "data.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(chat()) + "\n")
+    assert validate("s3://my-bucket/train/data.jsonl", FT, make_model()).ok
+
+
+def test_an_unsupported_customization_type_is_invalid_input(write, haiku):
+    with pytest.raises(InvalidInput, match=r"^Family anthropic.claude-3-haiku does not support "
+                                           r"CONTINUED_PRE_TRAINING \(supported: FINE_TUNING\)\.$"):
+        validate(write([{"input": "text"}]), CPT, haiku)
+
+
+# ---- the schema ----------------------------------------------------------------------------
+
+
+def test_missing_keys(write, make_model):
+    lines = [{"system": "s"}, {"messages": [{"role": "user"}, {"content": "4"}]}]
+    assert check(write, make_model(), lines) == [
+        (1, "messages", "required key is missing"),
+        (2, "messages[0].content", "required key is missing"),
+        (2, "messages[1].role", "required key is missing"),
+    ]
+
+
+def test_unexpected_keys(write, make_model):
+    line = chat(metadata={"id": 1})
+    line["messages"][1]["name"] = "bot"
+    assert check(write, make_model(), [line]) == [
+        (1, "messages[1].name", "unexpected key (allowed: role, content)"),
+        (1, "metadata", "unexpected key (allowed: system, messages)"),
+    ]
+
+
+def test_wrong_types(write, make_model):
+    lines = [
+        {"system": 5, "messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": 4}]},
+        {"messages": "hello"},
+        {"messages": ["hello", None]},
+    ]
+    assert check(write, make_model(), lines) == [
+        (1, "system", "must be a string, got number"),
+        (1, "messages[0].content", "must be a string, got array"),
+        (1, "messages[1].content", "must be a string, got number"),
+        (2, "messages", "must be an array, got string"),
+        (3, "messages[0]", "must be an object, got string"),
+        (3, "messages[1]", "must be an object, got null"),
+    ]
+
+
+def test_roles_other_than_user_and_assistant(write, make_model):
+    line = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "hello"}]}
+    assert check(write, make_model(), [line]) == [
+        (1, "messages[0].role", "must be 'user' or 'assistant', got 'system'"),
+    ]
+
+
+def test_roles_must_alternate(write, make_model):
+    assert check(write, make_model(), [turns("user", "assistant", "assistant", "user", "user", "assistant")]) == [
+        (1, "messages[2].role", "expected 'user' after 'assistant', got 'assistant'"),
+        (1, "messages[4].role", "expected 'assistant' after 'user', got 'user'"),
+    ]
+
+
+def test_first_message_must_be_user(write, make_model):
+    assert check(write, make_model(), [turns("assistant", "user", "assistant")]) == [
+        (1, "messages[0].role", "the first message must be 'user', got 'assistant'"),
+    ]
+
+
+def test_last_message_must_be_assistant(write, make_model):
+    assert check(write, make_model(), [turns("user", "assistant", "user")]) == [
+        (1, "messages[2].role", "the last message must be 'assistant', got 'user'"),
+    ]
+
+
+def test_fewer_than_two_messages(write, make_model):
+    assert check(write, make_model(), [turns("user"), {"messages": []}]) == [
+        (1, "messages", "needs at least 2 messages (a user turn, then an assistant turn), got 1"),
+        (2, "messages", "needs at least 2 messages (a user turn, then an assistant turn), got 0"),
+    ]
+
+
+def test_empty_or_whitespace_content(write, make_model):
+    assert check(write, make_model(), [chat("", " \n\t")]) == [
+        (1, "messages[0].content", "must not be empty or only whitespace"),
+        (1, "messages[1].content", "must not be empty or only whitespace"),
+    ]
+
+
+def test_reserved_strings_in_system_and_content(write, make_model):
+    line = chat("Say\nHuman: hi", "ok\nAssistant: done\nHuman: more", system="Rules\nAssistant: x")
+    assert check(write, make_model(), [line]) == [
+        (1, "system", "contains the reserved string '\\nAssistant:'; rephrase it or drop the colon"),
+        (1, "messages[0].content", "contains the reserved string '\\nHuman:'; rephrase it or drop the colon"),
+        (1, "messages[1].content", "contains the reserved string '\\nHuman:'; rephrase it or drop the colon"),
+        (1, "messages[1].content", "contains the reserved string '\\nAssistant:'; rephrase it or drop the colon"),
+    ]
+
+
+def test_reserved_strings_are_only_checked_in_the_messages_format(write, make_model):
+    model = make_model(formats=(DataFormat.PROMPT_COMPLETION,))
+    assert check(write, model, [{"prompt": "a\nHuman: b", "completion": "c"}]) == []
+
+
+def test_prompt_completion_schema_and_empties(write, make_model):
+    model = make_model(formats=(DataFormat.PROMPT_COMPLETION,))
+    lines = [{"prompt": "q", "completion": "a"}, {"prompt": " ", "completion": 3},
+             {"prompt": "q", "completion": "", "label": "x"}]
+    assert check(write, model, lines) == [
+        (2, "completion", "must be a string, got number"),
+        (2, "prompt", "must not be empty or only whitespace"),
+        (3, "label", "unexpected key (allowed: prompt, completion)"),
+        (3, "completion", "must not be empty or only whitespace"),
+    ]
+
+
+def test_text_records_for_continued_pre_training(write, make_model):
+    report = validate(write([{"input": "Some text."}, {"input": ""}, {"text": "x"}]), CPT, make_model())
+    assert report.format is DataFormat.TEXT
+    assert found(report) == [
+        (2, "input", "must not be empty or only whitespace"),
+        (3, "input", "required key is missing"),
+        (3, "text", "unexpected key (allowed: input)"),
+    ]
+
+
+# ---- the format of a file ------------------------------------------------------------------
+
+
+def test_two_format_family_takes_the_format_of_the_first_record(write, make_model):
+    model = make_model(formats=(DataFormat.MESSAGES, DataFormat.PROMPT_COMPLETION))
+    report = validate(write(["", {"prompt": "q", "completion": "a"}, chat()]), FT, model)
+    assert report.format is DataFormat.PROMPT_COMPLETION
+    assert found(report) == [
+        (1, None, "blank line; every line must hold one JSON record"),
+        (3, None, "record has keys 'messages', the messages format, but this file is in the "
+                  "prompt_completion format (decided by line 2)"),
+    ]
+    report = validate(write([chat(), {"prompt": "q", "completion": "a"}]), FT, model)
+    assert report.format is DataFormat.MESSAGES
+    assert found(report) == [
+        (2, None, "record has keys 'prompt', 'completion', the prompt_completion format, but this "
+                  "file is in the messages format (decided by line 1)"),
+    ]
+
+
+def test_a_record_of_another_format_in_a_single_format_family(write, make_model):
+    assert check(write, make_model(), [{"prompt": "q", "completion": "a"}]) == [
+        (1, None, "record has keys 'prompt', 'completion', the prompt_completion format, but family "
+                  "test-family takes messages records for FINE_TUNING"),
+    ]
+
+
+def test_a_record_of_a_format_the_family_does_not_take_does_not_decide_the_format(write, tailor_family_model):
+    report = validate(write([{"input": "text"}] + [chat()] * 8), FT, tailor_family_model)
+    assert report.format is DataFormat.MESSAGES
+    assert found(report) == [
+        (1, None, "record has keys 'input', the text format, but family tailor takes messages or "
+                  "prompt_completion records for FINE_TUNING"),
+    ]
+
+
+def test_unrecognized_keys_are_checked_against_the_first_accepted_format(write, tailor_family_model):
+    report = validate(write([{"question": "q", "answer": "a"}] * 8), FT, tailor_family_model)
+    assert report.format is None
+    assert found(report)[:3] == [
+        (1, "messages", "required key is missing"),
+        (1, "question", "unexpected key (allowed: system, messages)"),
+        (1, "answer", "unexpected key (allowed: system, messages)"),
+    ]
+
+
+def test_the_tailor_family_accepts_either_format(write, tailor_family_model):
+    many = [{"prompt": f"q{i}", "completion": "a"} for i in range(8)]
+    assert validate(write(many), FT, tailor_family_model).format is DataFormat.PROMPT_COMPLETION
+    assert validate(write([chat()] * 8), FT, tailor_family_model).format is DataFormat.MESSAGES
+
+
+# ---- all problems, sorted ------------------------------------------------------------------
+
+
+def test_a_broken_file_reports_every_problem_sorted_by_line(write, haiku):
+    lines = [
+        chat(),
+        '{"messages": [}',
+        turns("user", "user"),
+        "",
+        {"messages": [{"role": "bot", "content": ""}, {"role": "assistant", "content": 1}], "extra": 1},
+        chat("a\nHuman: b"),
+    ]
+    report = validate(write(lines), FT, haiku)
+    assert found(report) == [
+        (None, None, "file has 5 records; training data for family anthropic.claude-3-haiku needs at least 32"),
+        (2, None, "invalid JSON: Expecting value (column 15)"),
+        (3, "messages[1].role", "expected 'assistant' after 'user', got 'user'"),
+        (4, None, "blank line; every line must hold one JSON record"),
+        (5, "messages[0].role", "must be 'user' or 'assistant', got 'bot'"),
+        (5, "messages[1].content", "must be a string, got number"),
+        (5, "extra", "unexpected key (allowed: system, messages)"),
+        (5, "messages[0].content", "must not be empty or only whitespace"),
+        (6, "messages[0].content", "contains the reserved string '\\nHuman:'; rephrase it or drop the colon"),
+    ]
+    assert [problem.line or 0 for problem in report.problems] == sorted(problem.line or 0 for problem in report.problems)
+    assert not report.ok
+
+
+# ---- row counts ----------------------------------------------------------------------------
+
+
+def test_haiku_training_needs_32_records(write, haiku):
+    assert check(write, haiku, [chat()] * 31) == [
+        (None, None, "file has 31 records; training data for family anthropic.claude-3-haiku needs at least 32"),
+    ]
+    assert check(write, haiku, [chat()] * 12) == [
+        (None, None, "file has 12 records; training data for family anthropic.claude-3-haiku needs at least 32"),
+    ]
+
+
+def test_haiku_validation_bounds(write, haiku):
+    assert check(write, haiku, [chat()] * 31, purpose="validation") == [
+        (None, None, "file has 31 records; validation data for family anthropic.claude-3-haiku needs at least 32"),
+    ]
+    assert check(write, haiku, [chat()] * 1_001, purpose="validation") == [
+        (None, None, "file has 1,001 records; validation data for family anthropic.claude-3-haiku "
+                     "allows at most 1,000"),
+    ]
+    assert check(write, haiku, [chat()] * 1_000, purpose="validation") == []
+
+
+def test_an_empty_file_has_no_records(write, make_model):
+    assert check(write, make_model(), []) == [
+        (None, None, "file has 0 records; training data for family test-family needs at least 1"),
+    ]
+
+
+def test_training_maximum_and_broken_lines_count_as_records(write, make_model):
+    model = make_model(train_records=(1, 3))
+    assert check(write, model, [chat(), chat(), "not json", chat(), ""]) == [
+        (None, None, "file has 4 records; training data for family test-family allows at most 3"),
+        (3, None, "invalid JSON: Expecting value (column 1)"),
+        (5, None, "blank line; every line must hold one JSON record"),
+    ]
+
+
+def test_training_plus_validation_total(write, make_model):
+    model = make_model(train_records=(1, 5), validation_records=(1, 5), total_records_max=6)
+    training = write([chat()] * 4, "train.jsonl")
+    first, second = write([chat()] * 2, "val1.jsonl"), write([chat()] * 1, "val2.jsonl")
+    reports = validate_dataset(training, [first, second], FT, model)
+    assert [report.purpose for report in reports] == ["training", "validation", "validation"]
+    assert [str(problem) for problem in reports[0].problems] == [
+        f"{training}: training and validation data together have 7 records (4 + 3); "
+        "family test-family allows at most 6",
+    ]
+    assert reports[1].ok and reports[2].ok
+    assert all(report.ok for report in validate_dataset(training, [first], FT, model))
+
+
+def test_haiku_total_of_ten_thousand(write, haiku):
+    training = write([chat()] * 9_990, "train.jsonl")
+    validation = write([chat()] * 32, "val.jsonl")
+    reports = validate_dataset(training, [validation], FT, haiku)
+    assert found(reports[0]) == [
+        (None, None, "training and validation data together have 10,022 records (9,990 + 32); "
+                     "family anthropic.claude-3-haiku allows at most 10,000"),
+    ]
+
+
+# ---- tokens --------------------------------------------------------------------------------
+
+
+def test_token_limit_with_the_models_tokenizer(write, make_model, tokenizer):
+    model = make_model(record_tokens_max=30)
+    long = chat("Tell me about the Python standard library and its modules.",
+                "It has many modules for files, text, networking and more.", system="Be brief.")
+    short = chat("Hi", "Hello")
+    conversation = [{"role": "system", "content": "Be brief."}, *long["messages"]]
+    expected = len(tokenizer.apply_chat_template(conversation, tokenize=True)["input_ids"])
+    assert expected > 30
+    assert check(write, model, [short, long], tokenizer=tokenizer) == [
+        (2, None, f"record is {expected} tokens with the model's tokenizer; the limit is 30 "
+                  "(family test-family)"),
+    ]
+
+
+def test_the_system_prompt_is_counted_first(tokenizer):
+    plain = MessagesRecord.model_validate(chat())
+    with_system = MessagesRecord.model_validate(chat(system="You answer arithmetic questions."))
+    ids = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "You answer arithmetic questions."}, *chat()["messages"]],
+        tokenize=True)["input_ids"]
+    assert count_tokens(with_system, tokenizer) == len(ids) > count_tokens(plain, tokenizer)
+
+
+def test_prompt_completion_and_text_are_counted_with_the_tokenizer(tokenizer):
+    pair = PromptCompletionRecord(prompt="What is 2 + 2?", completion="4.")
+    assert count_tokens(pair, tokenizer) == count_tokens(MessagesRecord.model_validate(chat()), tokenizer)
+    text = TextRecord(input="def main():\n    return 0\n")
+    assert count_tokens(text, tokenizer) == len(tokenizer(text.input)["input_ids"])
+
+
+def test_the_tokenizers_context_is_a_limit_too(write, make_model, tokenizer):
+    assert tokenizer.model_max_length == 1024
+    long = chat("word " * 1_500, "ok")
+    count = count_tokens(MessagesRecord.model_validate(long), tokenizer)
+    assert check(write, make_model(), [long], tokenizer=tokenizer) == [
+        (1, None, f"record is {count:,} tokens with the model's tokenizer; the limit is 1,024 "
+                  "(the tokenizer's model_max_length)"),
+    ]
+    # The smaller bound wins: a family bound above the context does not lift it.
+    assert check(write, make_model(record_tokens_max=5_000), [long], tokenizer=tokenizer)[0][2].endswith(
+        "the limit is 1,024 (the tokenizer's model_max_length)")
+
+
+def test_an_unbounded_tokenizer_sentinel_is_ignored(write, make_model, tokenizer):
+    saved = tokenizer.model_max_length
+    tokenizer.model_max_length = int(1e30)  # what tokenizers without a limit report
+    try:
+        assert check(write, make_model(), [chat("word " * 1_500, "ok")], tokenizer=tokenizer) == []
+    finally:
+        tokenizer.model_max_length = saved
+
+
+def test_without_a_tokenizer_the_count_is_estimated(write, haiku):
+    lines = [chat(f"question {i}") for i in range(32)]
+    lines[4] = chat("x" * 60_000, "y" * 36_003, system="z" * 3)  # 20,000 + 12,001 + 1 tokens
+    assert check(write, haiku, lines) == [
+        (5, None, "record is an estimated 32,002 tokens (characters / 3, no tokenizer given); "
+                  "the limit is 32,000 (family anthropic.claude-3-haiku)"),
+    ]
+
+
+def test_no_limit_no_token_check(write, make_model):
+    assert check(write, make_model(), [chat("x" * 100_000)]) == []
+
+
+# ---- load_records, reports -----------------------------------------------------------------
+
+
+def test_load_records_returns_typed_records(write, make_model):
+    records = load_records(write([chat(), chat(system="s")]), FT, make_model(), purpose="training")
+    assert all(isinstance(record, MessagesRecord) for record in records)
+    assert records[1].system == "s" and records[0].messages[1].content == "4."
+
+
+def test_load_records_raises_with_the_report(write, make_model):
+    uri = write([chat(), turns("user", "user")])
+    with pytest.raises(InvalidInput) as raised:
+        load_records(uri, FT, make_model(), purpose="training")
+    assert raised.value.message == (
+        f"{uri}: 1 problem in 2 records (training data, messages format)\n"
+        f"  {uri}: line 2: messages[1].role: expected 'assistant' after 'user', got 'user'"
+    )
+
+
+def test_problem_text_omits_missing_parts():
+    assert str(Problem("f.jsonl", 3, "messages[0].role", "bad")) == "f.jsonl: line 3: messages[0].role: bad"
+    assert str(Problem("f.jsonl", 3, None, "bad")) == "f.jsonl: line 3: bad"
+    assert str(Problem("f.jsonl", None, None, "bad")) == "f.jsonl: bad"
+
+
+def test_report_to_dict_is_json(write, make_model):
+    report = validate(write([chat(), [1]]), FT, make_model(), purpose="validation")
+    assert json.loads(json.dumps(report.to_dict())) == {
+        "file": report.file,
+        "purpose": "validation",
+        "format": "messages",
+        "record_count": 2,
+        "ok": False,
+        "problems": [{"line": 2, "field": None, "message": "expected a JSON object, got array"}],
+    }
+
+
+def test_haiku_family_limits_match_the_spec():
+    limits = FAMILIES["anthropic.claude-3-haiku"].limits
+    assert (limits.train_records, limits.validation_records, limits.total_records_max) == (
+        (32, 10_000), (32, 1_000), 10_000)
+    assert limits.record_tokens_max == 32_000
