@@ -8,7 +8,9 @@ torch and transformers are imported inside the functions, so the control plane s
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import socket
+from urllib.parse import urlparse
 
 from tailor.catalog import ResolvedModel, Weights
 from tailor.errors import ModelUnavailable
@@ -39,6 +41,37 @@ def _unavailable(model: ResolvedModel, error: Exception) -> ModelUnavailable:
     return ModelUnavailable(f"Model {model.model_id} is unavailable. {advice}")
 
 
+def _from_pretrained(loader, model: ResolvedModel, location: str, **kwargs):
+    """``loader.from_pretrained`` with hub failures turned into one clear, fast error.
+
+    A hub model that is not in the local cache is preceded by one 3-second probe of the hub
+    endpoint, because huggingface_hub retries an unreachable host for ~50 s before giving up.
+    """
+    try:
+        if model.weights.kind == "hub" and not _in_hub_cache(location):
+            _probe_hub()
+        return loader.from_pretrained(location, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _unavailable(model, error) from error
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _probe_hub() -> None:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+        raise OSError("HF_HUB_OFFLINE is set and the model is not in the local cache")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=3).close()
+    except OSError as error:
+        raise OSError(f"cannot reach {endpoint.hostname}:{port} ({error})") from error
+
+
 def load_tokenizer(model: ResolvedModel, settings: Settings, progress: bool = True):
     from transformers import AutoTokenizer
 
@@ -46,11 +79,7 @@ def load_tokenizer(model: ResolvedModel, settings: Settings, progress: bool = Tr
         from tailor.tiny import tokenizer_dir
 
         return AutoTokenizer.from_pretrained(tokenizer_dir(settings.models_dir))
-    location = weights_location(model.weights, settings, progress)
-    try:
-        return AutoTokenizer.from_pretrained(location)
-    except (OSError, ValueError) as error:
-        raise _unavailable(model, error) from error
+    return _from_pretrained(AutoTokenizer, model, weights_location(model.weights, settings, progress))
 
 
 def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True):
@@ -60,18 +89,10 @@ def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = Tr
 
     location = weights_location(model.weights, settings, progress)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    try:
-        loaded = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
-    except (OSError, ValueError) as error:
-        raise _unavailable(model, error) from error
-    return loaded.to(device())
+    return _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype).to(device())
 
 
 def device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def is_local_folder(location: str) -> bool:
-    return Path(location).is_dir()

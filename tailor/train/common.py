@@ -229,7 +229,7 @@ def train_loop(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value = float(loss)
+                value = loss.item()
                 metrics.training(result.steps, epoch, value)
                 result.steps += 1
                 result.tokens += tokens
@@ -463,16 +463,19 @@ def load_data(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, settin
     """
     from tailor.data.validate import load_records, validate_dataset
 
-    reports = validate_dataset(spec.training_uri, list(spec.validation_uris), spec.customization_type,
+    from tailor.catalog import CustomizationType
+
+    kind = CustomizationType(spec.customization_type)
+    reports = validate_dataset(spec.training_uri, list(spec.validation_uris), kind,
                                model_ref, tokenizer=tokenizer, settings=settings)
     failed = [report for report in reports if not report.ok]
     if failed:
         raise InvalidInput("The data is invalid; nothing was trained.\n" +
                            "\n".join(report.render() for report in failed))
-    train = load_records(spec.training_uri, spec.customization_type, model_ref, purpose="training",
+    train = load_records(spec.training_uri, kind, model_ref, purpose="training",
                          tokenizer=tokenizer, settings=settings)
     validation = [record for uri in spec.validation_uris for record in
-                  load_records(uri, spec.customization_type, model_ref, purpose="validation",
+                  load_records(uri, kind, model_ref, purpose="validation",
                                tokenizer=tokenizer, settings=settings)]
     data = {"training": describe_data(spec.training_uri, len(train), settings),
             "validation": [describe_data(uri, r.record_count, settings)
