@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.catalog import FAMILIES, ResolvedModel, Weights, resolve_model
+from tailor.catalog import TINY_MODEL_ID, resolve_model
 from tailor.data.render import prompt_ids
 from tailor.errors import InvalidInput
 from tailor.settings import Settings
-from tailor.weights import device, load_causal_lm, load_tokenizer, weights_location
+from tailor.weights import device, load_causal_lm, load_tokenizer
 
 
 @dataclass
@@ -45,10 +45,10 @@ def _load_trained(folder: Path, settings: Settings, progress: bool) -> LoadedMod
     if manifest["tuning_method"] == "lora":
         from peft import PeftModel
 
-        base = manifest["base_model"]
-        base_ref = ResolvedModel(base["model_id"], FAMILIES[base["family"]],
-                                 Weights(base["weights"]["kind"], base["weights"]["location"], 0.0, "lora"), ())
-        weights_location(base_ref.weights, settings, progress)  # rebuilds tailor.tiny if its cache was cleared
+        # The base is found again from the weights the manifest recorded (not from an alias,
+        # which may have changed since): the built-in model is rebuilt if its cache was cleared.
+        weights = manifest["base_model"]["weights"]
+        base_ref = resolve_model(TINY_MODEL_ID if weights["kind"] == "builtin" else weights["location"], settings)
         model = PeftModel.from_pretrained(load_causal_lm(base_ref, settings, progress), model_dir)
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir).to(device())

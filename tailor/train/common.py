@@ -339,6 +339,16 @@ class TrainSpec:
     hyperparameters: dict[str, str] = field(default_factory=dict)
     progress: bool = True
 
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "output_dir": str(self.output_dir),
+                           "validation_uris": list(self.validation_uris)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        values = json.loads(text)
+        return cls(**{**values, "output_dir": Path(values["output_dir"]),
+                      "validation_uris": tuple(values.get("validation_uris", ()))})
+
 
 @dataclass(frozen=True)
 class TrainOutcome:
@@ -437,6 +447,36 @@ def with_lora(model, config: TrainConfig):
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
+
+
+def run_recipe(spec: TrainSpec, settings, examples_for) -> TrainOutcome:
+    """A supervised recipe: ``examples_for(records, tokenizer)`` is what tells SFT and CPT apart."""
+    model_ref, config, tokenizer = prepare(spec, settings)
+    train_records, validation_records, data, notes = load_data(spec, model_ref, config, tokenizer, settings)
+    train = examples_for(train_records, tokenizer)
+    validation = examples_for(validation_records, tokenizer)
+    return fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes)
+
+
+def main(run, argv: list[str] | None = None) -> int:
+    """``python -m tailor.train.<recipe> SPEC.json``: one training run in its own process.
+
+    Exit 0 on success, 2 with the message on stderr when the request or data is wrong.
+    """
+    import sys
+
+    from tailor.errors import TailorError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tailor.train.<recipe> SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        run(TrainSpec.from_json(Path(args[0]).read_text()))
+    except TailorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def prepare(spec: TrainSpec, settings):

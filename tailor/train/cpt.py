@@ -22,9 +22,8 @@ def examples_for(records, tokenizer):
 
 
 def run(spec: common.TrainSpec, settings: Settings | None = None) -> common.TrainOutcome:
-    settings = settings or get_settings()
-    model_ref, config, tokenizer = common.prepare(spec, settings)
-    train_records, validation_records, data, notes = common.load_data(spec, model_ref, config, tokenizer, settings)
-    train = examples_for(train_records, tokenizer)
-    validation = examples_for(validation_records, tokenizer)
-    return common.fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes)
+    return common.run_recipe(spec, settings or get_settings(), examples_for)
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(run))

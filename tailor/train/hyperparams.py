@@ -7,8 +7,8 @@ the ``tailor`` family uses Claude 3 Haiku's names with ranges and defaults sized
 Tailor loads, so that a default fine-tuning of ``tailor.tiny`` on ~50-100 Q&A pairs memorizes them.
 
 A family names either an absolute ``learningRate`` or a ``learningRateMultiplier``; the multiplier
-scales the base learning rate of the weights being trained (``catalog.Weights.base_learning_rate``,
-documented in docs/training.md).
+scales the base learning rate of the weights being trained, for the chosen tuning method
+(``catalog.Weights.base_learning_rate``, documented in docs/training.md).
 
 Tailor adds a few names every family accepts (``TAILOR_EXTENSIONS``): how to tune (full weights or
 LoRA), the LoRA shape, and the seed.
@@ -180,11 +180,12 @@ def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> Tr
             return values[name]
         return table[name].default if name in table else None
 
+    tuning_method = get("tuningMethod") or model.weights.default_tuning
     if "learningRate" in table:
         learning_rate = float(get("learningRate"))
     else:
-        learning_rate = model.weights.base_learning_rate * float(get("learningRateMultiplier"))
-    tuning_method = get("tuningMethod") or model.weights.default_tuning
+        base = model.weights.base_learning_rate(tuning_method)
+        learning_rate = base * float(get("learningRateMultiplier"))
     effective = {name: str(get(name)) for name in table if get(name) is not None}
     effective["tuningMethod"] = tuning_method
     return TrainConfig(

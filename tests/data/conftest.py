@@ -12,17 +12,17 @@ import pytest
 
 from tailor.catalog import (
     FAMILIES,
+    FOUNDATION_MODELS,
     CustomizationType,
     DataFormat,
     DataLimits,
     Family,
     ResolvedModel,
-    Weights,
 )
 
 FT = CustomizationType.FINE_TUNING
 CPT = CustomizationType.CONTINUED_PRE_TRAINING
-TINY_WEIGHTS = Weights("builtin", "tiny", base_learning_rate=3e-3, default_tuning="full")
+TINY_WEIGHTS = FOUNDATION_MODELS["tailor.tiny"].weights
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,9 @@ def test_tiny_defaults_and_multiplier(settings):
     config = parse_hyperparameters({}, model)
     assert (config.epochs, config.batch_size, config.tuning_method) == (25, 8, "full")
     doubled = parse_hyperparameters({"learningRateMultiplier": "2"}, model)
-    assert doubled.learning_rate == pytest.approx(2 * model.weights.base_learning_rate)
+    assert doubled.learning_rate == pytest.approx(2 * model.weights.full_learning_rate)
+    lora = parse_hyperparameters({"tuningMethod": "lora"}, model)
+    assert lora.learning_rate == pytest.approx(model.weights.lora_learning_rate)
 
 
 def test_alias_keeps_the_haiku_family_ranges(settings):

@@ -141,3 +141,28 @@ def test_a_failed_run_leaves_no_output(home, tmp_path):
     assert "line 1: completion" in error.value.message and "nothing was trained" in error.value.message
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_a_recipe_runs_as_its_own_process(home, tmp_path):
+    """How jobs run: ``python -m tailor.train.sft SPEC.json`` in a child process."""
+    import os
+    import subprocess
+    import sys
+
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text("".join(json.dumps({"prompt": f"Q{i}", "completion": f"A{i}"}) + "\n" for i in range(8)))
+    spec = TrainSpec("FINE_TUNING", "tailor.tiny", str(train_file), tmp_path / "run",
+                     hyperparameters={"epochCount": "1"}, progress=True)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    assert TrainSpec.from_json(spec_file.read_text()) == spec
+    done = subprocess.run([sys.executable, "-m", "tailor.train.sft", str(spec_file)], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Training: 1/1" in done.stderr  # live progress lines when not on a terminal
+    assert (tmp_path / "run" / "manifest.json").is_file()
+
+    spec_file.write_text(TrainSpec("FINE_TUNING", "no-such-model", str(train_file), tmp_path / "x").to_json())
+    done = subprocess.run([sys.executable, "-m", "tailor.train.sft", str(spec_file)], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("error: Unknown model 'no-such-model'")
