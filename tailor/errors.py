@@ -5,6 +5,7 @@
     │   └── InvalidHyperparameters   carries one message per offending field
     ├── NotFound                an unknown model, job or file (HTTP 404)
     ├── Conflict                the resource is in a state that forbids the request (HTTP 400/409)
+    ├── AccessDenied            no valid credentials, or not this principal's resource (HTTP 403)
     └── ModelUnavailable        a model is known but its weights cannot be loaded here
 
 Only the boundaries (CLI, HTTP routes) turn these into exit codes or error envelopes; inside,
@@ -41,6 +42,10 @@ class NotFound(TailorError):
 
 class Conflict(TailorError):
     """The resource exists but its state forbids the request."""
+
+
+class AccessDenied(TailorError):
+    """The request is not signed by a known key, or the resource belongs to another principal."""
 
 
 class ModelUnavailable(TailorError):
