@@ -38,6 +38,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///$TAILOR_HOME/tailor.db. "
+        "PostgreSQL: postgresql+psycopg://user:password@host/db (install psycopg).")
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs trained at once; the rest queue (FIFO).")
+    region: str = Field(default="us-east-1", description="Region written into ARNs.")
+    account_id: str = Field(default="000000000000", pattern=r"^\d{12}$",
+                            description="Account id written into ARNs.")
+    stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
+
     @classmethod
     def settings_customise_sources(
         cls,

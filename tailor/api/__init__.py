@@ -1,0 +1,1 @@
+"""The HTTP APIs (Bedrock and OpenAI dialects) and what they share: request signing, keys."""

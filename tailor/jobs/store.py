@@ -1,0 +1,240 @@
+"""Tailor's state in SQL: customization jobs, custom models, tags and access keys.
+
+SQLite under TAILOR_HOME by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) via
+``TAILOR_DATABASE_URL``. The schema is created and upgraded by Alembic migrations
+(``tailor/jobs/migrations``), never by ``create_all``. A test compares these models with the
+migrated schema so they cannot drift apart.
+
+A job's status only moves along the edges in ``JOB_TRANSITIONS``; ``transition`` is the one place
+that changes it. Servers and job worker processes all write here, so the database, not any
+process's memory, is the truth a restarted server starts from.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, Integer, String, Text, TypeDecorator,
+                        create_engine, event, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from tailor.errors import Conflict, InvalidInput
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    principal: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # Where an InProgress job is: queued -> running -> finalizing; "done" once terminal.
+    phase: Mapped[str] = mapped_column(String(16), index=True)
+    customization_type: Mapped[str] = mapped_column(String(32))
+    base_model_id: Mapped[str] = mapped_column(String(256))
+    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    output_model_name: Mapped[str] = mapped_column(String(63))
+    output_model_arn: Mapped[str | None] = mapped_column(String(1011))
+    role_arn: Mapped[str] = mapped_column(String(2048))
+    client_request_token: Mapped[str | None] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)  # the validated CreateModelCustomizationJob request
+    status_details: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    training_loss: Mapped[float | None] = mapped_column(Float)
+    validation_losses: Mapped[list] = mapped_column(JSON, default=list)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_started: Mapped[str | None] = mapped_column(String(32))  # /proc start time: pid reuse guard
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    work_dir: Mapped[str] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomModel(Base):
+    __tablename__ = "custom_models"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    principal: Mapped[str] = mapped_column(String(256))
+    job_id: Mapped[str | None] = mapped_column(String(12))
+    base_model_id: Mapped[str] = mapped_column(String(256))
+    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    customization_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # Creating | Active | Failed
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    artifacts_dir: Mapped[str] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    resource_arn: Mapped[str] = mapped_column(String(1011), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class AccessKey(Base):
+    __tablename__ = "access_keys"
+
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    encrypted_secret: Mapped[str] = mapped_column(Text)
+    principal: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Legal status changes. Stopping always ends in Stopped or Failed (a stop request wins over a
+# result that arrives while stopping), and terminal states never change.
+JOB_TRANSITIONS: dict[str, set[str]] = {
+    "InProgress": {"Completed", "Failed", "Stopping", "Stopped"},
+    "Stopping": {"Stopped", "Failed"},
+    "Completed": set(),
+    "Failed": set(),
+    "Stopped": set(),
+}
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+def transition(job: Job, status: str, **changes) -> None:
+    """Move ``job`` to ``status`` (raising Conflict on an illegal edge) and apply ``changes``."""
+    if status != job.status and status not in JOB_TRANSITIONS[job.status]:
+        raise Conflict(f"Job {job.name} is {job.status}; it cannot become {status}.")
+    now = utcnow()
+    job.status = status
+    job.last_modified_at = now
+    if status in TERMINAL:
+        job.end_time = now
+        job.phase = "done"
+    for name, value in changes.items():
+        setattr(job, name, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine, migrations, sessions
+
+
+def database_url(home: Path, configured: str | None) -> str:
+    return configured or f"sqlite:///{home / 'tailor.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record):  # WAL: readers never wait for the one writer
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent; safe for concurrent starts)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """A migrated database and a session factory; one per process."""
+
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(url)
+        migrate(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+
+def open_store(settings) -> Store:
+    return Store(database_url(settings.home, settings.database_url))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pagination: an opaque token holding the last row's sort key (keyset pagination, so listing
+# stays fast with many rows: no OFFSET scans).
+
+
+def encode_token(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        created, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), str(row_id)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput("nextToken is not a token this server issued.") from error
+
+
+def page(session: Session, model, conditions: list, *, descending: bool, limit: int,
+         token: str | None) -> tuple[list, str | None]:
+    """One page of ``model`` rows matching ``conditions``, ordered by (created_at, id)."""
+    order = (model.created_at.desc(), model.id.desc()) if descending else (model.created_at, model.id)
+    query = select(model).where(*conditions)
+    if token:
+        created, row_id = decode_token(token)
+        if descending:
+            query = query.where((model.created_at < created) |
+                                ((model.created_at == created) & (model.id < row_id)))
+        else:
+            query = query.where((model.created_at > created) |
+                                ((model.created_at == created) & (model.id > row_id)))
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_token(rows[-1].created_at, rows[-1].id)
+    return rows, None
