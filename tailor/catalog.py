@@ -190,7 +190,7 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
     for model in [
         FoundationModel(
             model_id=TINY_MODEL_ID,
-            name="Tailor Tiny (test model)",
+            name="Tailor Tiny (test)",
             provider="Tailor",
             family="tailor",
             customization_types=(_FT, _CPT),
@@ -209,23 +209,23 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             (_FT,), None,
         ),
         FoundationModel(
-            "meta.llama3-1-8b-instruct-v1:0:128k", "Llama 3.1 8B Instruct", "Meta", "meta.llama",
+            "meta.llama3-1-8b-instruct-v1:0:128k", "Llama 3.1 8B", "Meta", "meta.llama",
             (_FT,), None,
         ),
         FoundationModel(
-            "meta.llama3-1-70b-instruct-v1:0:128k", "Llama 3.1 70B Instruct", "Meta",
+            "meta.llama3-1-70b-instruct-v1:0:128k", "Llama 3.1 70B", "Meta",
             "meta.llama", (_FT,), None,
         ),
         FoundationModel(
-            "amazon.titan-text-express-v1:0:8k", "Titan Text G1 - Express", "Amazon",
+            "amazon.titan-text-express-v1:0:8k", "Titan Text Express", "Amazon",
             "amazon.titan-text", (_FT, _CPT), None,
         ),
         FoundationModel(
-            "amazon.titan-text-lite-v1:0:4k", "Titan Text G1 - Lite", "Amazon",
+            "amazon.titan-text-lite-v1:0:4k", "Titan Text Lite", "Amazon",
             "amazon.titan-text", (_FT, _CPT), None,
         ),
         FoundationModel(
-            "amazon.titan-text-premier-v1:0:32k", "Titan Text G1 - Premier", "Amazon",
+            "amazon.titan-text-premier-v1:0:32k", "Titan Text Premier", "Amazon",
             "amazon.titan-text-premier", (_FT,), None,
         ),
     ]

@@ -315,3 +315,52 @@ def demo(
 
     with user_errors():
         run_demo(out, load_settings())
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor serve / keys
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+keys_app = typer.Typer(no_args_is_help=True, help="Access keys for the API (AWS SigV4).")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    insecure_local: Annotated[bool, typer.Option(
+        "--insecure-local", help="Accept any credentials (loopback only, single-user machines).")] = False,
+) -> None:
+    """Run the Bedrock-compatible API server and the job runner."""
+    import uvicorn
+
+    from tailor.api.app import create_app
+
+    with user_errors():
+        if insecure_local and host not in LOOPBACK:
+            raise InvalidInput(f"--insecure-local binds only to loopback ({', '.join(LOOPBACK)}), not {host}.")
+        settings = load_settings()
+        application = create_app(settings, insecure_local=insecure_local)
+    if insecure_local:
+        typer.secho("WARNING: --insecure-local: requests are NOT authenticated; any credentials are "
+                    f"accepted. Listening on {host} only.", fg="red", bold=True, err=True)
+    say(f"Tailor API on http://{host}:{port} (state in {settings.home})")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(
+    principal: Annotated[str, typer.Option("--principal", help="Who the key belongs to.")] = "default",
+) -> None:
+    """Create an access key pair; the secret is printed once and stored only encrypted."""
+    from tailor.jobs.store import open_store
+    from tailor.services.keys import create_key
+
+    with user_errors():
+        settings = load_settings()
+        access_key_id, secret = create_key(open_store(settings), settings, principal)
+    typer.echo(f"aws_access_key_id = {access_key_id}")
+    typer.echo(f"aws_secret_access_key = {secret}")
+    say(f"Key for principal {principal!r}. The secret is not shown again.")

@@ -47,3 +47,14 @@ def test_local_directory_and_hub_id(tmp_path):
         resolve_model("no-such-model", settings)
     with pytest.raises(NotFound):
         resolve_model(str(tmp_path / "missing"), settings)
+
+
+def test_every_catalog_entry_fits_the_api_contract(tmp_path):
+    """Every foundation model, as the API lists it, passes botocore's output shape."""
+    from tailor.api.bedrock.shapes import shape_output
+    from tailor.catalog import FOUNDATION_MODELS
+    from tailor.services.customization import foundation_model_summary
+
+    settings = Settings(home=tmp_path)
+    summaries = [foundation_model_summary(settings, model_id) for model_id in FOUNDATION_MODELS]
+    shape_output("ListFoundationModels", {"modelSummaries": summaries}, strict=True)

@@ -171,6 +171,20 @@ class LoopResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class Hooks:
+    """How a caller watches and steers a run (the job worker reports progress and stops with these)."""
+
+    on_training_start: Callable[[int], None] = lambda total_steps: None
+    on_step: Callable[[int, int, float], None] = lambda step, epoch, loss: None
+    on_validation: Callable[[int, float], None] = lambda epoch, loss: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when ``Hooks.should_stop`` says so; nothing is published."""
+
+
 def train_loop(
     model,
     train: list[Example],
@@ -181,7 +195,7 @@ def train_loop(
     metrics: MetricsWriter,
     save_best: Callable[[], None],
     progress: bool = True,
-    should_stop: Callable[[], bool] = lambda: False,
+    hooks: Hooks | None = None,
 ) -> LoopResult:
     """Train for ``config.epochs`` epochs with validation and early stopping after each epoch.
 
@@ -193,6 +207,7 @@ def train_loop(
     from tailor.progress import progress_bar
     from tailor.weights import device as current_device
 
+    hooks = hooks or Hooks()
     device = current_device()
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
@@ -216,12 +231,13 @@ def train_loop(
     )
     result = LoopResult()
     model.train()
+    hooks.on_training_start(total_steps)
     started = time.perf_counter()
     with progress_bar("Training", total_steps, enabled=progress) as bar:
         for epoch in range(1, config.epochs + 1):
             for indices in length_grouped_batches(train, config.batch_size, rng):
-                if should_stop():
-                    raise InterruptedError("training stopped on request")
+                if hooks.should_stop():
+                    raise StopRequested("training stopped on request")
                 input_ids, attention, labels, tokens = collate([train[i] for i in indices], pad_id, device)
                 loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
                 loss.backward()
@@ -231,6 +247,7 @@ def train_loop(
                 optimizer.zero_grad(set_to_none=True)
                 value = loss.item()
                 metrics.training(result.steps, epoch, value)
+                hooks.on_step(result.steps, epoch, value)
                 result.steps += 1
                 result.tokens += tokens
                 result.final_training_loss = value
@@ -240,6 +257,7 @@ def train_loop(
                 loss_value = mean_loss(model, validation, config.batch_size, pad_id, device)
                 metrics.validation(result.steps - 1, epoch, loss_value)
                 result.validation_losses.append(loss_value)
+                hooks.on_validation(epoch, loss_value)
                 bar.note(f"epoch {epoch}: validation loss {loss_value:.4f}")
                 lowest = min(result.validation_losses)
                 stop = stopper.update(epoch, loss_value) if stopper else False
@@ -367,7 +385,8 @@ def describe_data(uri: str, records: int, settings) -> dict:
 
 
 def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[Example],
-        validation: list[Example], data: dict, settings, notes: tuple[str, ...] = ()) -> TrainOutcome:
+        validation: list[Example], data: dict, settings, notes: tuple[str, ...] = (),
+        hooks: Hooks | None = None) -> TrainOutcome:
     """Load the model, train it, keep the best checkpoint and publish the output folder."""
     from datetime import datetime, timezone
 
@@ -391,7 +410,7 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         try:
             result = train_loop(model, train, validation, config, pad_id=pad_id, metrics=metrics,
-                                save_best=save_best, progress=spec.progress)
+                                save_best=save_best, progress=spec.progress, hooks=hooks)
         finally:
             metrics.close()
         plot_losses(metrics, scratch / LOSS_PLOT)
@@ -449,13 +468,13 @@ def with_lora(model, config: TrainConfig):
     return get_peft_model(model, lora)
 
 
-def run_recipe(spec: TrainSpec, settings, examples_for) -> TrainOutcome:
+def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None) -> TrainOutcome:
     """A supervised recipe: ``examples_for(records, tokenizer)`` is what tells SFT and CPT apart."""
     model_ref, config, tokenizer = prepare(spec, settings)
     train_records, validation_records, data, notes = load_data(spec, model_ref, config, tokenizer, settings)
     train = examples_for(train_records, tokenizer)
     validation = examples_for(validation_records, tokenizer)
-    return fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes)
+    return fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes, hooks)
 
 
 def main(run, argv: list[str] | None = None) -> int:

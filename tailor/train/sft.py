@@ -21,8 +21,9 @@ def examples_for(records, tokenizer):
     return [chat_example(tokenizer, chat_messages(record)) for record in records]
 
 
-def run(spec: common.TrainSpec, settings: Settings | None = None) -> common.TrainOutcome:
-    return common.run_recipe(spec, settings or get_settings(), examples_for)
+def run(spec: common.TrainSpec, settings: Settings | None = None,
+        hooks: common.Hooks | None = None) -> common.TrainOutcome:
+    return common.run_recipe(spec, settings or get_settings(), examples_for, hooks)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Bedrock control-plane routes: HTTP <-> ``tailor.services.customization``, nothing more.
+
+Each operation's method, path and success status come from botocore's service model
+(``shapes.http_binding``); its parameters are gathered from the path, the query string and the
+JSON body, validated against the model, passed to a service function, and the result is shaped
+by the model's output shape. ``OPERATIONS`` is the one list of what Tailor answers (a test keeps
+it in step with SPEC §0).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from tailor.api.bedrock.errors import error_response
+from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
+from tailor.errors import InvalidInput
+from tailor.jobs.store import Store
+from tailor.services import customization as jobs
+from tailor.settings import Settings
+
+
+@dataclass(frozen=True)
+class Caller:
+    store: Store
+    settings: Settings
+    principal: str
+
+
+OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
+    "CreateModelCustomizationJob": lambda c, p: jobs.create_job(c.store, c.settings, c.principal, p),
+    "GetModelCustomizationJob": lambda c, p: jobs.get_job(c.store, c.principal, p["jobIdentifier"]),
+    "ListModelCustomizationJobs": lambda c, p: jobs.list_jobs(c.store, c.principal, p),
+    "StopModelCustomizationJob": lambda c, p: jobs.stop_job(c.store, c.principal, p["jobIdentifier"]),
+    "ListFoundationModels": lambda c, p: jobs.list_foundation_models(c.settings, p),
+    "GetFoundationModel": lambda c, p: jobs.get_foundation_model(c.settings, p["modelIdentifier"]),
+    "ListCustomModels": lambda c, p: jobs.list_custom_models(c.store, c.settings, c.principal, p),
+    "GetCustomModel": lambda c, p: jobs.get_custom_model(c.store, c.principal, p["modelIdentifier"]),
+    "DeleteCustomModel": lambda c, p: jobs.delete_custom_model(c.store, c.principal, p["modelIdentifier"]),
+    "TagResource": lambda c, p: jobs.tag_resource(c.store, c.principal, p["resourceARN"], p["tags"]),
+    "UntagResource": lambda c, p: jobs.untag_resource(c.store, c.principal, p["resourceARN"], p["tagKeys"]),
+    "ListTagsForResource": lambda c, p: jobs.list_tags(c.store, c.principal, p["resourceARN"]),
+}
+
+
+def error_json(error: Exception) -> JSONResponse:
+    status, headers, body = error_response(error)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _params(request: Request, body: bytes) -> dict:
+    params: dict = {}
+    if body.strip():
+        try:
+            params = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"The request body is not valid JSON: {error.msg} (column {error.colno}).") from None
+        if not isinstance(params, dict):
+            raise InvalidInput("The request body must be a JSON object.")
+    params.update(request.query_params)
+    params.update(request.path_params)
+    return params
+
+
+def add_routes(app: FastAPI) -> None:
+    """Register every operation. ``app.state`` holds the store, the settings and
+    ``authenticate(request, body) -> principal``."""
+    for operation in OPERATIONS:
+        method, uri, status = http_binding(operation)
+        # ARNs in the path contain "/" once decoded, so every path parameter takes the rest of it.
+        path = uri.replace("}", ":path}")
+        app.add_api_route(path, _handler(operation, status), methods=[method], name=operation,
+                          include_in_schema=True)
+
+
+def _handler(operation: str, status: int):
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        try:
+            principal = await run_in_threadpool(request.app.state.authenticate, request, body)
+            params = validate_input(operation, _params(request, body))
+            caller = Caller(request.app.state.store, request.app.state.settings, principal)
+            result = await run_in_threadpool(OPERATIONS[operation], caller, params)
+            return JSONResponse(shape_output(operation, result), status_code=status)
+        except Exception as error:  # every failure leaves in the AWS error envelope
+            return error_json(error)
+
+    handle.__name__ = operation
+    return handle

@@ -1,0 +1,303 @@
+"""Customization jobs, custom models and foundation models: what the control-plane API does.
+
+Functions here take validated request dicts (wire field names, as botocore's model defines them)
+and a principal, talk to the store, and return response dicts in the same wire vocabulary. They
+know nothing of HTTP; ``tailor.api.bedrock.control`` is the thin layer that calls them. Heavy
+libraries stay out: checking a job's model and hyperparameters needs only the catalog.
+
+Every lookup is scoped to the calling principal: another principal's job or model is reported as
+not found, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tailor.api.bedrock.arns import foundation_model_arn, job_arn, new_resource_id
+from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model
+from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
+from tailor.jobs.store import CustomModel, Job, Store, Tag, page, transition, utcnow
+from tailor.settings import Settings
+from tailor.train.hyperparams import parse_hyperparameters
+
+# Types whose recipes Tailor has today; the others are answered with a clear ValidationException.
+TRAINABLE = {CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING}
+PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+
+
+def create_job(store: Store, settings: Settings, principal: str, request: dict) -> dict:
+    token = request.get("clientRequestToken")
+    with store.session() as session:
+        if token:
+            earlier = session.scalar(select(Job).where(Job.principal == principal,
+                                                       Job.client_request_token == token))
+            if earlier is not None:  # a retried request: the same job, no error
+                return {"jobArn": earlier.arn}
+
+    if not (request.get("trainingDataConfig") or {}).get("s3Uri"):
+        raise InvalidInput("trainingDataConfig.s3Uri: required (invocation logs as training data are not "
+                           "supported yet).")
+    kind = CustomizationType(request.get("customizationType") or "FINE_TUNING")
+    if kind not in TRAINABLE:
+        raise InvalidInput(f"customizationType: {kind} is not available in Tailor yet; "
+                           f"available: {', '.join(sorted(TRAINABLE))}.")
+    base_id = request["baseModelIdentifier"]
+    try:
+        model = resolve_model(base_id, settings)
+    except ModelUnavailable as error:
+        raise InvalidInput(f"baseModelIdentifier: {error.message}") from error
+    if kind not in model.customization_types:
+        supported = ", ".join(model.customization_types)
+        raise InvalidInput(f"customizationType: {model.model_id} supports {supported}, not {kind}.")
+    parse_hyperparameters(request.get("hyperParameters") or {}, model)  # every bad field, named
+
+    job_id = new_resource_id()
+    now = utcnow()
+    job = Job(
+        id=job_id, arn=job_arn(settings.region, settings.account_id, model.model_id, job_id),
+        name=request["jobName"], principal=principal, status="InProgress", phase="queued",
+        customization_type=kind.value, base_model_id=model.model_id,
+        base_model_arn=foundation_model_arn(settings.region, model.model_id),
+        output_model_name=request["customModelName"], output_model_arn=None, role_arn=request["roleArn"],
+        client_request_token=token, request=request,
+        status_details={phase: {"status": "NotStarted", "creationTime": now.isoformat(),
+                                "lastModifiedTime": now.isoformat()} for phase in PHASES},
+        progress={}, validation_losses=[], stop_requested=False,
+        work_dir=str(settings.home / "jobs" / job_id), created_at=now, last_modified_at=now,
+    )
+    with store.session() as session:
+        if session.scalar(select(Job.id).where(Job.principal == principal, Job.name == job.name)):
+            raise Conflict(f"jobName: a job named {job.name} already exists.")
+        if session.scalar(select(CustomModel.id).where(CustomModel.principal == principal,
+                                                       CustomModel.name == job.output_model_name)):
+            raise Conflict(f"customModelName: a custom model named {job.output_model_name} already exists.")
+        session.add(job)
+        for tag in request.get("jobTags") or []:
+            session.add(Tag(resource_arn=job.arn, key=tag["key"], value=tag["value"]))
+    return {"jobArn": job.arn}
+
+
+def _find_job(session, principal: str, identifier: str) -> Job:
+    column = Job.arn if identifier.startswith("arn:") else Job.name
+    job = session.scalar(select(Job).where(column == identifier, Job.principal == principal))
+    if job is None:
+        raise NotFound(f"Customization job {identifier} not found.")
+    return job
+
+
+def _metrics(job: Job) -> dict:
+    response = {}
+    if job.training_loss is not None:
+        response["trainingMetrics"] = {"trainingLoss": job.training_loss}
+    if job.validation_losses:
+        # The kept checkpoint is the one with the lowest validation loss; one entry per validator.
+        validators = (job.request.get("validationDataConfig") or {}).get("validators") or [{}]
+        response["validationMetrics"] = [{"validationLoss": min(job.validation_losses)}] * len(validators)
+    return response
+
+
+def job_response(job: Job) -> dict:
+    request = job.request
+    response = {
+        "jobArn": job.arn, "jobName": job.name, "outputModelName": job.output_model_name,
+        "outputModelArn": job.output_model_arn, "clientRequestToken": job.client_request_token,
+        "roleArn": job.role_arn, "status": job.status, "statusDetails": job.status_details,
+        "failureMessage": job.failure_message, "creationTime": job.created_at,
+        "lastModifiedTime": job.last_modified_at, "endTime": job.end_time, "baseModelArn": job.base_model_arn,
+        "hyperParameters": request.get("hyperParameters") or {},
+        "trainingDataConfig": request["trainingDataConfig"],
+        "validationDataConfig": request.get("validationDataConfig") or {"validators": []},
+        "outputDataConfig": request["outputDataConfig"], "customizationType": job.customization_type,
+        "vpcConfig": request.get("vpcConfig"), "customizationConfig": request.get("customizationConfig"),
+    }
+    return {**response, **_metrics(job)}
+
+
+def get_job(store: Store, principal: str, identifier: str) -> dict:
+    with store.session() as session:
+        return job_response(_find_job(session, principal, identifier))
+
+
+def list_jobs(store: Store, principal: str, query: dict) -> dict:
+    conditions = [Job.principal == principal]
+    if query.get("statusEquals"):
+        conditions.append(Job.status == query["statusEquals"])
+    if query.get("nameContains"):
+        conditions.append(Job.name.contains(query["nameContains"], autoescape=True))
+    if query.get("creationTimeAfter"):
+        conditions.append(Job.created_at > query["creationTimeAfter"])
+    if query.get("creationTimeBefore"):
+        conditions.append(Job.created_at < query["creationTimeBefore"])
+    with store.session() as session:
+        rows, token = page(session, Job, conditions, descending=query.get("sortOrder", "Descending") == "Descending",
+                           limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+        summaries = [{
+            "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name, "status": job.status,
+            "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
+            "creationTime": job.created_at, "endTime": job.end_time, "customModelArn": job.output_model_arn,
+            "customModelName": job.output_model_name, "customizationType": job.customization_type,
+        } for job in rows]
+    return {"modelCustomizationJobSummaries": summaries, "nextToken": token}
+
+
+def stop_job(store: Store, principal: str, identifier: str) -> dict:
+    """InProgress -> Stopping (the runner signals the worker) or, still queued, straight to Stopped."""
+    with store.session() as session:
+        job = _find_job(session, principal, identifier)
+        if job.status != "InProgress":
+            raise Conflict(f"Job {job.name} is {job.status}; only an InProgress job can be stopped.")
+        if job.phase == "queued":
+            transition(job, "Stopped", stop_requested=True)
+        else:
+            transition(job, "Stopping", stop_requested=True)
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom models
+
+
+def _find_model(session, principal: str, identifier: str) -> CustomModel:
+    column = CustomModel.arn if identifier.startswith("arn:") else CustomModel.name
+    model = session.scalar(select(CustomModel).where(column == identifier, CustomModel.principal == principal))
+    if model is None:
+        raise NotFound(f"Custom model {identifier} not found.")
+    return model
+
+
+def get_custom_model(store: Store, principal: str, identifier: str) -> dict:
+    with store.session() as session:
+        model = _find_model(session, principal, identifier)
+        job = session.get(Job, model.job_id) if model.job_id else None
+        response = {
+            "modelArn": model.arn, "modelName": model.name, "creationTime": model.created_at,
+            "baseModelArn": model.base_model_arn, "customizationType": model.customization_type,
+            "modelStatus": model.status, "failureMessage": model.failure_message,
+        }
+        if job is not None:
+            response.update(jobName=job.name, jobArn=job.arn, hyperParameters=job.request.get("hyperParameters") or {},
+                            trainingDataConfig=job.request["trainingDataConfig"],
+                            validationDataConfig=job.request.get("validationDataConfig") or {"validators": []},
+                            outputDataConfig=job.request["outputDataConfig"], **_metrics(job))
+        return response
+
+
+def list_custom_models(store: Store, settings: Settings, principal: str, query: dict) -> dict:
+    conditions = [CustomModel.principal == principal]
+    if query.get("nameContains"):
+        conditions.append(CustomModel.name.contains(query["nameContains"], autoescape=True))
+    if query.get("modelStatus"):
+        conditions.append(CustomModel.status == query["modelStatus"])
+    for key in ("baseModelArnEquals", "foundationModelArnEquals"):
+        if query.get(key):
+            conditions.append(CustomModel.base_model_arn == query[key])
+    if query.get("creationTimeAfter"):
+        conditions.append(CustomModel.created_at > query["creationTimeAfter"])
+    if query.get("creationTimeBefore"):
+        conditions.append(CustomModel.created_at < query["creationTimeBefore"])
+    with store.session() as session:
+        rows, token = page(session, CustomModel, conditions,
+                           descending=query.get("sortOrder", "Descending") == "Descending",
+                           limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+        summaries = [{
+            "modelArn": m.arn, "modelName": m.name, "creationTime": m.created_at, "baseModelArn": m.base_model_arn,
+            # The contract's ModelName is the id without its version suffix (provider.name).
+            "baseModelName": m.base_model_id.split(":")[0], "customizationType": m.customization_type,
+            "ownerAccountId": settings.account_id, "modelStatus": m.status,
+        } for m in rows]
+    return {"modelSummaries": summaries, "nextToken": token}
+
+
+def delete_custom_model(store: Store, principal: str, identifier: str) -> dict:
+    import shutil
+
+    with store.session() as session:
+        model = _find_model(session, principal, identifier)
+        artifacts = Path(model.artifacts_dir)
+        session.delete(model)
+        session.execute(Tag.__table__.delete().where(Tag.resource_arn == model.arn))
+    shutil.rmtree(artifacts, ignore_errors=True)
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Foundation models
+
+
+def foundation_model_summary(settings: Settings, model_id: str) -> dict:
+    entry = FOUNDATION_MODELS[model_id]
+    return {
+        "modelArn": foundation_model_arn(settings.region, model_id), "modelId": model_id,
+        "modelName": entry.name, "providerName": entry.provider,
+        "inputModalities": list(entry.input_modalities), "outputModalities": list(entry.output_modalities),
+        "responseStreamingSupported": True,
+        "customizationsSupported": [t.value for t in entry.customization_types if t in TRAINABLE],
+        "inferenceTypesSupported": list(entry.inference_types), "modelLifecycle": {"status": "ACTIVE"},
+    }
+
+
+def usable_foundation_models(settings: Settings) -> list[str]:
+    """Catalog models that can be trained here: with weights, or mapped by an alias."""
+    return [model_id for model_id, entry in FOUNDATION_MODELS.items()
+            if entry.weights is not None or model_id in settings.model_aliases]
+
+
+def list_foundation_models(settings: Settings, query: dict) -> dict:
+    summaries = [foundation_model_summary(settings, model_id) for model_id in usable_foundation_models(settings)]
+    if query.get("byProvider"):
+        summaries = [s for s in summaries if s["providerName"].lower() == query["byProvider"].lower()]
+    if query.get("byCustomizationType"):
+        summaries = [s for s in summaries if query["byCustomizationType"] in s["customizationsSupported"]]
+    if query.get("byOutputModality"):
+        summaries = [s for s in summaries if query["byOutputModality"] in s["outputModalities"]]
+    if query.get("byInferenceType"):
+        summaries = [s for s in summaries if query["byInferenceType"] in s["inferenceTypesSupported"]]
+    return {"modelSummaries": summaries}
+
+
+def get_foundation_model(settings: Settings, identifier: str) -> dict:
+    from tailor.catalog import strip_foundation_arn
+
+    model_id = strip_foundation_arn(identifier)
+    if model_id not in usable_foundation_models(settings):
+        raise NotFound(f"Foundation model {identifier} not found (or not mapped by TAILOR_MODEL_ALIASES).")
+    return {"modelDetails": foundation_model_summary(settings, model_id)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tags
+
+
+def _owned_arn(session, principal: str, arn: str) -> None:
+    owned = session.scalar(select(Job.id).where(Job.arn == arn, Job.principal == principal)) or \
+        session.scalar(select(CustomModel.id).where(CustomModel.arn == arn, CustomModel.principal == principal))
+    if not owned:
+        raise NotFound(f"Resource {arn} not found.")
+
+
+def tag_resource(store: Store, principal: str, arn: str, tags: list[dict]) -> dict:
+    with store.session() as session:
+        _owned_arn(session, principal, arn)
+        for tag in tags:
+            session.merge(Tag(resource_arn=arn, key=tag["key"], value=tag["value"]))
+    return {}
+
+
+def untag_resource(store: Store, principal: str, arn: str, keys: list[str]) -> dict:
+    with store.session() as session:
+        _owned_arn(session, principal, arn)
+        session.execute(Tag.__table__.delete().where(Tag.resource_arn == arn, Tag.key.in_(keys)))
+    return {}
+
+
+def list_tags(store: Store, principal: str, arn: str) -> dict:
+    with store.session() as session:
+        _owned_arn(session, principal, arn)
+        tags = session.scalars(select(Tag).where(Tag.resource_arn == arn).order_by(Tag.key))
+        return {"tags": [{"key": t.key, "value": t.value} for t in tags]}

@@ -1,0 +1,36 @@
+"""Access keys: created here, stored encrypted, looked up when a request's signature is checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tailor.api.secrets import decrypt_secret, encrypt_secret, load_or_create_server_key, new_access_key
+from tailor.jobs.store import AccessKey, Store, utcnow
+from tailor.settings import Settings
+
+
+def create_key(store: Store, settings: Settings, principal: str) -> tuple[str, str]:
+    """A new key pair for ``principal``; the secret is shown once and stored only encrypted."""
+    access_key_id, secret = new_access_key()
+    server_key = load_or_create_server_key(settings.home)
+    with store.session() as session:
+        session.add(AccessKey(access_key_id=access_key_id, encrypted_secret=encrypt_secret(server_key, secret),
+                              principal=principal, created_at=utcnow()))
+    return access_key_id, secret
+
+
+def principal_of(store: Store, access_key_id: str) -> str | None:
+    with store.session() as session:
+        key = session.get(AccessKey, access_key_id)
+        return key.principal if key else None
+
+
+def secret_lookup(store: Store, settings: Settings) -> Callable[[str], str | None]:
+    server_key = load_or_create_server_key(settings.home)
+
+    def secret_for(access_key_id: str) -> str | None:
+        with store.session() as session:
+            key = session.get(AccessKey, access_key_id)
+            return decrypt_secret(server_key, key.encrypted_secret) if key else None
+
+    return secret_for

@@ -1,0 +1,116 @@
+"""A real Tailor server for API tests: ``tailor serve`` in a child process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+COMMAND = "cohere.command-text-v14:7:4k"
+TITAN = "amazon.titan-text-express-v1:0:8k"
+ALIASES = {HAIKU: "tailor.tiny", COMMAND: "tailor.tiny", TITAN: "tailor.tiny"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    home: Path
+    endpoint: str
+    keys: dict[str, tuple[str, str]]  # principal -> (access key id, secret)
+    process: subprocess.Popen | None = None
+    env: dict | None = None
+
+    def client(self, service: str = "bedrock", principal: str = "alice", secret: str | None = None):
+        import boto3
+        from botocore.config import Config
+
+        access_key_id, real_secret = self.keys[principal]
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=access_key_id, aws_secret_access_key=secret or real_secret,
+                            config=Config(retries={"max_attempts": 1}))
+
+    def put(self, uri: str, lines: list[dict]) -> str:
+        """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY)."""
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        path = self.home / "buckets" / bucket / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return uri
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tailor", "serve", "--host", "127.0.0.1", "--port", self.endpoint.rsplit(":", 1)[1]],
+            env=self.env, stdout=open(self.home / "server.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.endpoint + "/ping", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start:\n" + (self.home / "server.log").read_text()[-3000:])
+
+    def kill(self, signum: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signum)
+            self.process.wait(timeout=30)
+
+    def wait_for(self, job_arn: str, statuses: set[str], timeout: float = 240, principal: str = "alice") -> dict:
+        client = self.client(principal=principal)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get_model_customization_job(jobIdentifier=job_arn)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job still {job['status']} after {timeout}s: {job}\n"
+                             + (self.home / "server.log").read_text()[-2000:])
+
+
+def kill_workers(home: Path) -> None:
+    """Job workers run in their own sessions (they outlive a server); end them with the test."""
+    import sqlite3
+
+    database = home / "tailor.db"
+    if not database.exists():
+        return
+    with sqlite3.connect(database) as connection:
+        pids = [row[0] for row in connection.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture
+def server(home):
+    from tailor.jobs.store import open_store
+    from tailor.services.keys import create_key
+    from tailor.settings import Settings
+
+    settings = Settings(home=home)
+    store = open_store(settings)
+    keys = {name: create_key(store, settings, name) for name in ("alice", "bob")}
+    env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_MODEL_ALIASES": json.dumps(ALIASES),
+           "TAILOR_STRICT_OUTPUT": "1"}
+    running = Server(home, f"http://127.0.0.1:{free_port()}", keys, env=env)
+    running.start()
+    yield running
+    running.kill()
+    kill_workers(home)
