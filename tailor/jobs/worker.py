@@ -83,7 +83,7 @@ class _Reporter:
 
 def run_job(job_id: str, settings: Settings) -> str:
     """Run the job and return its final status."""
-    from tailor.api.bedrock.arns import custom_model_arn, new_resource_id
+    from tailor.arns import custom_model_arn, new_resource_id
     from tailor.train import common, cpt, sft
 
     store = open_store(settings)

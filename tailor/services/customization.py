@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tailor.api.bedrock.arns import foundation_model_arn, job_arn, new_resource_id
+from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model
 from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
 from tailor.jobs.store import CustomModel, Job, Store, Tag, page, transition, utcnow

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tailor.api.bedrock import arns
+from tailor import arns
 from tailor.api.bedrock.shapes import member_problems
 from tailor.catalog import FOUNDATION_MODELS
 from tailor.errors import InvalidInput
