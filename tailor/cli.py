@@ -364,3 +364,154 @@ def keys_create(
     typer.echo(f"aws_access_key_id = {access_key_id}")
     typer.echo(f"aws_secret_access_key = {secret}")
     say(f"Key for principal {principal!r}. The secret is not shown again.")
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor jobs / models / data: thin clients of a running server, through boto3 like any script
+
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Customization jobs on a Tailor server.")
+models_app = typer.Typer(no_args_is_help=True, help="Custom models on a Tailor server.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets in local buckets.")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+
+EndpointOption = Annotated[str | None, typer.Option(
+    "--endpoint", help="Server URL (default: $TAILOR_ENDPOINT, else http://127.0.0.1:8080).")]
+
+
+def bedrock_client(endpoint: str | None):
+    """A boto3 bedrock client for the server; credentials come from the usual AWS chain
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, AWS_PROFILE)."""
+    import os
+
+    import boto3
+    from botocore.config import Config
+
+    url = endpoint or os.environ.get("TAILOR_ENDPOINT") or "http://127.0.0.1:8080"
+    return boto3.client("bedrock", endpoint_url=url, region_name=os.environ.get("AWS_REGION", "us-east-1"),
+                        config=Config(retries={"max_attempts": 2}))
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Server errors as one line (``error: Code: message``), exit 2; never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        with user_errors():
+            yield
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        typer.echo(f"error: {details.get('Code')}: {details.get('Message')}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+    except BotoCoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def print_json(value) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+@jobs_app.command("create")
+def jobs_create(
+    name: Annotated[str, typer.Option("--name", help="Job name.")],
+    model: Annotated[str, typer.Option("--model", help="Base model id (or aliased original id).")],
+    train: Annotated[str, typer.Option("--train", help="Training data URI (s3:// or a path the server reads).")],
+    output: Annotated[str, typer.Option("--output", help="Output URI for metrics.")],
+    custom_model_name: Annotated[str | None, typer.Option("--custom-model-name")] = None,
+    customization_type: Annotated[DataType, typer.Option("--type")] = DataType.FINE_TUNING,
+    validation: Annotated[list[str] | None, typer.Option("--validation")] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="name=value; repeat.")] = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """Create a customization job; prints its ARN."""
+    with api_errors():
+        request = dict(jobName=name, customModelName=custom_model_name or f"{name}-model",
+                       roleArn="arn:aws:iam::000000000000:role/tailor", baseModelIdentifier=model,
+                       customizationType=customization_type.value, hyperParameters=_parse_assignments(hp or []),
+                       trainingDataConfig={"s3Uri": train}, outputDataConfig={"s3Uri": output})
+        if validation:
+            request["validationDataConfig"] = {"validators": [{"s3Uri": uri} for uri in validation]}
+        typer.echo(bedrock_client(endpoint).create_model_customization_job(**request)["jobArn"])
+
+
+@jobs_app.command("get")
+def jobs_get(job: Annotated[str, typer.Argument(help="Job name or ARN.")], endpoint: EndpointOption = None) -> None:
+    """Print a job as JSON."""
+    with api_errors():
+        response = bedrock_client(endpoint).get_model_customization_job(jobIdentifier=job)
+    response.pop("ResponseMetadata", None)
+    print_json(response)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option("--status", help="InProgress, Completed, Failed, ...")] = None,
+    name_contains: Annotated[str | None, typer.Option("--name-contains")] = None,
+    endpoint: EndpointOption = None,
+) -> None:
+    """List jobs, newest first: name, status, ARN."""
+    filters = {k: v for k, v in {"statusEquals": status, "nameContains": name_contains}.items() if v}
+    with api_errors():
+        pages = bedrock_client(endpoint).get_paginator("list_model_customization_jobs").paginate(**filters)
+        for page in pages:
+            for job in page["modelCustomizationJobSummaries"]:
+                typer.echo(f"{job['jobName']}\t{job['status']}\t{job['jobArn']}")
+
+
+@jobs_app.command("stop")
+def jobs_stop(job: Annotated[str, typer.Argument(help="Job name or ARN.")], endpoint: EndpointOption = None) -> None:
+    """Ask a job to stop (it becomes Stopping, then Stopped)."""
+    with api_errors():
+        bedrock_client(endpoint).stop_model_customization_job(jobIdentifier=job)
+    say(f"Stopping {job}.")
+
+
+@jobs_app.command("logs")
+def jobs_logs(job: Annotated[str, typer.Argument(help="Job name or ARN.")]) -> None:
+    """Print a job's worker log (run on the server's machine: logs stay under TAILOR_HOME)."""
+    from sqlalchemy import or_, select
+
+    from tailor.jobs.store import Job, open_store
+
+    with user_errors():
+        store = open_store(load_settings())
+        with store.session() as session:
+            row = session.scalar(select(Job).where(or_(Job.arn == job, Job.name == job)))
+        if row is None:
+            raise InvalidInput(f"No job {job} under this TAILOR_HOME.")
+        log_file = Path(row.work_dir) / "job.log"
+        typer.echo(log_file.read_text() if log_file.exists() else f"(no log yet: {row.status})")
+
+
+@models_app.command("list")
+def models_list(endpoint: EndpointOption = None) -> None:
+    """List custom models: name, status, ARN."""
+    with api_errors():
+        for page in bedrock_client(endpoint).get_paginator("list_custom_models").paginate():
+            for model in page["modelSummaries"]:
+                typer.echo(f"{model['modelName']}\t{model.get('modelStatus', '')}\t{model['modelArn']}")
+
+
+@data_app.command("upload")
+def data_upload(
+    file: Annotated[Path, typer.Argument(help="Local file.")],
+    uri: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (a local bucket under TAILOR_HOME).")],
+) -> None:
+    """Put a file into a local bucket, where jobs read s3:// URIs."""
+    import shutil
+
+    from tailor.storage import local_path
+
+    with user_errors():
+        if not uri.startswith("s3://"):
+            raise InvalidInput(f"Expected an s3://BUCKET/KEY URI, got {uri!r}.")
+        if not file.is_file():
+            raise InvalidInput(f"No file at {file}.")
+        destination = local_path(uri, load_settings())
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, destination)
+    say(f"Uploaded {file} to {uri} ({destination}).")
