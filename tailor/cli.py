@@ -332,6 +332,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
     insecure_local: Annotated[bool, typer.Option(
         "--insecure-local", help="Accept any credentials (loopback only, single-user machines).")] = False,
+    no_runner: Annotated[bool, typer.Option(
+        "--no-runner", help="Serve the API only; another server sharing the database runs the jobs.")] = False,
 ) -> None:
     """Run the Bedrock-compatible API server and the job runner."""
     import uvicorn
@@ -342,7 +344,7 @@ def serve(
         if insecure_local and host not in LOOPBACK:
             raise InvalidInput(f"--insecure-local binds only to loopback ({', '.join(LOOPBACK)}), not {host}.")
         settings = load_settings()
-        application = create_app(settings, insecure_local=insecure_local)
+        application = create_app(settings, insecure_local=insecure_local, run_jobs=not no_runner)
     if insecure_local:
         typer.secho("WARNING: --insecure-local: requests are NOT authenticated; any credentials are "
                     f"accepted. Listening on {host} only.", fg="red", bold=True, err=True)
