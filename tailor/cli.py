@@ -501,19 +501,19 @@ def models_list(endpoint: EndpointOption = None) -> None:
 @data_app.command("upload")
 def data_upload(
     file: Annotated[Path, typer.Argument(help="Local file.")],
-    uri: Annotated[str, typer.Argument(help="s3://BUCKET/KEY (a local bucket under TAILOR_HOME).")],
+    uri: Annotated[str, typer.Argument(
+        help="s3://BUCKET/KEY: the S3 service at TAILOR_S3_ENDPOINT_URL, else a local bucket under TAILOR_HOME.")],
 ) -> None:
-    """Put a file into a local bucket, where jobs read s3:// URIs."""
-    import shutil
-
-    from tailor.storage import local_path
+    """Put a file where jobs read s3:// URIs: the S3 endpoint if one is configured
+    (TAILOR_S3_ENDPOINT_URL), else a local bucket under TAILOR_HOME."""
+    from tailor.storage import upload_file
 
     with user_errors():
         if not uri.startswith("s3://"):
             raise InvalidInput(f"Expected an s3://BUCKET/KEY URI, got {uri!r}.")
         if not file.is_file():
             raise InvalidInput(f"No file at {file}.")
-        destination = local_path(uri, load_settings())
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, destination)
-    say(f"Uploaded {file} to {uri} ({destination}).")
+        settings = load_settings()
+        destination = upload_file(file, uri, settings)
+    where = destination if isinstance(destination, Path) else f"S3 endpoint {settings.s3_endpoint_url}"
+    say(f"Uploaded {file} to {uri} ({where}).")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,6 +47,25 @@ class Settings(BaseSettings):
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$",
                             description="Account id written into ARNs.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
+
+    # s3:// URIs: with no endpoint they name local buckets under TAILOR_HOME/buckets; with one,
+    # objects on that S3-compatible service (MinIO, Ceph, AWS S3 itself, ...) through boto3.
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for s3:// URIs, e.g. http://127.0.0.1:9000 "
+        "or https://s3.us-east-1.amazonaws.com. Unset: s3://BUCKET/KEY is $TAILOR_HOME/buckets/BUCKET/KEY.")
+    s3_region: str | None = Field(
+        default=None, description="Region that signs S3 requests; default: the AWS chain's (AWS_REGION, "
+        "~/.aws/config), else us-east-1.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key for the S3 endpoint; unset: the standard AWS credential chain.")
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret key that goes with s3_access_key_id.")
+    s3_addressing_style: Literal["path", "virtual", "auto"] = Field(
+        default="path", description="How bucket names appear in S3 URLs; path style works with every "
+        "S3-compatible service, virtual (BUCKET.host) is AWS's preference.")
+    s3_connect_timeout_seconds: float = Field(default=5.0, gt=0, description="Connect timeout per S3 request.")
+    s3_read_timeout_seconds: float = Field(default=60.0, gt=0, description="Read timeout per S3 request.")
+    s3_max_attempts: int = Field(default=3, ge=1, description="Attempts per S3 request, the first included.")
 
     @classmethod
     def settings_customise_sources(

@@ -1,48 +1,90 @@
 """Artifacts addressed by URI: plain paths, ``file://`` URIs and ``s3://`` URIs.
 
-With no S3 service configured, ``s3://BUCKET/KEY`` is a *local bucket*:
-``$TAILOR_HOME/buckets/BUCKET/KEY``. Scripts written for the original service keep their
-``s3://`` URIs and work unchanged on one machine.
+``s3://BUCKET/KEY`` goes one of two ways, chosen by ``TAILOR_S3_ENDPOINT_URL``:
+
+- **unset** (the default): a *local bucket*, ``$TAILOR_HOME/buckets/BUCKET/KEY``. Scripts written
+  for the original service keep their ``s3://`` URIs and work unchanged on one machine.
+- **set**: an object on that S3-compatible service (MinIO, Ceph, AWS S3 itself), through boto3.
+  Credentials come from ``TAILOR_S3_ACCESS_KEY_ID``/``TAILOR_S3_SECRET_ACCESS_KEY`` when set,
+  else from the standard AWS chain. Readers still get a local file: ``local_path`` downloads the
+  object into ``$TAILOR_HOME/cache/s3/BUCKET/KEY`` and downloads it again only when its ETag or
+  size changed.
+
+Every failure of the service (no such bucket or key, access denied, endpoint unreachable) becomes
+a ``tailor.errors`` exception whose message names the URI and the endpoint. boto3 is imported
+inside the functions that talk to the service: the control plane imports this module, and with
+local buckets it never needs boto3.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
-from tailor.errors import InvalidInput, NotFound
+from tailor.errors import AccessDenied, InvalidInput, NotFound, TailorError
 from tailor.settings import Settings, get_settings
 
+# Error codes S3-compatible services answer with. A HEAD request has no body, so its errors carry
+# only the HTTP status as their code ("404", "403").
+_MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+_DENIED_CODES = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled",
+                 "AccountProblem", "InvalidSecurity"}
+_CHUNK_BYTES = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# The public functions: each works on every kind of URI.
 
 def local_path(uri: str, settings: Settings | None = None) -> Path:
-    """The local file a URI names (for s3://, the file inside the local bucket)."""
+    """A local file holding what the URI names, for reading.
+
+    A path or ``file://`` URI is returned as is; an ``s3://`` URI names a file in its local bucket
+    or, with an S3 endpoint configured, the object's copy in the download cache (downloaded first
+    if missing or stale). Raises ``NotFound`` when the remote object or its bucket does not exist.
+    """
     settings = settings or get_settings()
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        path = unquote(parsed.path) if parsed.scheme == "file" else uri
-        return Path(path).expanduser()
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise InvalidInput(f"{uri!r} names no bucket: expected s3://BUCKET/KEY.")
-        return settings.home / "buckets" / parsed.netloc / parsed.path.lstrip("/")
-    raise InvalidInput(f"Unsupported URI scheme in {uri!r}: use a path, file:// or s3://.")
+    remote = _remote_object(uri, settings)
+    if remote is None:
+        return _local_file(uri, settings)
+    bucket, key = remote
+    return _cached_download(uri, bucket, key, settings)
 
 
 def read_bytes(uri: str, settings: Settings | None = None) -> bytes:
-    path = local_path(uri, settings)
-    if not path.is_file():
-        raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
-    return path.read_bytes()
+    """The whole content of the file or object the URI names."""
+    settings = settings or get_settings()
+    remote = _remote_object(uri, settings)
+    if remote is None:
+        path = _local_file(uri, settings)
+        if not path.is_file():
+            raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
+        return path.read_bytes()
+    bucket, key = remote
+    with _service_errors(uri, settings, bucket):
+        response = _client(settings).get_object(Bucket=bucket, Key=key)
+        return response["Body"].read()
 
 
 def size(uri: str, settings: Settings | None = None) -> int:
-    path = local_path(uri, settings)
-    if not path.is_file():
-        raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
-    return path.stat().st_size
+    """The size in bytes of the file or object the URI names (for s3://, without downloading it)."""
+    settings = settings or get_settings()
+    remote = _remote_object(uri, settings)
+    if remote is None:
+        path = _local_file(uri, settings)
+        if not path.is_file():
+            raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
+        return path.stat().st_size
+    bucket, key = remote
+    return int(_head(uri, bucket, key, settings)["ContentLength"])
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -58,8 +100,263 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def copy_tree(source: Path, uri: str, settings: Settings | None = None) -> Path:
-    """Copy a local folder to the location a URI names; returns the local destination."""
-    destination = local_path(uri, settings)
-    shutil.copytree(source, destination, dirs_exist_ok=True)
-    return destination
+def upload_file(source: Path, uri: str, settings: Settings | None = None) -> Path | str:
+    """Put one local file where the URI names; returns the local destination, or the URI itself
+    when it went to the S3 endpoint. A local destination is replaced atomically."""
+    settings = settings or get_settings()
+    source = Path(source)
+    if not source.is_file():
+        raise NotFound(f"No file at {source}.")
+    remote = _remote_object(uri, settings)
+    if remote is None:
+        destination = _local_file(uri, settings)
+        _copy_atomic(source, destination)
+        return destination
+    bucket, key = remote
+    with _service_errors(uri, settings, bucket):
+        _client(settings).upload_file(str(source), bucket, key)
+    return uri
+
+
+def copy_tree(source: Path, uri: str, settings: Settings | None = None) -> Path | str:
+    """Copy every file under a local folder to the location a URI names, keeping relative paths.
+
+    Returns the local destination folder, or the URI itself when the files went to the S3
+    endpoint (as objects ``KEY_PREFIX/RELATIVE/PATH``).
+    """
+    settings = settings or get_settings()
+    bucket_and_prefix = _remote_prefix(uri, settings)
+    if bucket_and_prefix is None:
+        destination = _local_file(uri, settings)
+        shutil.copytree(source, destination, dirs_exist_ok=True)
+        return destination
+    bucket, prefix = bucket_and_prefix
+    client = _client(settings)
+    for path in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+        key = prefix + path.relative_to(source).as_posix()
+        with _service_errors(f"s3://{bucket}/{key}", settings, bucket):
+            client.upload_file(str(path), bucket, key)
+    return uri
+
+
+# ---------------------------------------------------------------------------------------------
+# Local paths and local buckets.
+
+def _local_file(uri: str, settings: Settings) -> Path:
+    """The local file a path, ``file://`` URI or (local bucket) ``s3://`` URI names."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = unquote(parsed.path) if parsed.scheme == "file" else uri
+        return Path(path).expanduser()
+    if parsed.scheme == "s3":
+        bucket, key = _bucket_and_key(uri)
+        return _inside(settings.home / "buckets", bucket, key, uri)
+    raise InvalidInput(f"Unsupported URI scheme in {uri!r}: use a path, file:// or s3://.")
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise InvalidInput(f"{uri!r} names no bucket: expected s3://BUCKET/KEY.")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _inside(root: Path, bucket: str, key: str, uri: str) -> Path:
+    """``root/bucket/key``, refusing a bucket or key that would climb out of ``root``."""
+    parts = [bucket, *key.split("/")]
+    if any(part in (".", "..") for part in parts):
+        raise InvalidInput(f"{uri!r} has a '.' or '..' path segment; it cannot name a local file.")
+    return root.joinpath(*parts)
+
+
+def _copy_atomic(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# The S3 endpoint.
+
+def _endpoint(settings: Settings) -> str | None:
+    return settings.s3_endpoint_url or None
+
+
+def _remote_object(uri: str, settings: Settings) -> tuple[str, str] | None:
+    """``(bucket, key)`` when the URI names an object on the S3 endpoint, else None."""
+    if not uri.startswith("s3://") or not _endpoint(settings):
+        return None
+    bucket, key = _bucket_and_key(uri)
+    if not key or key.endswith("/"):
+        raise InvalidInput(f"{uri!r} names no object: expected s3://BUCKET/KEY with a key that "
+                           "does not end in '/'.")
+    return bucket, key
+
+
+def _remote_prefix(uri: str, settings: Settings) -> tuple[str, str] | None:
+    """``(bucket, key prefix ending in '/' or empty)`` when the URI names a folder on the S3
+    endpoint, else None."""
+    if not uri.startswith("s3://") or not _endpoint(settings):
+        return None
+    bucket, key = _bucket_and_key(uri)
+    key = key.rstrip("/")
+    return bucket, f"{key}/" if key else ""
+
+
+def _client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint. Clients are cached per configuration and
+    per AWS_* environment, so a changed environment is honoured as ``get_settings`` promises."""
+    endpoint = _endpoint(settings)
+    if not endpoint or urlparse(endpoint).scheme not in ("http", "https") or not urlparse(endpoint).netloc:
+        raise InvalidInput(f"TAILOR_S3_ENDPOINT_URL must be an http:// or https:// URL, got {endpoint!r}.")
+    secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+    if bool(settings.s3_access_key_id) != bool(secret):
+        raise InvalidInput("Set both TAILOR_S3_ACCESS_KEY_ID and TAILOR_S3_SECRET_ACCESS_KEY, or neither "
+                           "(then the standard AWS credential chain is used).")
+    aws_environment = tuple(sorted((name, value) for name, value in os.environ.items()
+                                   if name.startswith("AWS_")))
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return _cached_client(
+            endpoint, settings.s3_region, settings.s3_access_key_id or None, secret,
+            settings.s3_addressing_style, settings.s3_connect_timeout_seconds,
+            settings.s3_read_timeout_seconds, settings.s3_max_attempts, aws_environment,
+        )
+    except BotoCoreError as error:  # e.g. AWS_PROFILE names no profile, or a malformed region
+        raise InvalidInput(f"Cannot set up a client for the S3 endpoint {endpoint}: {error}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(endpoint: str, region: str | None, access_key_id: str | None, secret: str | None,
+                   addressing_style: str, connect_timeout: float, read_timeout: float,
+                   max_attempts: int, aws_environment: tuple[tuple[str, str], ...]) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(aws_access_key_id=access_key_id, aws_secret_access_key=secret,
+                                    region_name=region)
+    config = Config(
+        connect_timeout=connect_timeout, read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        s3={"addressing_style": addressing_style},
+        # Checksums only where S3 requires them: many S3-compatible services reject the
+        # trailing checksums that recent botocore sends by default.
+        request_checksum_calculation="when_required", response_checksum_validation="when_required",
+    )
+    return session.client("s3", endpoint_url=endpoint, config=config,
+                          region_name=region or session.region_name or "us-east-1")
+
+
+def _head(uri: str, bucket: str, key: str, settings: Settings) -> dict:
+    with _service_errors(uri, settings, bucket, check_bucket=True):
+        return _client(settings).head_object(Bucket=bucket, Key=key)
+
+
+def _cached_download(uri: str, bucket: str, key: str, settings: Settings) -> Path:
+    """The object's copy under ``$TAILOR_HOME/cache/s3``, downloaded again only when its ETag or
+    size changed. A sidecar record (in ``cache/s3-meta``) notes what was downloaded and the
+    local file's inode, size and mtime, so a copy that another process replaced concurrently is
+    never mistaken for the object the record describes."""
+    endpoint = _endpoint(settings)
+    path = _inside(settings.home / "cache" / "s3", bucket, key, uri)
+    record_path = _inside(settings.home / "cache" / "s3-meta", bucket, key + ".json", uri)
+    head = _head(uri, bucket, key, settings)
+    wanted = {"endpoint": endpoint, "etag": head.get("ETag"), "size": int(head["ContentLength"])}
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        stat = path.stat()
+        if ({name: record.get(name) for name in wanted} == wanted
+                and record.get("file") == [stat.st_ino, stat.st_size, stat.st_mtime_ns]):
+            return path
+    except (OSError, ValueError):
+        pass  # no copy yet, or an unreadable record: download
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with _service_errors(uri, settings, bucket), os.fdopen(handle, "wb") as file:
+            response = _client(settings).get_object(Bucket=bucket, Key=key)
+            shutil.copyfileobj(response["Body"], file, _CHUNK_BYTES)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    # Describe what was downloaded (the GET's own ETag), not what HEAD saw a moment before.
+    stat = path.stat()
+    record = {"endpoint": endpoint, "etag": response.get("ETag"), "size": stat.st_size,
+              "file": [stat.st_ino, stat.st_size, stat.st_mtime_ns]}
+    write_text_atomic(record_path, json.dumps(record))
+    return path
+
+
+@contextmanager
+def _service_errors(uri: str, settings: Settings, bucket: str, check_bucket: bool = False) -> Iterator[None]:
+    """Turn boto3/botocore errors into domain errors naming the URI and the endpoint.
+
+    With ``check_bucket`` (for HEAD requests, whose 404 cannot tell a missing key from a missing
+    bucket) a 404 is followed by one HEAD of the bucket to say which is missing.
+    """
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    endpoint = _endpoint(settings)
+    where = f"(S3 endpoint {endpoint})"
+    try:
+        yield
+    except TailorError:
+        raise
+    except (ClientError, S3UploadFailedError) as raised:
+        error = raised
+        if isinstance(error, S3UploadFailedError) and isinstance(error.__context__, ClientError):
+            error = error.__context__  # boto3 wraps upload errors, keeping the service's in the context
+        if not isinstance(error, ClientError):
+            raise InvalidInput(f"S3 request for {uri} failed {where}: {error}") from None
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        message = error.response.get("Error", {}).get("Message") or ""
+        detail = f"{code}: {message}" if message else code
+        if code == "NoSuchBucket" or (code in _MISSING_CODES and check_bucket
+                                      and not _bucket_exists(bucket, settings)):
+            raise NotFound(f"No bucket {bucket!r} for {uri} {where}.") from None
+        if code in _MISSING_CODES:
+            raise NotFound(f"No object at {uri} {where}.") from None
+        if code in _DENIED_CODES:
+            raise AccessDenied(f"Access denied to {uri} {where}: {detail}. Check the credentials "
+                               "(TAILOR_S3_ACCESS_KEY_ID/TAILOR_S3_SECRET_ACCESS_KEY or the AWS "
+                               "chain) and the bucket's policy.") from None
+        raise InvalidInput(f"S3 request for {uri} failed {where}: {detail}.") from None
+    except (NoCredentialsError, PartialCredentialsError) as error:
+        raise AccessDenied(f"No credentials to access {uri} {where}: {error}. Set TAILOR_S3_ACCESS_KEY_ID "
+                           "and TAILOR_S3_SECRET_ACCESS_KEY, or AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY, or an AWS profile.") from None
+    except (ConnectionError, HTTPClientError) as error:
+        raise InvalidInput(f"Cannot reach the S3 endpoint {endpoint} for {uri}: {error}. Check "
+                           "TAILOR_S3_ENDPOINT_URL and that the service is running.") from None
+    except BotoCoreError as error:
+        raise InvalidInput(f"S3 request for {uri} failed {where}: {error}") from None
+
+
+def _bucket_exists(bucket: str, settings: Settings) -> bool:
+    """False only when the endpoint says the bucket does not exist (any other answer: True)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _client(settings).head_bucket(Bucket=bucket)
+    except ClientError as error:
+        return str(error.response.get("Error", {}).get("Code", "")) not in _MISSING_CODES
+    except BotoCoreError:
+        return True
+    return True

@@ -122,9 +122,14 @@ def run_job(job_id: str, settings: Settings) -> str:
 
     # Publish: metrics to the output location, then the custom model, then Completed.
     prefix = output_prefix(job)
-    for folder in ("training_artifacts", "validation_artifacts"):
-        if (outcome.output_dir / folder).is_dir():
-            storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
+    try:
+        for folder in ("training_artifacts", "validation_artifacts"):
+            if (outcome.output_dir / folder).is_dir():
+                storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
+    except (TailorError, OSError) as error:  # e.g. the output bucket does not exist
+        reason = error.message if isinstance(error, TailorError) else str(error)
+        return _finish(store, job_id, "Failed", failure=f"Could not write the output files to {prefix}: {reason}",
+                       phase="trainingDetails", phase_status="Failed")
     with store.session() as session:
         job = session.get(Job, job_id)
         if job.stop_requested:  # a stop that arrived while publishing still wins

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.conftest import COMMAND, HAIKU, TITAN
+from tests.api.conftest import COMMAND, HAIKU, TITAN, free_port, kill_workers
 from tests.conftest import SEED_002_SYSTEM
 
 ROLE = "arn:aws:iam::000000000000:role/TailorCustomization"
@@ -168,3 +174,55 @@ def test_signatures_idempotency_isolation_pagination_and_stopping_queued_jobs(se
         assert server.wait_for(arn, {"Stopped"}, timeout=60)["status"] == "Stopped"
     code, _ = error_of(lambda: alice.stop_model_customization_job(jobIdentifier=first))
     assert code == "ConflictException"
+
+
+def test_insecure_local_binds_to_loopback_only_and_names_callers_by_key(home):
+    done = subprocess.run([sys.executable, "-m", "tailor", "serve", "--insecure-local", "--host", "0.0.0.0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "binds only to loopback" in done.stderr
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tailor", "serve", "--insecure-local", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TAILOR_HOME": str(home)})
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+
+        def client(key: str):
+            return boto3.client("bedrock", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                                aws_access_key_id=key, aws_secret_access_key="anything")
+
+        train = home / "buckets" / "bkt" / "t.jsonl"
+        train.parent.mkdir(parents=True)
+        train.write_text('{"prompt": "q", "completion": "a"}\n' * 8)
+        client("CAROL").create_model_customization_job(
+            jobName="carol-job", customModelName="carol-model", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
+            hyperParameters={"epochCount": "1"}, trainingDataConfig={"s3Uri": "s3://bkt/t.jsonl"},
+            outputDataConfig={"s3Uri": "s3://bkt/o"})
+        assert [j["jobName"] for j in client("CAROL").list_model_customization_jobs()["modelCustomizationJobSummaries"]] == ["carol-job"]
+        assert client("DAVE").list_model_customization_jobs()["modelCustomizationJobSummaries"] == []
+        client("CAROL").stop_model_customization_job(jobIdentifier="carol-job")
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+        kill_workers(home)
+    assert "WARNING: --insecure-local: requests are NOT authenticated" in output
+
+
+@pytest.mark.slow
+def test_unwritable_output_location_fails_the_job_with_the_reason(server):
+    train = server.put("s3://bkt/t.jsonl", [{"prompt": "q", "completion": "a"}] * 8)
+    (server.home / "buckets" / "blocked").write_text("a file where the bucket folder should be")
+    arn = server.client().create_model_customization_job(
+        jobName="no-output", customModelName="no-output", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
+        hyperParameters={"epochCount": "1"}, trainingDataConfig={"s3Uri": train},
+        outputDataConfig={"s3Uri": "s3://blocked/out"})["jobArn"]
+    job = server.wait_for(arn, {"Completed", "Failed"})
+    assert job["status"] == "Failed"
+    assert job["failureMessage"].startswith("Could not write the output files to s3://blocked/out/")
+    assert server.client().list_custom_models()["modelSummaries"] == []

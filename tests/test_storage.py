@@ -1,0 +1,286 @@
+"""storage.py: paths, file:// URIs, local buckets, and s3:// on a real S3-compatible server.
+
+The remote tests run moto's standalone server on 127.0.0.1 in a thread; boto3 reaches it over
+HTTP exactly as it would reach MinIO or AWS. Each test uses buckets of its own, so one server
+serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tailor import storage
+from tailor.errors import AccessDenied, InvalidInput, NotFound
+from tailor.settings import Settings
+
+DATASET = "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                            {"role": "assistant", "content": f"a{i}"}]}) + "\n"
+                  for i in range(3))
+
+
+@pytest.fixture(autouse=True)
+def tailor_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    for name in ("TAILOR_S3_ENDPOINT_URL", "TAILOR_S3_ACCESS_KEY_ID", "TAILOR_S3_SECRET_ACCESS_KEY",
+                 "TAILOR_S3_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    # No ~/.aws files and no instance-metadata lookups: the tests see only what they set.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+# ---- paths, file:// and local buckets --------------------------------------------------------
+
+def test_a_plain_path_and_a_file_uri_name_the_same_file(tmp_path):
+    path = tmp_path / "a b.jsonl"
+    path.write_text("x\n")
+    assert storage.local_path(str(path)) == path
+    assert storage.local_path(path.as_uri()) == path
+    assert storage.read_bytes(path.as_uri()) == b"x\n"
+    assert storage.size(str(path)) == 2
+
+
+def test_s3_without_an_endpoint_is_a_local_bucket(tailor_home, tmp_path):
+    source = tmp_path / "train.jsonl"
+    source.write_text(DATASET)
+    destination = storage.upload_file(source, "s3://my-bucket/data/train.jsonl")
+    assert destination == tailor_home / "buckets" / "my-bucket" / "data" / "train.jsonl"
+    assert storage.local_path("s3://my-bucket/data/train.jsonl") == destination
+    assert storage.read_bytes("s3://my-bucket/data/train.jsonl") == DATASET.encode()
+    assert storage.size("s3://my-bucket/data/train.jsonl") == len(DATASET)
+    assert not [p for p in destination.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_copy_tree_into_a_local_bucket(tailor_home, tmp_path):
+    folder = tmp_path / "artifacts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "metrics.csv").write_text("step,loss\n")
+    (folder / "sub" / "more.csv").write_text("x\n")
+    destination = storage.copy_tree(folder, "s3://out/job-1/training_artifacts")
+    assert destination == tailor_home / "buckets" / "out" / "job-1" / "training_artifacts"
+    assert (destination / "metrics.csv").read_text() == "step,loss\n"
+    assert (destination / "sub" / "more.csv").read_text() == "x\n"
+
+
+def test_missing_local_files_are_not_found_naming_the_uri(tailor_home, tmp_path):
+    expected = r"^No file at s3://my-bucket/missing.jsonl \(.*buckets/my-bucket/missing.jsonl\)\.$"
+    with pytest.raises(NotFound, match=expected):
+        storage.size("s3://my-bucket/missing.jsonl")
+    with pytest.raises(NotFound, match=f"^No file at {tmp_path}/missing.jsonl\\.$"):
+        storage.read_bytes(str(tmp_path / "missing.jsonl"))
+
+
+def test_bad_uris_are_invalid_input():
+    with pytest.raises(InvalidInput, match="names no bucket"):
+        storage.local_path("s3:///key")
+    with pytest.raises(InvalidInput, match="Unsupported URI scheme"):
+        storage.local_path("gs://bucket/key")
+    with pytest.raises(InvalidInput, match=r"'\.\.' path segment"):
+        storage.local_path("s3://bucket/../../etc/passwd")
+
+
+# ---- s3:// on an S3-compatible server ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3_server() -> str:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def remote(s3_server, monkeypatch) -> str:
+    monkeypatch.setenv("TAILOR_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_server
+
+
+@pytest.fixture
+def s3(remote):
+    """A plain boto3 client on the same server, to look behind storage's back."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=remote, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"bucket-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def test_upload_size_and_download(bucket, s3, tailor_home, tmp_path):
+    source = tmp_path / "train.jsonl"
+    source.write_text(DATASET)
+    uri = f"s3://{bucket}/datasets/train.jsonl"
+    assert storage.upload_file(source, uri) == uri
+    assert not (tailor_home / "buckets").exists()  # went to the server, not to a local bucket
+    assert s3.get_object(Bucket=bucket, Key="datasets/train.jsonl")["Body"].read() == DATASET.encode()
+
+    assert storage.size(uri) == len(DATASET)
+    assert storage.read_bytes(uri) == DATASET.encode()
+    path = storage.local_path(uri)
+    assert path == tailor_home / "cache" / "s3" / bucket / "datasets" / "train.jsonl"
+    assert path.read_text() == DATASET
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_the_cache_is_reused_until_the_object_changes(bucket, s3):
+    uri = f"s3://{bucket}/train.jsonl"
+    s3.put_object(Bucket=bucket, Key="train.jsonl", Body=b"first\n")
+    path = storage.local_path(uri)
+    first = path.stat()
+    assert path.read_bytes() == b"first\n"
+
+    assert storage.local_path(uri) == path
+    second = path.stat()
+    assert (second.st_ino, second.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # not downloaded again
+
+    s3.put_object(Bucket=bucket, Key="train.jsonl", Body=b"second version\n")
+    assert storage.local_path(uri).read_bytes() == b"second version\n"
+
+    path.write_bytes(b"tampered\n")  # a copy that no longer matches its record is replaced
+    assert storage.local_path(uri).read_bytes() == b"second version\n"
+
+
+def test_copy_tree_uploads_every_file_under_the_prefix(bucket, s3, tmp_path):
+    folder = tmp_path / "training_artifacts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "step_wise_training_metrics.csv").write_text("step,loss\n1,2.5\n")
+    (folder / "sub" / "more.csv").write_text("x\n")
+    uri = f"s3://{bucket}/output/model-customization-job-abc/training_artifacts"
+    assert storage.copy_tree(folder, uri) == uri
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        "output/model-customization-job-abc/training_artifacts/step_wise_training_metrics.csv",
+        "output/model-customization-job-abc/training_artifacts/sub/more.csv",
+    ]
+    assert storage.read_bytes(f"{uri}/step_wise_training_metrics.csv") == b"step,loss\n1,2.5\n"
+
+
+def test_a_missing_object_is_not_found_naming_the_uri_and_endpoint(bucket, remote):
+    uri = f"s3://{bucket}/missing.jsonl"
+    expected = f"^No object at {uri} \\(S3 endpoint {remote}\\)\\.$"
+    with pytest.raises(NotFound, match=expected):
+        storage.local_path(uri)
+    with pytest.raises(NotFound, match=expected):
+        storage.size(uri)
+    with pytest.raises(NotFound, match=expected):
+        storage.read_bytes(uri)
+
+
+def test_a_missing_bucket_is_not_found(remote, tmp_path):
+    uri = "s3://no-such-bucket-here/train.jsonl"
+    expected = f"^No bucket 'no-such-bucket-here' for {uri} \\(S3 endpoint {remote}\\)\\.$"
+    with pytest.raises(NotFound, match=expected):
+        storage.local_path(uri)
+    with pytest.raises(NotFound, match=expected):
+        storage.read_bytes(uri)
+    source = tmp_path / "train.jsonl"
+    source.write_text(DATASET)
+    with pytest.raises(NotFound, match=expected):
+        storage.upload_file(source, uri)
+
+
+def test_an_unreachable_endpoint_is_a_clear_error_quickly(monkeypatch):
+    monkeypatch.setenv("TAILOR_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = Settings(s3_max_attempts=1, s3_connect_timeout_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match=r"^Cannot reach the S3 endpoint http://127\.0\.0\.1:9 for "
+                                           r"s3://bucket/train\.jsonl: .*TAILOR_S3_ENDPOINT_URL"):
+        storage.local_path("s3://bucket/train.jsonl", settings)
+    assert time.monotonic() - started < 5
+
+
+def test_wrong_credentials_are_access_denied(bucket, monkeypatch, remote):
+    # moto accepts any key unless told to check them. Its server runs in this process, so its
+    # own switch turns the checks on: an unknown key then gets 403, as from any S3 service.
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setenv("TAILOR_S3_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("TAILOR_S3_SECRET_ACCESS_KEY", "wrong")
+    settings = Settings(s3_max_attempts=1)
+    expected = f"^Access denied to s3://{bucket}/train.jsonl \\(S3 endpoint {remote}\\): .*credentials"
+    with pytest.raises(AccessDenied, match=expected):
+        storage.size(f"s3://{bucket}/train.jsonl", settings)
+    with pytest.raises(AccessDenied, match=expected):
+        storage.read_bytes(f"s3://{bucket}/train.jsonl", settings)
+
+
+def test_no_credentials_are_access_denied_saying_what_to_set(remote, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(AccessDenied, match="No credentials to access s3://b/k .*TAILOR_S3_ACCESS_KEY_ID"):
+        storage.size("s3://b/k")
+
+
+def test_tailor_credentials_take_precedence_and_must_come_in_pairs(bucket, s3, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("TAILOR_S3_ACCESS_KEY_ID", "tailor")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"12345")
+    with pytest.raises(InvalidInput, match="Set both TAILOR_S3_ACCESS_KEY_ID and TAILOR_S3_SECRET_ACCESS_KEY"):
+        storage.size(f"s3://{bucket}/k")
+    monkeypatch.setenv("TAILOR_S3_SECRET_ACCESS_KEY", "secret")
+    assert storage.size(f"s3://{bucket}/k") == 5
+
+
+def test_remote_uris_must_name_an_object(remote):
+    with pytest.raises(InvalidInput, match="names no object"):
+        storage.local_path("s3://bucket/folder/")
+
+
+def test_validate_reads_a_dataset_from_the_server(bucket, s3):
+    from tailor.catalog import CustomizationType, resolve_model
+    from tailor.data.validate import validate
+
+    records = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+               for i in range(10)]
+    s3.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    settings = Settings()
+    model = resolve_model("tailor.tiny", settings)
+    report = validate(f"s3://{bucket}/train.jsonl", CustomizationType.FINE_TUNING, model, settings=settings)
+    assert report.problems == []
+    assert report.ok
+
+    records[3]["messages"][1]["role"] = "user"
+    s3.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    report = validate(f"s3://{bucket}/train.jsonl", CustomizationType.FINE_TUNING, model, settings=settings)
+    assert [problem.line for problem in report.problems] == [4]  # the changed object was read again
+
+
+def test_cli_data_upload_goes_to_the_server(bucket, s3, tmp_path, remote):
+    from tailor.cli import app
+
+    source = tmp_path / "train.jsonl"
+    source.write_text(DATASET)
+    result = CliRunner().invoke(app, ["data", "upload", str(source), f"s3://{bucket}/train.jsonl"])
+    assert result.exit_code == 0, result.output
+    assert f"(S3 endpoint {remote})" in result.output
+    assert s3.get_object(Bucket=bucket, Key="train.jsonl")["Body"].read() == DATASET.encode()
+
+    result = CliRunner().invoke(app, ["data", "upload", str(source), "s3://no-such-bucket-here/train.jsonl"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "No bucket 'no-such-bucket-here'" in result.output
