@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import gzip
 import json
-import logging
 import math
 import os
 import random
@@ -27,7 +26,6 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-log = logging.getLogger(__name__)
 
 BUILD_VERSION = 1
 
