@@ -64,10 +64,7 @@ def read_bytes(uri: str, settings: Settings | None = None) -> bytes:
     settings = settings or get_settings()
     remote = _remote_object(uri, settings)
     if remote is None:
-        path = _local_file(uri, settings)
-        if not path.is_file():
-            raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
-        return path.read_bytes()
+        return _existing_local_file(uri, settings).read_bytes()
     bucket, key = remote
     with _service_errors(uri, settings, bucket):
         response = _client(settings).get_object(Bucket=bucket, Key=key)
@@ -79,12 +76,16 @@ def size(uri: str, settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     remote = _remote_object(uri, settings)
     if remote is None:
-        path = _local_file(uri, settings)
-        if not path.is_file():
-            raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
-        return path.stat().st_size
+        return _existing_local_file(uri, settings).stat().st_size
     bucket, key = remote
     return int(_head(uri, bucket, key, settings)["ContentLength"])
+
+
+def _existing_local_file(uri: str, settings: Settings) -> Path:
+    path = _local_file(uri, settings)
+    if not path.is_file():
+        raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
+    return path
 
 
 def write_text_atomic(path: Path, text: str) -> None:

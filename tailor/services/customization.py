@@ -124,19 +124,30 @@ def get_job(store: Store, principal: str, identifier: str) -> dict:
         return job_response(_find_job(session, principal, identifier))
 
 
+def _common_filters(table, principal: str, query: dict) -> list:
+    """The filters every List operation shares: owner, name substring, creation time window."""
+    conditions = [table.principal == principal]
+    if query.get("nameContains"):
+        conditions.append(table.name.contains(query["nameContains"], autoescape=True))
+    if query.get("creationTimeAfter"):
+        conditions.append(table.created_at > query["creationTimeAfter"])
+    if query.get("creationTimeBefore"):
+        conditions.append(table.created_at < query["creationTimeBefore"])
+    return conditions
+
+
+def _page(session, table, conditions: list, query: dict):
+    """One page, newest first unless sortOrder=Ascending; 100 rows unless maxResults says otherwise."""
+    return page(session, table, conditions, descending=query.get("sortOrder", "Descending") == "Descending",
+                limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+
+
 def list_jobs(store: Store, principal: str, query: dict) -> dict:
-    conditions = [Job.principal == principal]
+    conditions = _common_filters(Job, principal, query)
     if query.get("statusEquals"):
         conditions.append(Job.status == query["statusEquals"])
-    if query.get("nameContains"):
-        conditions.append(Job.name.contains(query["nameContains"], autoescape=True))
-    if query.get("creationTimeAfter"):
-        conditions.append(Job.created_at > query["creationTimeAfter"])
-    if query.get("creationTimeBefore"):
-        conditions.append(Job.created_at < query["creationTimeBefore"])
     with store.session() as session:
-        rows, token = page(session, Job, conditions, descending=query.get("sortOrder", "Descending") == "Descending",
-                           limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+        rows, token = _page(session, Job, conditions, query)
         summaries = [{
             "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name, "status": job.status,
             "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
@@ -189,22 +200,14 @@ def get_custom_model(store: Store, principal: str, identifier: str) -> dict:
 
 
 def list_custom_models(store: Store, settings: Settings, principal: str, query: dict) -> dict:
-    conditions = [CustomModel.principal == principal]
-    if query.get("nameContains"):
-        conditions.append(CustomModel.name.contains(query["nameContains"], autoescape=True))
+    conditions = _common_filters(CustomModel, principal, query)
     if query.get("modelStatus"):
         conditions.append(CustomModel.status == query["modelStatus"])
     for key in ("baseModelArnEquals", "foundationModelArnEquals"):
         if query.get(key):
             conditions.append(CustomModel.base_model_arn == query[key])
-    if query.get("creationTimeAfter"):
-        conditions.append(CustomModel.created_at > query["creationTimeAfter"])
-    if query.get("creationTimeBefore"):
-        conditions.append(CustomModel.created_at < query["creationTimeBefore"])
     with store.session() as session:
-        rows, token = page(session, CustomModel, conditions,
-                           descending=query.get("sortOrder", "Descending") == "Descending",
-                           limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+        rows, token = _page(session, CustomModel, conditions, query)
         summaries = [{
             "modelArn": m.arn, "modelName": m.name, "creationTime": m.created_at, "baseModelArn": m.base_model_arn,
             # The contract's ModelName is the id without its version suffix (provider.name).
