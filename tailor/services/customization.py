@@ -83,12 +83,17 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
     return {"jobArn": job.arn}
 
 
+def _find(session, table, principal: str, identifier: str, what: str):
+    """A row of ``table`` by ARN or name, owned by ``principal``; another's is as good as missing."""
+    column = table.arn if identifier.startswith("arn:") else table.name
+    row = session.scalar(select(table).where(column == identifier, table.principal == principal))
+    if row is None:
+        raise NotFound(f"{what} {identifier} not found.")
+    return row
+
+
 def _find_job(session, principal: str, identifier: str) -> Job:
-    column = Job.arn if identifier.startswith("arn:") else Job.name
-    job = session.scalar(select(Job).where(column == identifier, Job.principal == principal))
-    if job is None:
-        raise NotFound(f"Customization job {identifier} not found.")
-    return job
+    return _find(session, Job, principal, identifier, "Customization job")
 
 
 def _metrics(job: Job) -> dict:
@@ -175,11 +180,7 @@ def stop_job(store: Store, principal: str, identifier: str) -> dict:
 
 
 def _find_model(session, principal: str, identifier: str) -> CustomModel:
-    column = CustomModel.arn if identifier.startswith("arn:") else CustomModel.name
-    model = session.scalar(select(CustomModel).where(column == identifier, CustomModel.principal == principal))
-    if model is None:
-        raise NotFound(f"Custom model {identifier} not found.")
-    return model
+    return _find(session, CustomModel, principal, identifier, "Custom model")
 
 
 def get_custom_model(store: Store, principal: str, identifier: str) -> dict:

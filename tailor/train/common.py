@@ -161,7 +161,6 @@ class LoopResult:
     best_epoch: int | None = None
     best_validation_loss: float | None = None
     final_training_loss: float | None = None
-    target_tokens: int = 0
     tokens: int = 0
     seconds: float = 0.0
     validation_losses: list[float] = field(default_factory=list)
@@ -269,7 +268,6 @@ def train_loop(
                     bar.note(f"early stopping after epoch {epoch}: best epoch {result.best_epoch}")
                     break
     result.seconds = time.perf_counter() - started
-    result.target_tokens = sum(e.target_count for e in train) * result.epochs_run
     if not validation:
         save_best()
     return result

@@ -122,13 +122,21 @@ def test_lora_on_a_local_model_folder(home, tmp_path):
     assert lora_b and all(tensor.abs().sum() > 0 for tensor in lora_b)  # B starts at zero
     assert not (outcome.model_dir / "model.safetensors").exists()  # adapter only, base by reference
 
-    first = outcome.manifest["result"]["validation_losses"] or None
-    assert first is None
+    assert outcome.manifest["result"]["validation_losses"] == []  # no validation file given
     rows = read_csv(outcome.output_dir / TRAINING_METRICS)
     assert float(rows[-1]["training_loss"]) < float(rows[0]["training_loss"])
-    answer = chat(load_for_inference(str(outcome.output_dir), get_settings(), progress=False),
-                  ["Code 3?"], max_new_tokens=16)
+    tuned = load_for_inference(str(outcome.output_dir), get_settings(), progress=False)
+    answer = chat(tuned, ["Code 3?"], max_new_tokens=16)
     assert isinstance(answer[0], str)
+
+    # The adapter loaded for generation is the trained one: it changes the base model's output.
+    import torch
+
+    base = load_for_inference(str(folder), get_settings(), progress=False)
+    prompt = torch.tensor([tuned.tokenizer("Code 3? The code is 21.")["input_ids"]])
+    with torch.no_grad():
+        difference = (tuned.model(prompt).logits - base.model(prompt).logits).abs().max()
+    assert difference > 1e-3
 
 
 def test_a_failed_run_leaves_no_output(home, tmp_path):
