@@ -63,6 +63,9 @@ class Family:
     description: str
     formats: dict[CustomizationType, tuple[DataFormat, ...]]
     limits: DataLimits
+    # The InvokeModel body its models take (tailor.api.bedrock.convert): the family's native
+    # body, as in the original; Tailor's own family takes OpenAI chat-completions bodies.
+    invoke_body: Literal["openai", "anthropic", "cohere", "llama", "titan"] = "openai"
 
 
 FAMILIES: dict[str, Family] = {
@@ -88,6 +91,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="anthropic.claude-3-haiku",
+            invoke_body="anthropic",
             description="Claude 3 Haiku: system + alternating user/assistant messages.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.MESSAGES,)},
             limits=DataLimits(
@@ -101,12 +105,14 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="cohere.command",
+            invoke_body="cohere",
             description="Cohere Command and Command Light: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
             limits=DataLimits(train_records=(32, None), record_tokens_max=4_096),
         ),
         Family(
             name="meta.llama",
+            invoke_body="llama",
             description="Llama 2 and Llama 3.1: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
             limits=DataLimits(
@@ -115,6 +121,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="amazon.titan-text",
+            invoke_body="titan",
             description="Titan Text Express and Lite: prompt/completion, or {input} for CPT.",
             formats={
                 CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,),
@@ -126,6 +133,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="amazon.titan-text-premier",
+            invoke_body="titan",
             description="Titan Text Premier: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
             limits=DataLimits(

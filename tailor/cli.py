@@ -358,13 +358,14 @@ def keys_create(
 ) -> None:
     """Create an access key pair; the secret is printed once and stored only encrypted."""
     from tailor.jobs.store import open_store
-    from tailor.services.keys import create_key
+    from tailor.services.keys import api_key, create_key
 
     with user_errors():
         settings = load_settings()
         access_key_id, secret = create_key(open_store(settings), settings, principal)
     typer.echo(f"aws_access_key_id = {access_key_id}")
     typer.echo(f"aws_secret_access_key = {secret}")
+    typer.echo(f"api_key = {api_key(access_key_id, secret)}  # bearer key for OpenAI clients")
     say(f"Key for principal {principal!r}. The secret is not shown again.")
 
 

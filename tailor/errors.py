@@ -6,7 +6,10 @@
     ├── NotFound                an unknown model, job or file (HTTP 404)
     ├── Conflict                the resource is in a state that forbids the request (HTTP 400/409)
     ├── AccessDenied            no valid credentials, or not this principal's resource (HTTP 403)
-    └── ModelUnavailable        a model is known but its weights cannot be loaded here
+    ├── ModelUnavailable        a model is known but its weights cannot be loaded here
+    ├── ModelNotReady           a deployment is still loading its model (HTTP 429; clients retry)
+    ├── ModelTimeout            inference ran past its time limit (HTTP 408)
+    └── ModelFailed             the inference engine failed or stopped mid-request (HTTP 424)
 
 Only the boundaries (CLI, HTTP routes) turn these into exit codes or error envelopes; inside,
 code raises them with a message a user can act on, naming the file, line or field at fault.
@@ -50,3 +53,15 @@ class AccessDenied(TailorError):
 
 class ModelUnavailable(TailorError):
     """The model is known, but its weights cannot be loaded on this machine."""
+
+
+class ModelTimeout(TailorError):
+    """An inference request ran past its time limit."""
+
+
+class ModelFailed(TailorError):
+    """The inference engine could not answer: it crashed, stopped, or hit an internal error."""
+
+
+class ModelNotReady(TailorError):
+    """The deployment exists but is not serving yet (its model is still loading)."""

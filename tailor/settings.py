@@ -48,6 +48,16 @@ class Settings(BaseSettings):
                             description="Account id written into ARNs.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
 
+    # Serving (tailor/serve/engine.py): one engine process answers every deployed model.
+    engine_max_batch: int = Field(default=32, ge=1, description="Sequences decoded together per base model.")
+    engine_max_models: int = Field(default=2, ge=1, description="Base (or full-weight) models kept in memory; "
+                                   "the least recently used one is unloaded to make room.")
+    engine_max_adapters: int = Field(default=8, ge=1, description="LoRA adapters kept loaded per base model (LRU).")
+    inference_timeout_seconds: float = Field(default=120.0, gt=0, description="Longest one inference request may "
+                                             "run before it ends with ModelTimeoutException.")
+    slots_per_model_unit: int = Field(default=8, ge=1, description="Requests one provisioned model unit runs at "
+                                      "once; more wait their turn.")
+
     # s3:// URIs: with no endpoint they name local buckets under TAILOR_HOME/buckets; with one,
     # objects on that S3-compatible service (MinIO, Ceph, AWS S3 itself, ...) through boto3.
     s3_endpoint_url: str | None = Field(

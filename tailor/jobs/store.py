@@ -1,4 +1,4 @@
-"""Tailor's state in SQL: customization jobs, custom models, tags and access keys.
+"""Tailor's state in SQL: customization jobs, custom models, deployments, tags and access keys.
 
 SQLite under TAILOR_HOME by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) via
 ``TAILOR_DATABASE_URL``. The schema is created and upgraded by Alembic migrations
@@ -19,8 +19,19 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, Integer, String, Text, TypeDecorator,
-                        create_engine, event, select)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -99,6 +110,39 @@ class CustomModel(Base):
     failure_message: Mapped[str | None] = mapped_column(Text)
     artifacts_dir: Mapped[str] = mapped_column(String(4096))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Deployment(Base):
+    """A provisioned throughput (kind "provisioned") or an on-demand custom model deployment
+    (kind "on_demand"): one table, since both serve one model under one ARN.
+
+    ``model_arn`` is what it serves now and ``desired_model_arn`` what it should serve; they differ
+    while a model is being loaded. ``tailor.services.deployments`` documents the statuses.
+    """
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # provisioned | on_demand
+    name: Mapped[str] = mapped_column(String(63))
+    principal: Mapped[str] = mapped_column(String(256))
+    model_arn: Mapped[str] = mapped_column(String(1011))
+    desired_model_arn: Mapped[str] = mapped_column(String(1011))
+    foundation_model_arn: Mapped[str] = mapped_column(String(1011))
+    model_units: Mapped[int | None] = mapped_column(Integer)  # provisioned only
+    desired_model_units: Mapped[int | None] = mapped_column(Integer)
+    commitment_duration: Mapped[str | None] = mapped_column(String(16))  # OneMonth | SixMonths
+    commitment_expiration: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    description: Mapped[str | None] = mapped_column(String(2048))
+    # provisioned: Creating | InService | Updating | Failed; on_demand: Creating | Active | Failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # on_demand only, after a model change: Updating | UpdateCompleted | UpdateFailed
+    update_status: Mapped[str | None] = mapped_column(String(16))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    client_request_token: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Tag(Base):

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model
 from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
-from tailor.jobs.store import CustomModel, Job, Store, Tag, page, transition, utcnow
+from tailor.jobs.store import CustomModel, Deployment, Job, Store, Tag, page, transition, utcnow
 from tailor.settings import Settings
 from tailor.train.hyperparams import parse_hyperparameters
 
@@ -223,6 +223,12 @@ def delete_custom_model(store: Store, principal: str, identifier: str) -> dict:
 
     with store.session() as session:
         model = _find_model(session, principal, identifier)
+        # A deployment serving the model, loading it or failed on it would be left naming nothing.
+        users = session.scalars(select(Deployment.arn).where(
+            (Deployment.model_arn == model.arn) | (Deployment.desired_model_arn == model.arn))).all()
+        if users:
+            raise Conflict(f"Custom model {model.name} is deployed ({', '.join(sorted(users))}); "
+                           "delete those deployments first.")
         artifacts = Path(model.artifacts_dir)
         session.delete(model)
         session.execute(Tag.__table__.delete().where(Tag.resource_arn == model.arn))
@@ -279,8 +285,8 @@ def get_foundation_model(settings: Settings, identifier: str) -> dict:
 
 
 def _owned_arn(session, principal: str, arn: str) -> None:
-    owned = session.scalar(select(Job.id).where(Job.arn == arn, Job.principal == principal)) or \
-        session.scalar(select(CustomModel.id).where(CustomModel.arn == arn, CustomModel.principal == principal))
+    owned = any(session.scalar(select(table.id).where(table.arn == arn, table.principal == principal))
+                for table in (Job, CustomModel, Deployment))
     if not owned:
         raise NotFound(f"Resource {arn} not found.")
 

@@ -1,10 +1,21 @@
-"""Access keys: created here, stored encrypted, looked up when a request's signature is checked."""
+"""Access keys: created here, stored encrypted, looked up when a request's signature is checked.
+
+The same key also works as a bearer API key (OpenAI clients, Bedrock API-key clients): the access
+key id and the secret joined by a dot, ``TKIA....SECRET``.
+"""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 
-from tailor.api.secrets import decrypt_secret, encrypt_secret, load_or_create_server_key, new_access_key
+from tailor.api.secrets import (
+    decrypt_secret,
+    encrypt_secret,
+    load_or_create_server_key,
+    new_access_key,
+)
+from tailor.errors import AccessDenied
 from tailor.jobs.store import AccessKey, Store, utcnow
 from tailor.settings import Settings
 
@@ -34,3 +45,21 @@ def secret_lookup(store: Store, settings: Settings) -> Callable[[str], str | Non
             return decrypt_secret(server_key, key.encrypted_secret) if key else None
 
     return secret_for
+
+
+def api_key(access_key_id: str, secret: str) -> str:
+    """The bearer form of a key pair."""
+    return f"{access_key_id}.{secret}"
+
+
+def bearer_principal(store: Store, secret_for: Callable[[str], str | None], token: str) -> str:
+    """The principal whose bearer API key ``token`` is; AccessDenied for anything else."""
+    access_key_id, _, secret = token.partition(".")
+    known = secret_for(access_key_id) if access_key_id and secret else None
+    # compare_digest: the time taken must not tell how much of a guessed secret was right.
+    if known is None or not hmac.compare_digest(known.encode(), secret.encode()):
+        raise AccessDenied("The API key is not valid. Use the key printed by `tailor keys create`.")
+    principal = principal_of(store, access_key_id)
+    if principal is None:
+        raise AccessDenied("The API key is not valid.")
+    return principal

@@ -1,4 +1,4 @@
-"""Bedrock control-plane routes: HTTP <-> ``tailor.services.customization``, nothing more.
+"""Bedrock control-plane routes: HTTP <-> ``tailor.services`` (customization, deployments), nothing more.
 
 Each operation's method, path and success status come from botocore's service model
 (``shapes.http_binding``); its parameters are gathered from the path, the query string and the
@@ -22,6 +22,7 @@ from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
 from tailor.errors import InvalidInput
 from tailor.jobs.store import Store
 from tailor.services import customization as jobs
+from tailor.services import deployments
 from tailor.settings import Settings
 
 
@@ -45,6 +46,23 @@ OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
     "TagResource": lambda c, p: jobs.tag_resource(c.store, c.principal, p["resourceARN"], p["tags"]),
     "UntagResource": lambda c, p: jobs.untag_resource(c.store, c.principal, p["resourceARN"], p["tagKeys"]),
     "ListTagsForResource": lambda c, p: jobs.list_tags(c.store, c.principal, p["resourceARN"]),
+    "CreateProvisionedModelThroughput":
+        lambda c, p: deployments.create_provisioned_throughput(c.store, c.settings, c.principal, p),
+    "GetProvisionedModelThroughput":
+        lambda c, p: deployments.get_provisioned_throughput(c.store, c.principal, p["provisionedModelId"]),
+    "ListProvisionedModelThroughputs": lambda c, p: deployments.list_provisioned_throughputs(c.store, c.principal, p),
+    "UpdateProvisionedModelThroughput":
+        lambda c, p: deployments.update_provisioned_throughput(c.store, c.settings, c.principal, p),
+    "DeleteProvisionedModelThroughput":
+        lambda c, p: deployments.delete_provisioned_throughput(c.store, c.principal, p["provisionedModelId"]),
+    "CreateCustomModelDeployment":
+        lambda c, p: deployments.create_custom_model_deployment(c.store, c.settings, c.principal, p),
+    "GetCustomModelDeployment": lambda c, p: deployments.get_custom_model_deployment(
+        c.store, c.principal, p["customModelDeploymentIdentifier"]),
+    "ListCustomModelDeployments": lambda c, p: deployments.list_custom_model_deployments(c.store, c.principal, p),
+    "UpdateCustomModelDeployment": lambda c, p: deployments.update_custom_model_deployment(c.store, c.principal, p),
+    "DeleteCustomModelDeployment": lambda c, p: deployments.delete_custom_model_deployment(
+        c.store, c.principal, p["customModelDeploymentIdentifier"]),
 }
 
 

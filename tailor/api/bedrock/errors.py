@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import logging
 
-from tailor.errors import AccessDenied, Conflict, InvalidInput, ModelUnavailable, NotFound
+from tailor.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    ModelFailed,
+    ModelNotReady,
+    ModelTimeout,
+    ModelUnavailable,
+    NotFound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +37,10 @@ ERROR_CODES: dict[type[Exception], tuple[str, int]] = {
     NotFound: ("ResourceNotFoundException", 404),
     Conflict: ("ConflictException", 400),
     AccessDenied: ("AccessDeniedException", 403),
+    # bedrock-runtime only:
+    ModelNotReady: ("ModelNotReadyException", 429),
+    ModelTimeout: ("ModelTimeoutException", 408),
+    ModelFailed: ("ModelErrorException", 424),
 }
 INTERNAL_ERROR: tuple[str, int] = ("InternalServerException", 500)
 INTERNAL_MESSAGE = "Tailor hit an internal error; the server log has the details."

@@ -1,7 +1,8 @@
-"""The Bedrock control-plane contract, read from botocore's own service model.
+"""The Bedrock contract, read from botocore's own service models.
 
-botocore ships the original service's exact API model (``bedrock/2023-04-20/service-2.json``,
-protocol rest-json). Tailor uses it at the HTTP edge instead of restating it:
+botocore ships the original service's exact API models (``bedrock/2023-04-20/service-2.json``
+for the control plane, ``bedrock-runtime/2023-09-30/service-2.json`` for inference; protocol
+rest-json). Tailor uses them at the HTTP edge instead of restating them:
 
 * ``validate_input(operation, params)`` checks a request against the operation's input shape and
   reports *every* problem at once, one ``field.path: problem`` per line, in a single
@@ -55,19 +56,44 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 
 
+# The runtime's shapes are read under a prefix: both models define, differently, shapes of the
+# same name (ValidationException, Message, InferenceConfiguration, ...). Operation names do not
+# collide, so callers name an operation and never need to say which service it belongs to.
+RUNTIME_SERVICE, RUNTIME_PREFIX = "bedrock-runtime", "runtime."
+
+
 @functools.cache
-def service_model() -> dict[str, Any]:
-    """The raw bedrock service model (botocore's service-2.json), loaded once per process."""
-    return Loader().load_service_model(SERVICE_NAME, "service-2")
+def service_model(service: str = SERVICE_NAME) -> dict[str, Any]:
+    """The raw service model (botocore's service-2.json) of ``bedrock`` or ``bedrock-runtime``."""
+    return Loader().load_service_model(service, "service-2")
+
+
+def _prefixed(node: Any, prefix: str) -> Any:
+    """A copy of a model fragment with every shape reference renamed ``prefix + name``."""
+    if isinstance(node, dict):
+        return {key: (prefix + value if key == "shape" else _prefixed(value, prefix)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_prefixed(item, prefix) for item in node]
+    return node
+
+
+@functools.cache
+def _combined() -> dict[str, Any]:
+    control, runtime = service_model(SERVICE_NAME), service_model(RUNTIME_SERVICE)
+    shapes = dict(control["shapes"])
+    shapes.update({RUNTIME_PREFIX + name: _prefixed(shape, RUNTIME_PREFIX) for name, shape in runtime["shapes"].items()})
+    operations = dict(control["operations"])
+    operations.update({name: _prefixed(op, RUNTIME_PREFIX) for name, op in runtime["operations"].items()})
+    return {"shapes": shapes, "operations": operations}
 
 
 def _shape(name: str) -> dict[str, Any]:
-    return service_model()["shapes"][name]
+    return _combined()["shapes"][name]
 
 
 def _operation(operation: str) -> dict[str, Any]:
     try:
-        return service_model()["operations"][operation]
+        return _combined()["operations"][operation]
     except KeyError:
         raise ValueError(f"unknown Bedrock operation {operation!r}") from None
 

@@ -1,0 +1,192 @@
+"""bedrock-runtime routes: InvokeModel, InvokeModelWithResponseStream, Converse, ConverseStream, CountTokens.
+
+Thin, like the control plane: requests are checked against botocore's bedrock-runtime model
+(``shapes``), converted to one ``ChatRequest`` by the pure functions of ``convert``, answered by
+the engine through ``tailor.api.serving``, and converted back. Streams use the AWS event-stream
+framing (``eventstream``) that botocore decodes; an error after the stream has started is sent
+as an exception event, as the original does.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tailor.api import serving
+from tailor.api.bedrock import convert, eventstream
+from tailor.api.bedrock.control import error_json
+from tailor.api.bedrock.errors import error_code
+from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
+from tailor.errors import InvalidInput
+from tailor.serve.protocol import Completion, TextDelta
+
+DEFAULT_MAX_TOKENS = 512  # Converse and chat bodies that do not say; each native body has its own default
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+# Stream exception event names (ResponseStream / ConverseStreamOutput members) per error code.
+STREAM_EXCEPTIONS = {
+    "ValidationException": "validationException",
+    "ModelTimeoutException": "modelTimeoutException",
+    "ServiceUnavailableException": "serviceUnavailableException",
+    "ThrottlingException": "throttlingException",
+    "InternalServerException": "internalServerException",
+}
+
+
+def add_routes(app: FastAPI) -> None:
+    for operation, handler in (("InvokeModel", invoke_model), ("InvokeModelWithResponseStream", invoke_stream),
+                               ("Converse", converse), ("ConverseStream", converse_stream),
+                               ("CountTokens", count_tokens)):
+        method, uri, _ = http_binding(operation)
+        # The model id is an ARN with "/" in it once decoded: the parameter takes it whole.
+        app.add_api_route(uri.replace("{modelId}", "{modelId:path}"), handler, methods=[method], name=operation)
+
+
+async def _begin(request: Request, operation: str, params: dict) -> tuple[str, dict, serving.Invocable]:
+    """Authenticate, validate against the contract, find the model: ``(principal, params, invocable)``."""
+    body = await request.body()
+    principal = await run_in_threadpool(request.app.state.authenticate, request, body)
+    model_id = request.path_params["modelId"]
+    # The model first: a custom model's ARN (with its base's ":0:200k" version) breaks the
+    # contract's modelId pattern, and "deploy it first" is the answer its caller needs.
+    invocable = await serving.resolve(request.app, principal, model_id)
+    validated = validate_input(operation, {**params, "modelId": model_id})
+    return principal, validated, invocable
+
+
+def _headers_params(request: Request, names: tuple[str, ...]) -> dict:
+    return {name: request.headers[name] for name in names if name in request.headers}
+
+
+_INVOKE_HEADERS = ("content-type", "accept", "x-amzn-bedrock-trace", "x-amzn-bedrock-guardrailidentifier",
+                   "x-amzn-bedrock-guardrailversion", "x-amzn-bedrock-performanceconfig-latency",
+                   "x-amzn-bedrock-service-tier")
+
+
+async def _invoke_parts(request: Request, operation: str):
+    raw = await request.body()
+    params = {**_headers_params(request, _INVOKE_HEADERS), "body": raw}
+    _, validated, invocable = await _begin(request, operation, params)
+    content_type = validated.get("contentType") or "application/json"
+    if not content_type.startswith("application/json"):
+        raise InvalidInput(f"contentType: must be application/json, got {content_type!r}.")
+    if validated.get("guardrailIdentifier"):
+        raise InvalidInput("guardrailIdentifier: guardrails are not available in Tailor.")
+    chat = convert.parse_invoke_body(invocable.body, raw, default_max_tokens=DEFAULT_MAX_TOKENS)
+    return invocable, chat, raw
+
+
+def _metrics_headers(completion: Completion) -> dict[str, str]:
+    return {"X-Amzn-Bedrock-Input-Token-Count": str(completion.input_tokens),
+            "X-Amzn-Bedrock-Output-Token-Count": str(completion.output_tokens),
+            "X-Amzn-Bedrock-Invocation-Latency": str(completion.latency_ms)}
+
+
+async def invoke_model(request: Request) -> Response:
+    try:
+        invocable, chat, raw = await _invoke_parts(request, "InvokeModel")
+        completion = await serving.answer(request.app, invocable, chat)
+        body = convert.invoke_response(invocable.body, completion, model_id=invocable.model_id,
+                                       request_id=str(uuid.uuid4()), request_body=raw)
+        return JSONResponse(body, headers=_metrics_headers(completion))
+    except Exception as error:
+        return error_json(error)
+
+
+async def invoke_stream(request: Request) -> Response:
+    try:
+        invocable, chat, raw = await _invoke_parts(request, "InvokeModelWithResponseStream")
+        events = await serving.answer_stream(request.app, invocable, chat)
+    except Exception as error:
+        return error_json(error)
+    native = convert.NativeStream(invocable.body, model_id=invocable.model_id, request_id=str(uuid.uuid4()),
+                                  request_body=raw)
+
+    async def frames():
+        for chunk in native.start():
+            yield eventstream.chunk(chunk)
+        async for frame in _relay(events, native, eventstream.chunk):
+            yield frame
+
+    return StreamingResponse(frames(), media_type=EVENT_STREAM,
+                             headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
+
+
+async def _relay(events, translator, encode):
+    """Engine events -> encoded frames; an error mid-stream becomes the original's exception event."""
+    try:
+        async for event in events:
+            pieces = translator.delta(event.text) if isinstance(event, TextDelta) else translator.finish(event)
+            for piece in pieces:
+                yield encode(piece)
+    except Exception as error:
+        code, _ = error_code(error)
+        name = STREAM_EXCEPTIONS.get(code, "modelStreamErrorException")
+        yield eventstream.exception(name, getattr(error, "message", None) or "The model failed mid-stream.")
+
+
+def _converse_params(payload: dict) -> dict:
+    return {key: value for key, value in payload.items() if key != "modelId"}
+
+
+async def _json_body(request: Request) -> dict:
+    import json
+
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise InvalidInput(f"The request body is not valid JSON: {error}.") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return data
+
+
+async def converse(request: Request) -> Response:
+    started = time.monotonic()
+    try:
+        _, validated, invocable = await _begin(request, "Converse", _converse_params(await _json_body(request)))
+        chat = convert.converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
+        completion = await serving.answer(request.app, invocable, chat)
+        result = convert.converse_response(completion, latency_ms=round((time.monotonic() - started) * 1000))
+        return JSONResponse(shape_output("Converse", result))
+    except Exception as error:
+        return error_json(error)
+
+
+async def converse_stream(request: Request) -> Response:
+    try:
+        _, validated, invocable = await _begin(request, "ConverseStream",
+                                               _converse_params(await _json_body(request)))
+        chat = convert.converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
+        events = await serving.answer_stream(request.app, invocable, chat)
+    except Exception as error:
+        return error_json(error)
+    stream = convert.ConverseStream()
+
+    def encode(piece: tuple[str, dict]) -> bytes:
+        return eventstream.event(*piece)
+
+    async def frames():
+        for piece in stream.start():
+            yield encode(piece)
+        async for frame in _relay(events, stream, encode):
+            yield frame
+
+    return StreamingResponse(frames(), media_type=EVENT_STREAM)
+
+
+async def count_tokens(request: Request) -> Response:
+    try:
+        _, validated, invocable = await _begin(request, "CountTokens", await _json_body(request))
+        chat = convert.count_tokens_request(validated, kind=invocable.body, default_max_tokens=DEFAULT_MAX_TOKENS)
+        tokens = await request.app.state.engine.count_tokens(invocable.target, chat)
+        return JSONResponse(shape_output("CountTokens", {"inputTokens": tokens}))
+    except Exception as error:
+        return error_json(error)

@@ -1,0 +1,88 @@
+"""OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream) and ``GET /v1/models``.
+
+Authentication is a bearer API key (``tailor keys create`` prints one; it is the access key id and
+its secret joined by a dot), so the official ``openai`` client works with ``api_key=`` and
+``base_url=http://HOST:PORT/v1``. ``model`` takes every id bedrock-runtime takes: foundation ids,
+deployment and provisioned-throughput ARNs or names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tailor.api import serving
+from tailor.api.openai import convert
+from tailor.errors import InvalidInput
+from tailor.serve.protocol import TextDelta
+from tailor.services import inference
+
+DEFAULT_MAX_TOKENS = 512
+
+
+def add_routes(app: FastAPI) -> None:
+    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai.chat_completions")
+    app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
+
+
+def _error(error: Exception) -> JSONResponse:
+    status, body = convert.error_body(error)
+    return JSONResponse(body, status_code=status)
+
+
+async def _principal(request: Request) -> str:
+    return await run_in_threadpool(request.app.state.authenticate_bearer, request)
+
+
+async def chat_completions(request: Request) -> Response:
+    try:
+        principal = await _principal(request)
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise InvalidInput(f"The request body is not valid JSON: {error}.") from None
+        chat = convert.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
+        streaming, include_usage = convert.stream_settings(body)
+        invocable = await serving.resolve(request.app, principal, body["model"])
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not streaming:
+            completion = await serving.answer(request.app, invocable, chat)
+            return JSONResponse(convert.chat_completion(completion, model=body["model"], completion_id=completion_id,
+                                                        created=created))
+        events = await serving.answer_stream(request.app, invocable, chat)
+    except Exception as error:
+        return _error(error)
+    chunks = convert.ChatChunks(model=body["model"], completion_id=completion_id, created=created,
+                                include_usage=include_usage)
+    return StreamingResponse(_sse(events, chunks), media_type="text/event-stream")
+
+
+async def _sse(events, chunks: convert.ChatChunks):
+    def line(payload: dict) -> bytes:
+        return f"data: {json.dumps(payload)}\n\n".encode()
+
+    for chunk in chunks.start():
+        yield line(chunk)
+    try:
+        async for event in events:
+            for chunk in (chunks.delta(event.text) if isinstance(event, TextDelta) else chunks.finish(event)):
+                yield line(chunk)
+    except Exception as error:  # after the first byte the status is sent: report in-band, as OpenAI does
+        yield line(convert.error_body(error)[1])
+    yield b"data: [DONE]\n\n"
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        principal = await _principal(request)
+        ids = await run_in_threadpool(inference.list_invocable, request.app.state.store, request.app.state.settings,
+                                      principal)
+        return JSONResponse({"object": "list", "data": [
+            {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor"} for model_id in ids]})
+    except Exception as error:
+        return _error(error)

@@ -1,0 +1,151 @@
+"""Which weights answer a ``modelId``: the lookup shared by bedrock-runtime and the OpenAI API.
+
+A model id may name, as in the original service:
+
+- a foundation model: its id (``anthropic.claude-3-haiku-20240307-v1:0``, with or without the
+  context-window suffix the customization ids carry), its ARN, or a ``TAILOR_MODEL_ALIASES`` key;
+- a provisioned throughput (``provisioned-model`` ARN or its name) or an on-demand custom model
+  deployment (``custom-model-deployment`` ARN or name): the custom or foundation model it serves.
+
+A custom model itself is not invokable: it must be deployed first, and invoking its ARN answers
+the original's ValidationException saying so. Every lookup is scoped to the caller's principal.
+
+The body a model takes (``Invocable.body``) follows the catalog family of its foundation model;
+a custom model takes its base model's, recorded in its training manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tailor.catalog import FAMILIES, FOUNDATION_MODELS, TINY_MODEL_ID, resolve_model, strip_foundation_arn
+from tailor.errors import InvalidInput, ModelNotReady, ModelUnavailable, NotFound
+from tailor.jobs.store import CustomModel, Store
+from tailor.serve.protocol import Target
+from tailor.services import deployments
+from tailor.services.customization import usable_foundation_models
+from tailor.settings import Settings
+
+SERVING = {"InService", "Active", "Updating"}  # an updating deployment serves its current model
+
+
+@dataclass(frozen=True)
+class Invocable:
+    model_id: str  # as the caller named it, echoed in responses
+    target: Target
+    body: str  # the InvokeModel body kind: openai | anthropic | cohere | llama | titan
+    concurrency_key: str | None = None  # a deployment's ARN: its model units cap concurrent requests
+    concurrency: int | None = None
+
+
+def resolve(store: Store, settings: Settings, principal: str, model_id: str) -> Invocable:
+    resource = _resource_type(model_id)
+    if resource in ("provisioned-model", "custom-model-deployment") or (
+            resource is None and not _is_foundation(model_id, settings)):
+        return _deployed(store, settings, principal, model_id)
+    if resource == "custom-model":
+        with store.session() as session:
+            model = session.scalar(select(CustomModel).where(CustomModel.arn == model_id,
+                                                             CustomModel.principal == principal))
+        if model is None:
+            raise NotFound(f"Model {model_id} not found.")
+        raise InvalidInput(f"The custom model {model_id} is not deployed, so it cannot be invoked directly. "
+                           "Create a provisioned throughput (CreateProvisionedModelThroughput) or an on-demand "
+                           "deployment (CreateCustomModelDeployment) for it, and invoke that ARN.")
+    if resource not in (None, "foundation-model"):
+        raise InvalidInput(f"modelId: Tailor cannot invoke a {resource} ({model_id}).")
+    return _foundation(settings, model_id)
+
+
+def _resource_type(model_id: str) -> str | None:
+    if not model_id.startswith("arn:"):
+        return None
+    resource = model_id.split(":", 5)[-1]
+    return resource.split("/", 1)[0]
+
+
+def _catalog_id(model_id: str, settings: Settings) -> str | None:
+    """The catalog or alias id ``model_id`` names; invocation ids may omit the ``:200k``-style suffix."""
+    model_id = strip_foundation_arn(model_id)
+    known = set(usable_foundation_models(settings)) | set(settings.model_aliases)
+    if model_id in known:
+        return model_id
+    extended = [candidate for candidate in known if candidate.startswith(model_id + ":")]
+    return extended[0] if len(extended) == 1 else None
+
+
+def _is_foundation(model_id: str, settings: Settings) -> bool:
+    return _catalog_id(model_id, settings) is not None
+
+
+def _foundation(settings: Settings, model_id: str) -> Invocable:
+    catalog_id = _catalog_id(model_id, settings)
+    if catalog_id is None:
+        raise NotFound(f"Model {model_id} not found: not in Tailor's catalog, not mapped by TAILOR_MODEL_ALIASES, "
+                       "and not a deployment.")
+    try:
+        resolved = resolve_model(catalog_id, settings)
+    except ModelUnavailable as error:
+        raise InvalidInput(f"modelId: {error.message}") from error
+    return Invocable(model_id, Target(base=catalog_id), resolved.family.invoke_body)
+
+
+def _deployed(store: Store, settings: Settings, principal: str, identifier: str) -> Invocable:
+    deployment = deployments.resolve_deployment(store, principal, identifier)
+    if deployment.status not in SERVING:
+        if deployment.status == "Creating":
+            raise ModelNotReady(f"{identifier} is still loading its model; retry shortly.")
+        raise InvalidInput(f"{identifier} is {deployment.status} and cannot serve requests"
+                           + (f": {deployment.failure_message}" if deployment.failure_message else "."))
+    target, body = target_for_model(store, settings, principal, deployment.model_arn)
+    return Invocable(identifier, target, body, concurrency_key=deployment.arn,
+                     concurrency=deployment.model_units * settings.slots_per_model_unit)
+
+
+def target_for_model(store: Store, settings: Settings, principal: str | None, model_arn: str) -> tuple[Target, str]:
+    """The weights and body kind of a custom model (by ARN) or a foundation model (by id or ARN).
+
+    ``principal`` scopes the lookup; None (the server loading a deployment's model) does not.
+    """
+    if _resource_type(model_arn) != "custom-model":
+        invocable = _foundation(settings, model_arn)
+        return invocable.target, invocable.body
+    query = select(CustomModel).where(CustomModel.arn == model_arn)
+    if principal is not None:
+        query = query.where(CustomModel.principal == principal)
+    with store.session() as session:
+        model = session.scalar(query)
+        if model is None:
+            raise NotFound(f"Custom model {model_arn} not found.")
+        artifacts = Path(model.artifacts_dir)
+    return target_for_artifacts(artifacts)
+
+
+def target_for_artifacts(artifacts: Path) -> tuple[Target, str]:
+    """Read a training output folder's manifest: full weights are a base of their own; a LoRA
+    adapter goes on the base the manifest recorded (by its weights, not by an alias that may
+    have changed since)."""
+    manifest_path = artifacts / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"The custom model's artifacts are unreadable ({manifest_path}: {error}).") from None
+    model_dir = str((artifacts / manifest.get("model_path", "model")).resolve())
+    base = manifest["base_model"]
+    family = FAMILIES.get(base.get("family", "tailor"), FAMILIES["tailor"])
+    if manifest["tuning_method"] == "lora":
+        weights = base["weights"]
+        base_ref = TINY_MODEL_ID if weights["kind"] == "builtin" else weights["location"]
+        return Target(base=base_ref, adapter=model_dir), family.invoke_body
+    return Target(base=model_dir), family.invoke_body
+
+
+def list_invocable(store: Store, settings: Settings, principal: str) -> list[str]:
+    """Model ids a caller can invoke now: foundation models, then its serving deployments."""
+    ids = [model_id for model_id in FOUNDATION_MODELS if model_id in usable_foundation_models(settings)]
+    ids += [arn for arn in deployments.serving_arns(store, principal)]
+    return ids

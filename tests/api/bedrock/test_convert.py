@@ -1,0 +1,598 @@
+"""bedrock-runtime bodies to ChatRequest and back, checked against botocore's runtime model and parser."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.awsrequest import HeadersDict
+from botocore.loaders import Loader
+from botocore.model import ServiceModel
+from botocore.parsers import create_parser
+from botocore.validate import ParamValidator
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from tailor.api.bedrock import convert, eventstream
+from tailor.errors import InvalidInput
+from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
+
+MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+REQUEST_ID = "2f1c8a8e-6b3e-4f55-9d2a-0c1e2b3a4d5f"
+
+
+@pytest.fixture(scope="module")
+def runtime_model() -> ServiceModel:
+    return ServiceModel(Loader().load_service_model("bedrock-runtime", "service-2"), "bedrock-runtime")
+
+
+def parse(kind: str, body, default_max_tokens: int = 256) -> ChatRequest:
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return convert.parse_invoke_body(kind, raw, default_max_tokens=default_max_tokens)
+
+
+def problems_of(kind: str, body) -> str:
+    with pytest.raises(InvalidInput) as raised:
+        parse(kind, body)
+    return raised.value.message
+
+
+def completion(text="Paris.", stop_reason="end_turn", stop_sequence=None) -> Completion:
+    return Completion(text=text, stop_reason=stop_reason, input_tokens=12, output_tokens=3,
+                      stop_sequence=stop_sequence, latency_ms=250, first_token_ms=40)
+
+
+def anthropic_body(**changes) -> dict:
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    body.update(changes)
+    return body
+
+
+def shape_errors(runtime_model: ServiceModel, shape_name: str, value: dict) -> str:
+    """botocore's own validator on ``value`` as the shape: required members, types, ranges, unknown keys."""
+    report = ParamValidator().validate(value, runtime_model.shape_for(shape_name))
+    return report.generate_report()
+
+
+# ------------------------------------------------------------ anthropic bodies
+
+
+def test_anthropic_body_user_story_7():
+    request = parse("anthropic", anthropic_body(system="You answer in one word.", temperature=0.5, top_p=0.9,
+                                                top_k=40, stop_sequences=["\n\nHuman:"]))
+    assert request.messages == (Message("system", "You answer in one word."),
+                                Message("user", "What is the capital of France?"))
+    assert request.sampling == Sampling(max_tokens=200, temperature=0.5, top_p=0.9, top_k=40,
+                                        stop=("\n\nHuman:",))
+
+
+def test_anthropic_content_blocks_and_system_blocks_are_joined_text():
+    request = parse("anthropic", anthropic_body(
+        system=[{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Be kind."}],
+        messages=[{"role": "user", "content": [
+                      {"type": "text", "text": "Hello"},
+                      {"type": "text", "text": "there", "cache_control": {"type": "ephemeral"}}]},
+                  {"role": "assistant", "content": "Hi."},
+                  {"role": "user", "content": "Bye"}]))
+    assert request.turns() == [{"role": "system", "content": "Be brief.\nBe kind."},
+                               {"role": "user", "content": "Hello\nthere"},
+                               {"role": "assistant", "content": "Hi."},
+                               {"role": "user", "content": "Bye"}]
+
+
+def test_anthropic_defaults_are_greedy():
+    assert parse("anthropic", anthropic_body()).sampling == Sampling(max_tokens=200)
+
+
+def test_a_final_assistant_message_is_kept_last_as_the_prefill():
+    request = parse("anthropic", anthropic_body(messages=[
+        {"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "The colour is"}]))
+    assert request.messages[-1] == Message("assistant", "The colour is")
+
+
+def test_an_empty_prefill_is_dropped():
+    request = parse("anthropic", anthropic_body(messages=[
+        {"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": ""}]))
+    assert request.messages == (Message("user", "Name a colour."),)
+
+
+def test_a_prefill_may_not_end_with_whitespace():
+    message = problems_of("anthropic", anthropic_body(messages=[
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Well, "}]))
+    assert "messages[1].content: a final assistant message (prefill) cannot end with whitespace" in message
+
+
+def test_anthropic_version_is_required_and_exact():
+    body = anthropic_body()
+    del body["anthropic_version"]
+    assert "anthropic_version: required (use 'bedrock-2023-05-31')" in problems_of("anthropic", body)
+    assert "anthropic_version: must be 'bedrock-2023-05-31', got '2023-06-01'" in problems_of(
+        "anthropic", anthropic_body(anthropic_version="2023-06-01"))
+
+
+def test_anthropic_max_tokens_is_required():
+    body = anthropic_body()
+    del body["max_tokens"]
+    assert "max_tokens: required" in problems_of("anthropic", body)
+
+
+def test_every_problem_of_a_body_is_listed_with_its_field():
+    message = problems_of("anthropic", {
+        "anthropic_version": "bedrock-2023-05-31", "max_tokens": 0, "temperature": 1.5, "top_k": -1,
+        "stop_sequences": "STOP", "tools": [{"name": "x"}], "top_kk": 3,
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"},
+                     {"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}],
+    })
+    lines = message.splitlines()
+    assert lines[0] == "8 validation errors detected:"
+    assert {line.strip() for line in lines[1:]} == {
+        "tools: tools are not supported: Tailor's models answer with text only",
+        "top_kk: unknown field (did you mean 'top_k'?)",
+        "max_tokens: must be an integer of at least 1, got 0",
+        "temperature: must be a number between 0 and 1, got 1.5",
+        "top_k: must be an integer of at least 0, got -1",
+        "stop_sequences: must be a list of non-empty strings, got 'STOP'",
+        "messages[1].role: must be user or assistant, got 'bot'",
+        # neither "messages[2] breaks alternation" (messages[1]'s role is unknown) nor
+        # "messages[2].content is empty" (its one block was already refused)
+        "messages[2].content[0].type: 'image' blocks are not supported: Tailor's models take text only",
+    }
+
+
+@pytest.mark.parametrize(("messages", "expected"), [
+    ([{"role": "assistant", "content": "Hi"}],
+     "messages[0].role: the first message must be a user message, got 'assistant'"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+     "messages[1].role: roles must alternate between user and assistant, but messages[0] is also 'user'"),
+    ([{"role": "user", "content": "   "}], "messages[0].content: must not be empty"),
+    ([{"role": "user"}], "messages[0].content: required"),
+    ([{"role": "user", "content": 3}], "messages[0].content: must be a string or a list of content blocks, got 3"),
+    ([{"role": "user", "content": "a", "name": "x"}], "messages[0].name: unknown field"),
+    ([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}],
+     "messages[0].content[0].type: 'tool_result' blocks are tools are not supported"),
+    ([{"role": "user", "content": [{"type": "document", "source": {}}]}],
+     "messages[0].content[0].type: 'document' blocks are not supported: Tailor's models take text only"),
+    ([{"role": "user", "content": [{"type": "text"}]}], "messages[0].content[0].text: required"),
+    ([{"role": "user", "content": [{"type": "video"}]}], "messages[0].content[0].type: unknown block type 'video'"),
+    ([], "messages: must be a non-empty list"),
+    ("hello", "messages: must be a non-empty list, got 'hello'"),
+    (["hello"], "messages[0]: must be an object with role and content"),
+])
+def test_anthropic_message_problems_name_the_message(messages, expected):
+    assert expected in problems_of("anthropic", anthropic_body(messages=messages))
+
+
+def test_an_unknown_role_is_not_also_blamed_for_alternation():
+    message = problems_of("anthropic", anthropic_body(messages=[
+        {"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"}, {"role": "user", "content": "Bye"}]))
+    assert message == ("1 validation error detected:\n  messages[1].role: must be user or assistant, got 'bot'")
+
+
+def test_a_refused_block_is_not_also_called_empty():
+    message = problems_of("anthropic", anthropic_body(messages=[
+        {"role": "user", "content": [{"type": "image", "source": {}}]}]))
+    assert message.count("\n  ") == 1 and "'image' blocks are not supported" in message
+
+
+def test_thinking_is_refused():
+    assert "thinking: extended thinking is not supported" in problems_of(
+        "anthropic", anthropic_body(thinking={"type": "enabled", "budget_tokens": 1024}))
+
+
+# ------------------------------------------------------------ bodies that are not right JSON
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ('{"prompt": "hi",\n "max_tokens": }', "body: not valid JSON: Expecting value at line 2, column 16"),
+    ("", "body: not valid JSON: Expecting value at line 1, column 1"),
+    (b"\xff{}", "body: must be UTF-8 JSON; byte 0 is not UTF-8"),
+    ("[1, 2]", "body: must be a JSON object, got a list"),
+    ('"text"', "body: must be a JSON object, got 'text'"),
+])
+@pytest.mark.parametrize("kind", ["anthropic", "cohere", "openai"])
+def test_a_body_that_is_not_a_json_object_says_where(raw, expected, kind):
+    assert problems_of(kind, raw) == expected
+
+
+def test_unknown_kinds_are_a_programming_error():
+    with pytest.raises(ValueError, match="unknown body kind 'mistral'"):
+        parse("mistral", {})
+
+
+# ------------------------------------------------------------ prompt-style bodies
+
+
+def test_cohere_body_user_story_2_is_a_single_user_turn():
+    prompt = "Summarize the following conversation.\n\n#Person1#: Hi.\n#Person2#: Hello."
+    request = parse("cohere", {"prompt": prompt, "temperature": 0.9, "p": 0.75, "max_tokens": 100})
+    assert request.messages == (Message("user", prompt),)
+    assert request.sampling == Sampling(max_tokens=100, temperature=0.9, top_p=0.75)
+
+
+def test_cohere_defaults_and_p_zero_is_off():
+    assert parse("cohere", {"prompt": "Hi"}).sampling == Sampling(max_tokens=20)
+    assert parse("cohere", {"prompt": "Hi", "p": 0}).sampling.top_p == 1.0
+
+
+def test_cohere_ignored_fields_are_accepted():
+    request = parse("cohere", {"prompt": "Hi", "k": 5, "stop_sequences": ["\n"], "return_likelihoods": "ALL",
+                               "stream": True, "num_generations": 1, "logit_bias": {"42": -5}, "truncate": "END"})
+    assert request.sampling == Sampling(max_tokens=20, top_k=5, stop=("\n",))
+
+
+def test_cohere_problems():
+    message = problems_of("cohere", {"temperature": 6, "p": 2, "k": 501, "max_tokens": 5000, "num_generations": 3,
+                                     "stop_sequences": ["a", "b", "c", "d", "e"], "return_likelihoods": "SOME",
+                                     "truncate": "MIDDLE", "stream": "yes", "logit_bias": [1], "promt": "x"})
+    for expected in ["prompt: required", "promt: unknown field (did you mean 'prompt'?)",
+                     "temperature: must be a number between 0 and 5, got 6",
+                     "p: must be a number between 0 and 1, got 2", "k: must be an integer between 0 and 500, got 501",
+                     "max_tokens: must be an integer between 1 and 4096, got 5000",
+                     "num_generations: only 1 generation per request is supported, got 3",
+                     "stop_sequences: at most 4 items, got 5",
+                     "return_likelihoods: must be one of GENERATION, ALL, NONE, got 'SOME'",
+                     "truncate: must be one of NONE, START, END, got 'MIDDLE'",
+                     "stream: must be true or false, got 'yes'",
+                     "logit_bias: must be an object of token id -> number"]:
+        assert expected in message
+
+
+def test_titan_body():
+    request = parse("titan", {"inputText": "User: Hi\nBot:", "textGenerationConfig": {
+        "temperature": 0.7, "topP": 0.9, "maxTokenCount": 100, "stopSequences": ["|"]}})
+    assert request.messages == (Message("user", "User: Hi\nBot:"),)
+    assert request.sampling == Sampling(max_tokens=100, temperature=0.7, top_p=0.9, stop=("|",))
+    assert parse("titan", {"inputText": "Hi"}).sampling == Sampling(max_tokens=512)
+
+
+def test_titan_problems():
+    message = problems_of("titan", {"inputText": "", "textGenerationConfig": {"maxTokenCount": 0, "topp": 0.5}})
+    assert "inputText: must not be blank" in message
+    assert "textGenerationConfig.maxTokenCount: must be an integer between 1 and 8192, got 0" in message
+    assert "textGenerationConfig.topp: unknown field (did you mean 'topP'?)" in message
+    assert "textGenerationConfig: must be an object, got 'fast'" in problems_of(
+        "titan", {"inputText": "Hi", "textGenerationConfig": "fast"})
+
+
+def test_llama_body():
+    request = parse("llama", {"prompt": "Hi", "temperature": 0.5, "top_p": 0.9, "max_gen_len": 64})
+    assert request.messages == (Message("user", "Hi"),)
+    assert request.sampling == Sampling(max_tokens=64, temperature=0.5, top_p=0.9)
+    assert parse("llama", {"prompt": "Hi"}).sampling == Sampling(max_tokens=512)
+
+
+def test_llama_problems():
+    message = problems_of("llama", {"prompt": 5, "images": ["aGk="], "max_gen_len": 4096})
+    assert "prompt: must be a string, got 5" in message
+    assert "images: images are not supported: Tailor's models take text only" in message
+    assert "max_gen_len: must be an integer between 1 and 2048, got 4096" in message
+
+
+def test_openai_bodies_delegate_and_need_no_model():
+    request = parse("openai", {"messages": [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": "Hi"}], "max_tokens": 30})
+    assert request.messages == (Message("system", "Be brief."), Message("user", "Hi"))
+    assert request.sampling.max_tokens == 30
+    assert parse("openai", {"messages": [{"role": "user", "content": "Hi"}]}, 99).sampling.max_tokens == 99
+    assert "n: only 1 choice" in problems_of("openai", {"messages": [{"role": "user", "content": "Hi"}], "n": 2})
+
+
+# ------------------------------------------------------------ native responses
+
+
+def test_anthropic_response():
+    body = convert.invoke_response("anthropic", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
+    assert body == {
+        "id": "msg_bdrk_2f1c8a8e6b3e4f559d2a0c1e2b3a4d5f", "type": "message", "role": "assistant",
+        "model": MODEL_ID, "content": [{"type": "text", "text": "Paris."}], "stop_reason": "end_turn",
+        "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 3},
+    }
+    stopped = convert.invoke_response("anthropic", completion(stop_reason="stop_sequence", stop_sequence="\n\n"),
+                                      model_id=MODEL_ID, request_id=REQUEST_ID)
+    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", "\n\n")
+    assert convert.invoke_response("anthropic", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
+                                   request_id=REQUEST_ID)["stop_reason"] == "max_tokens"
+
+
+@pytest.mark.parametrize(("stop_reason", "cohere", "titan", "llama"), [
+    ("end_turn", "COMPLETE", "FINISH", "stop"),
+    ("stop_sequence", "COMPLETE", "STOP_CRITERIA_MET", "stop"),
+    ("max_tokens", "MAX_TOKENS", "LENGTH", "length"),
+])
+def test_prompt_style_responses(stop_reason, cohere, titan, llama):
+    done = completion(stop_reason=stop_reason)
+    cohere_body = convert.invoke_response("cohere", done, model_id=MODEL_ID, request_id=REQUEST_ID,
+                                          request_body=b'{"prompt": "Q?", "max_tokens": 5}')
+    assert cohere_body["id"] == REQUEST_ID and cohere_body["prompt"] == "Q?"
+    [generation] = cohere_body["generations"]
+    assert generation["text"] == "Paris." and generation["finish_reason"] == cohere
+    assert len(generation["id"]) == 36  # a UUID, as the original's
+    assert convert.invoke_response("titan", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
+        "inputTextTokenCount": 12, "results": [{"tokenCount": 3, "outputText": "Paris.", "completionReason": titan}]}
+    assert convert.invoke_response("llama", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
+        "generation": "Paris.", "prompt_token_count": 12, "generation_token_count": 3, "stop_reason": llama}
+
+
+def test_cohere_echoes_the_prompt_only_when_it_can_read_it():
+    assert convert.echoed_prompt(b'{"prompt": "Q?"}') == "Q?"
+    for body in (None, b"not json", b"[1]", b'{"prompt": 3}'):
+        assert convert.echoed_prompt(body) == ""
+    no_prompt = convert.invoke_response("cohere", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
+    assert no_prompt["prompt"] == ""
+
+
+def test_openai_response_is_a_chat_completion():
+    body = convert.invoke_response("openai", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
+                                   request_id=REQUEST_ID, created=1_700_000_000)
+    parsed = ChatCompletion.model_validate(body)
+    assert parsed.choices[0].message.content == "Paris."
+    assert parsed.choices[0].finish_reason == "length"
+    assert parsed.usage.total_tokens == 15 and parsed.model == MODEL_ID and parsed.created == 1_700_000_000
+
+
+# ------------------------------------------------------------ native streams, as boto3 reads them
+
+
+def stream_bytes(kind: str, pieces: list[str], done: Completion) -> tuple[list[dict], bytes]:
+    stream = convert.NativeStream(kind, model_id=MODEL_ID, request_id=REQUEST_ID, created=1,
+                                  request_body=json.dumps({"prompt": "Q?"}))
+    natives = stream.start(input_tokens=12)
+    for piece in pieces:
+        natives += stream.delta(piece)
+    natives += stream.finish(done)
+    return natives, b"".join(eventstream.chunk(native) for native in natives)
+
+
+def read_chunks(runtime_model: ServiceModel, data: bytes) -> list[dict]:
+    """The chunks as a boto3 user reads them: json.loads(event["chunk"]["bytes"])."""
+    operation = runtime_model.operation_model("InvokeModelWithResponseStream")
+
+    class Raw:
+        def stream(self):
+            for i in range(0, len(data), 9):
+                yield data[i:i + 9]
+
+    response = {"status_code": 200, "headers": HeadersDict({"x-amzn-bedrock-content-type": "application/json"}),
+                "body": Raw(), "context": {"operation_name": operation.name}}
+    parsed = create_parser("rest-json").parse(response, operation.output_shape)
+    return [json.loads(event["chunk"]["bytes"]) for event in parsed["body"]]
+
+
+METRICS = {"inputTokenCount": 12, "outputTokenCount": 3, "invocationLatency": 250, "firstByteLatency": 40}
+
+
+def test_anthropic_stream(runtime_model):
+    natives, data = stream_bytes("anthropic", ["Par", "", "is."], completion(text="Paris."))
+    chunks = read_chunks(runtime_model, data)
+    assert chunks == natives
+    assert [c["type"] for c in chunks] == ["message_start", "content_block_start", "content_block_delta",
+                                           "content_block_delta", "content_block_stop", "message_delta",
+                                           "message_stop"]
+    assert chunks[0]["message"]["usage"] == {"input_tokens": 12, "output_tokens": 0}
+    assert chunks[0]["message"]["id"].startswith("msg_bdrk_") and chunks[0]["message"]["model"] == MODEL_ID
+    assert "".join(c["delta"]["text"] for c in chunks if c["type"] == "content_block_delta") == "Paris."
+    assert chunks[5] == {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                         "usage": {"output_tokens": 3}}
+    assert chunks[-1] == {"type": "message_stop", "amazon-bedrock-invocationMetrics": METRICS}
+    assert all(convert.METRICS_KEY not in c for c in chunks[:-1])
+
+
+def test_titan_stream(runtime_model):
+    _, data = stream_bytes("titan", ["Par", "is."], completion(stop_reason="max_tokens"))
+    chunks = read_chunks(runtime_model, data)
+    assert "".join(c["outputText"] for c in chunks) == "Paris."
+    assert chunks[0] == {"outputText": "Par", "index": 0, "totalOutputTextTokenCount": None,
+                         "completionReason": None, "inputTextTokenCount": 12}
+    assert chunks[1]["inputTextTokenCount"] is None
+    assert chunks[-1] == {"outputText": "", "index": 0, "totalOutputTextTokenCount": 3, "completionReason": "LENGTH",
+                          "inputTextTokenCount": None, "amazon-bedrock-invocationMetrics": METRICS}
+
+
+def test_llama_stream(runtime_model):
+    _, data = stream_bytes("llama", ["Par", "is."], completion())
+    chunks = read_chunks(runtime_model, data)
+    assert "".join(c["generation"] for c in chunks) == "Paris."
+    assert [c["prompt_token_count"] for c in chunks] == [12, None, None]
+    assert [c["stop_reason"] for c in chunks] == [None, None, "stop"]
+    assert chunks[-1]["generation_token_count"] == 3 and chunks[-1][convert.METRICS_KEY] == METRICS
+
+
+def test_cohere_stream_gives_the_text_once_to_either_kind_of_reader(runtime_model):
+    _, data = stream_bytes("cohere", ["Par", "is."], completion())
+    chunks = read_chunks(runtime_model, data)
+    # LangChain's reader: text pieces until is_finished
+    text = ""
+    for chunk in chunks:
+        if chunk["is_finished"]:
+            break
+        text += chunk["text"]
+    assert text == "Paris."
+    # AWS's example reader: generations[0].text wherever present
+    assert "".join(c["generations"][0]["text"] for c in chunks if "generations" in c) == "Paris."
+    assert chunks[-1]["finish_reason"] == "COMPLETE" and chunks[-1]["prompt"] == "Q?"
+    assert chunks[-1][convert.METRICS_KEY] == METRICS
+
+
+def test_openai_stream_chunks_parse_as_openai_chunks(runtime_model):
+    _, data = stream_bytes("openai", ["Par", "is."], completion())
+    chunks = read_chunks(runtime_model, data)
+    parsed = [ChatCompletionChunk.model_validate(c) for c in chunks]
+    assert parsed[0].choices[0].delta.role == "assistant"
+    assert "".join(p.choices[0].delta.content or "" for p in parsed) == "Paris."
+    assert parsed[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1][convert.METRICS_KEY] == METRICS
+
+
+def test_a_stream_with_no_text_still_reports_the_prompt_count(runtime_model):
+    for kind, key in (("titan", "inputTextTokenCount"), ("llama", "prompt_token_count")):
+        natives, _ = stream_bytes(kind, [], completion(text=""))
+        assert len(natives) == 1 and natives[0][key] == 12
+
+
+# ------------------------------------------------------------ Converse
+
+
+def converse_params(**changes) -> dict:
+    params = {
+        "modelId": MODEL_ID,
+        "messages": [{"role": "user", "content": [{"text": "What is the capital"}, {"text": "of France?"}]}],
+        "system": [{"text": "Answer in one word."}, {"cachePoint": {"type": "default"}}],
+        "inferenceConfig": {"maxTokens": 50, "temperature": 0.2, "topP": 0.8, "stopSequences": ["END"]},
+        "additionalModelRequestFields": {"top_k": 20},
+        "requestMetadata": {"team": "search"},
+        "additionalModelResponseFieldPaths": ["/stop_sequence"],
+    }
+    params.update(changes)
+    return params
+
+
+def test_the_converse_test_requests_are_valid_for_botocore(runtime_model):
+    assert shape_errors(runtime_model, "ConverseRequest", converse_params()) == ""
+
+
+def test_converse_request():
+    request = convert.converse_request(converse_params(), default_max_tokens=256)
+    assert request.messages == (Message("system", "Answer in one word."),
+                                Message("user", "What is the capital\nof France?"))
+    assert request.sampling == Sampling(max_tokens=50, temperature=0.2, top_p=0.8, top_k=20, stop=("END",))
+
+
+def test_converse_defaults():
+    params = {"modelId": MODEL_ID, "messages": [{"role": "user", "content": [{"text": "Hi"}]}]}
+    request = convert.converse_request(params, default_max_tokens=77)
+    assert request == ChatRequest((Message("user", "Hi"),), Sampling(max_tokens=77))
+
+
+def test_converse_prefill():
+    request = convert.converse_request(converse_params(messages=[
+        {"role": "user", "content": [{"text": "Colour?"}]},
+        {"role": "assistant", "content": [{"text": "The colour is"}]}]), default_max_tokens=10)
+    assert request.messages[-1] == Message("assistant", "The colour is")
+
+
+def converse_problems(**changes) -> str:
+    with pytest.raises(InvalidInput) as raised:
+        convert.converse_request(converse_params(**changes), default_max_tokens=10)
+    return raised.value.message
+
+
+@pytest.mark.parametrize(("block", "expected"), [
+    ({"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}},
+     "messages[0].content[1].image: not supported: Tailor's models take text only"),
+    ({"document": {"format": "txt", "name": "notes", "source": {"bytes": b"hi"}}},
+     "messages[0].content[1].document: not supported: Tailor's models take text only"),
+    ({"toolResult": {"toolUseId": "t1", "content": [{"text": "42"}]}},
+     "messages[0].content[1].toolResult: tools are not supported"),
+    ({"guardContent": {"text": {"text": "x"}}}, "messages[0].content[1].guardContent: guardrails are not supported"),
+    ({"text": "  "}, "messages[0].content[1].text: must not be blank"),
+])
+def test_converse_refused_blocks_are_named(runtime_model, block, expected):
+    messages = [{"role": "user", "content": [{"text": "Look:"}, block]}]
+    assert shape_errors(runtime_model, "ConverseRequest", converse_params(messages=messages)) == ""
+    assert expected in converse_problems(messages=messages)
+
+
+def test_converse_request_problems_all_at_once():
+    message = converse_problems(
+        messages=[{"role": "system", "content": [{"text": "Be nice"}]},
+                  {"role": "assistant", "content": [{"text": "Hi"}]},
+                  {"role": "assistant", "content": [{"cachePoint": {"type": "default"}}]}],
+        toolConfig={"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {}}}}]},
+        guardrailConfig={"guardrailIdentifier": "g", "guardrailVersion": "1"},
+        additionalModelRequestFields={"top_k": 5, "reasoning_config": {}},
+    )
+    for expected in ["toolConfig: tools are not supported",
+                     "guardrailConfig: guardrails are not supported by Tailor",
+                     "messages[0].role: put the system prompt in the system field",
+                     ("messages[2].role: roles must alternate between user and assistant, "
+                      "but messages[1] is also 'assistant'"),
+                     "additionalModelRequestFields.reasoning_config: not supported (Tailor's models take top_k here)"]:
+        assert expected in message
+    assert "messages[1].role: the first message" not in message  # messages[0]'s role was already wrong
+
+
+def test_converse_without_messages():
+    assert "messages: required: at least one user message" in converse_problems(messages=None)
+
+
+def test_converse_response_keeps_the_contract(runtime_model):
+    for reason in ("end_turn", "max_tokens", "stop_sequence"):
+        body = convert.converse_response(completion(stop_reason=reason))
+        assert shape_errors(runtime_model, "ConverseResponse", body) == ""
+        operation = runtime_model.operation_model("Converse")
+        parsed = create_parser("rest-json").parse(
+            {"status_code": 200, "headers": HeadersDict({}), "body": json.dumps(body).encode()},
+            operation.output_shape)
+        parsed.pop("ResponseMetadata")
+        assert parsed == {"output": {"message": {"role": "assistant", "content": [{"text": "Paris."}]}},
+                          "stopReason": reason, "usage": {"inputTokens": 12, "outputTokens": 3, "totalTokens": 15},
+                          "metrics": {"latencyMs": 250}}
+
+
+def test_converse_latency_may_be_the_routes_own_measure(runtime_model):
+    body = convert.converse_response(completion(), latency_ms=321)
+    assert body["metrics"] == {"latencyMs": 321}
+    assert shape_errors(runtime_model, "ConverseResponse", body) == ""
+
+
+def test_converse_stream_events_keep_the_contract_and_parse(runtime_model):
+    stream = convert.ConverseStream()
+    events = stream.start() + stream.delta("Par") + stream.delta("") + stream.delta("is.") + stream.finish(completion())
+    output_shape = runtime_model.shape_for("ConverseStreamOutput")
+    for event_type, payload in events:
+        assert shape_errors(runtime_model, output_shape.members[event_type].name, payload) == ""
+    data = b"".join(eventstream.event(event_type, payload) for event_type, payload in events)
+
+    operation = runtime_model.operation_model("ConverseStream")
+
+    class Raw:
+        def stream(self):
+            yield data
+
+    parsed = create_parser("rest-json").parse(
+        {"status_code": 200, "headers": HeadersDict({}), "body": Raw(),
+         "context": {"operation_name": "ConverseStream"}},
+        operation.output_shape)
+    received = list(parsed["stream"])
+    assert [next(iter(e)) for e in received] == ["messageStart", "contentBlockDelta", "contentBlockDelta",
+                                                 "contentBlockStop", "messageStop", "metadata"]
+    assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in received if "contentBlockDelta" in e) == "Paris."
+    assert received[-2] == {"messageStop": {"stopReason": "end_turn"}}
+    assert received[-1] == {"metadata": {"usage": {"inputTokens": 12, "outputTokens": 3, "totalTokens": 15},
+                                         "metrics": {"latencyMs": 250}}}
+
+
+# ------------------------------------------------------------ CountTokens
+
+
+def test_count_tokens_for_an_invoke_model_body(runtime_model):
+    params = {"modelId": MODEL_ID, "input": {"invokeModel": {"body": json.dumps(anthropic_body()).encode()}}}
+    assert shape_errors(runtime_model, "CountTokensRequest", params) == ""
+    request = convert.count_tokens_request(params, kind="anthropic")
+    assert request.messages == (Message("user", "What is the capital of France?"),)
+
+
+def test_count_tokens_for_a_converse_request(runtime_model):
+    params = {"modelId": MODEL_ID, "input": {"converse": {
+        "messages": [{"role": "user", "content": [{"text": "Hi"}]}], "system": [{"text": "Be brief."}]}}}
+    assert shape_errors(runtime_model, "CountTokensRequest", params) == ""
+    request = convert.count_tokens_request(params, kind="titan")
+    assert request.messages == (Message("system", "Be brief."), Message("user", "Hi"))
+
+
+def test_count_tokens_uses_the_default_length_of_the_real_request():
+    params = {"input": {"invokeModel": {"body": json.dumps(
+        {"messages": [{"role": "user", "content": "Hi"}]}).encode()}}}
+    assert convert.count_tokens_request(params, kind="openai", default_max_tokens=64).sampling.max_tokens == 64
+
+
+def test_count_tokens_problems_name_the_input_path():
+    no_max_tokens = json.dumps({"anthropic_version": "bedrock-2023-05-31",
+                                "messages": [{"role": "user", "content": "x"}]}).encode()
+    with pytest.raises(InvalidInput, match=r"input.invokeModel.body: .*\n  max_tokens: required"):
+        convert.count_tokens_request({"input": {"invokeModel": {"body": no_max_tokens}}}, kind="anthropic")
+    with pytest.raises(InvalidInput, match=r"input.converse.messages\[0\].content\[0\].image: not supported"):
+        convert.count_tokens_request({"input": {"converse": {"messages": [
+            {"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": b"x"}}}]}]}}}, kind="titan")
+    with pytest.raises(InvalidInput, match="input: must set exactly one of invokeModel, converse"):
+        convert.count_tokens_request({"input": {}}, kind="titan")
