@@ -31,6 +31,7 @@ test: install-dev
 
 bench: install-dev
 	$(PY) bench/sft_throughput.py
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
