@@ -193,6 +193,10 @@ class Engine:
         _, tokenizer = self._load_base(target.base).result()
         return len(self._prompt_ids(tokenizer, chat))
 
+    def loaded(self) -> dict[str, list[str]]:
+        """Base models in memory and the adapters on each (a snapshot, for monitoring)."""
+        return {key: list(base.adapters) for key, base in list(self._bases.items())}
+
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
@@ -489,19 +493,20 @@ class Engine:
         elif len(row.generated) >= sampling.max_tokens:
             reason = "max_tokens"
         elif now > row.deadline:
-            return EngineError("ModelTimeoutException", "The model did not finish within the request's time "
-                               f"limit ({len(row.generated)} tokens generated); raise the timeout or ask for fewer tokens.")
+            return EngineError("ModelTimeoutException",
+                               f"The model did not finish within the request's time limit ({len(row.generated)} "
+                               "tokens generated); raise the timeout or ask for fewer tokens.")
         visible = len(text) if reason else len(text) - held_back(text, sampling.stop)
         if visible > row.sent:
             row.emit(TextDelta(text[row.sent : visible]))
             row.sent = visible
         if reason is None:
             return None
-        latency = now - row.submitted
+        first_token = (row.first_token_at or now) - row.submitted
         return Completion(
             text=text, stop_reason=reason, stop_sequence=stop, input_tokens=len(row.prompt),
             output_tokens=len(row.generated) + (1 if stopped_by_model else 0),
-            latency_ms=round(latency * 1000), first_token_ms=round(((row.first_token_at or now) - row.submitted) * 1000),
+            latency_ms=round((now - row.submitted) * 1000), first_token_ms=round(first_token * 1000),
         )
 
 

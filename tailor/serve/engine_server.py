@@ -87,8 +87,7 @@ async def _handle(engine: Engine, reader: asyncio.StreamReader, writer: asyncio.
             await asyncio.to_thread(engine.load, Target(**message["target"]))
             writer.write(_line({"event": "loaded"}))
         elif op == "stats":
-            writer.write(_line({"event": "stats", **engine.stats,
-                                "models": {key: list(base.adapters) for key, base in list(engine._bases.items())}}))
+            writer.write(_line({"event": "stats", **engine.stats, "models": engine.loaded()}))
         else:
             writer.write(_error("ValidationException", f"unknown op {op!r}"))
     except (ConnectionError, asyncio.IncompleteReadError):

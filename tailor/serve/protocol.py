@@ -12,7 +12,7 @@ the engine applies on top of that shared base.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
@@ -51,7 +51,8 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Target:
-    """The weights that answer: ``base`` (catalog reference or full-weights folder) + optional LoRA ``adapter`` folder."""
+    """The weights that answer: ``base`` (a catalog reference or a full-weights folder), plus
+    optionally a LoRA ``adapter`` folder applied on top of it."""
 
     base: str
     adapter: str | None = None
@@ -75,7 +76,6 @@ class Completion:
     stop_sequence: str | None = None
     latency_ms: int = 0
     first_token_ms: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def to_json(value) -> dict:

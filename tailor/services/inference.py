@@ -30,8 +30,6 @@ from tailor.services import deployments
 from tailor.services.customization import usable_foundation_models
 from tailor.settings import Settings
 
-SERVING = {"InService", "Active", "Updating"}  # an updating deployment serves its current model
-
 
 @dataclass(frozen=True)
 class Invocable:
@@ -96,7 +94,7 @@ def _foundation(settings: Settings, model_id: str) -> Invocable:
 
 def _deployed(store: Store, settings: Settings, principal: str, identifier: str) -> Invocable:
     deployment = deployments.resolve_deployment(store, principal, identifier)
-    if deployment.status not in SERVING:
+    if deployment.status not in deployments.SERVING:
         if deployment.status == "Creating":
             raise ModelNotReady(f"{identifier} is still loading its model; retry shortly.")
         raise InvalidInput(f"{identifier} is {deployment.status} and cannot serve requests"

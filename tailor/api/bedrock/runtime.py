@@ -9,6 +9,7 @@ as an exception event, as the original does.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -134,8 +135,6 @@ def _converse_params(payload: dict) -> dict:
 
 
 async def _json_body(request: Request) -> dict:
-    import json
-
     raw = await request.body()
     if not raw.strip():
         return {}

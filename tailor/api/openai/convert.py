@@ -30,8 +30,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tailor.errors import (AccessDenied, Conflict, InvalidInput, ModelFailed, ModelNotReady, ModelTimeout,
-                           ModelUnavailable, NotFound)
+from tailor.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    ModelFailed,
+    ModelNotReady,
+    ModelTimeout,
+    ModelUnavailable,
+    NotFound,
+)
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
 
 logger = logging.getLogger(__name__)
