@@ -53,7 +53,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tailor.api.bedrock.shapes import problems_message
+from tailor.api.bedrock.shapes import problems_message, show_value
 from tailor.api.openai import convert as openai_convert
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
@@ -99,23 +99,6 @@ def _path(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _show(value: Any) -> str:
-    """A short rendering of a bad value for a message, JSON-flavoured."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return type(value).__name__
-
-
 def _unknown_keys(obj: dict, allowed: set[str], prefix: str, problems: list[str],
                   refused: dict[str, str] | None = None) -> None:
     """Name every key of ``obj`` outside ``allowed``; ``refused`` keys get their own reason."""
@@ -135,7 +118,7 @@ def _number(obj: dict, key: str, prefix: str, problems: list[str], *, low: float
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        problems.append(f"{_path(prefix, key)}: must be a number between {low:g} and {high:g}, got {_show(value)}")
+        problems.append(f"{_path(prefix, key)}: must be a number between {low:g} and {high:g}, got {show_value(value)}")
         return default
     return float(value)
 
@@ -148,7 +131,7 @@ def _integer(obj: dict, key: str, prefix: str, problems: list[str], *, low: int,
     in_range = isinstance(value, int) and value >= low and (high is None or value <= high)
     if isinstance(value, bool) or not in_range:
         bounds = f"between {low} and {high}" if high is not None else f"of at least {low}"
-        problems.append(f"{_path(prefix, key)}: must be an integer {bounds}, got {_show(value)}")
+        problems.append(f"{_path(prefix, key)}: must be an integer {bounds}, got {show_value(value)}")
         return default
     return value
 
@@ -158,7 +141,7 @@ def _strings(obj: dict, key: str, prefix: str, problems: list[str], *, max_items
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        problems.append(f"{_path(prefix, key)}: must be a list of non-empty strings, got {_show(value)}")
+        problems.append(f"{_path(prefix, key)}: must be a list of non-empty strings, got {show_value(value)}")
         return ()
     if max_items is not None and len(value) > max_items:
         problems.append(f"{_path(prefix, key)}: at most {max_items} items, got {len(value)}")
@@ -171,7 +154,7 @@ def _text(obj: dict, key: str, prefix: str, problems: list[str]) -> str:
     if value is None:
         problems.append(f"{_path(prefix, key)}: required")
     elif not isinstance(value, str):
-        problems.append(f"{_path(prefix, key)}: must be a string, got {_show(value)}")
+        problems.append(f"{_path(prefix, key)}: must be a string, got {show_value(value)}")
     elif not value.strip():
         problems.append(f"{_path(prefix, key)}: must not be blank")
     else:
@@ -182,7 +165,7 @@ def _text(obj: dict, key: str, prefix: str, problems: list[str]) -> str:
 def _choice(obj: dict, key: str, prefix: str, problems: list[str], choices: tuple[str, ...]) -> None:
     value = obj.get(key)
     if value is not None and value not in choices:
-        problems.append(f"{_path(prefix, key)}: must be one of {', '.join(choices)}, got {_show(value)}")
+        problems.append(f"{_path(prefix, key)}: must be one of {', '.join(choices)}, got {show_value(value)}")
 
 
 Turn = tuple[str, str | None, str | None]  # (path of the message, role, text); None: already reported
@@ -254,7 +237,7 @@ def _json_object(body: bytes | str) -> dict:
         raise InvalidInput(f"body: not valid JSON: {error.msg} at line {error.lineno}, "
                            f"column {error.colno}") from None
     if not isinstance(data, dict):
-        raise InvalidInput(f"body: must be a JSON object, got {_show(data)}")
+        raise InvalidInput(f"body: must be a JSON object, got {show_value(data)}")
     return data
 
 
@@ -267,10 +250,10 @@ def _anthropic(body: dict, problems: list[str]) -> ChatRequest:
     if version is None:
         problems.append(f"anthropic_version: required (use {ANTHROPIC_VERSION!r})")
     elif version != ANTHROPIC_VERSION:
-        problems.append(f"anthropic_version: must be {ANTHROPIC_VERSION!r}, got {_show(version)}")
+        problems.append(f"anthropic_version: must be {ANTHROPIC_VERSION!r}, got {show_value(version)}")
     beta = body.get("anthropic_beta")
     if beta is not None and not (isinstance(beta, list) and all(isinstance(item, str) for item in beta)):
-        problems.append(f"anthropic_beta: must be a list of strings, got {_show(beta)}")
+        problems.append(f"anthropic_beta: must be a list of strings, got {show_value(beta)}")
     if body.get("max_tokens") is None:
         problems.append("max_tokens: required")
     sampling = Sampling(
@@ -290,7 +273,7 @@ def _anthropic_system(value: Any, problems: list[str]) -> str:
         return value or ""
     if isinstance(value, list):
         return _anthropic_blocks(value, "system", problems)
-    problems.append(f"system: must be a string or a list of text blocks, got {_show(value)}")
+    problems.append(f"system: must be a string or a list of text blocks, got {show_value(value)}")
     return ""
 
 
@@ -299,19 +282,19 @@ def _anthropic_messages(value: Any, problems: list[str]) -> tuple[Message, ...]:
         problems.append("messages: required")
         return ()
     if not isinstance(value, list) or not value:
-        problems.append(f"messages: must be a non-empty list, got {_show(value)}")
+        problems.append(f"messages: must be a non-empty list, got {show_value(value)}")
         return ()
     turns = []
     for index, item in enumerate(value):
         path = f"messages[{index}]"
         if not isinstance(item, dict):
-            problems.append(f"{path}: must be an object with role and content, got {_show(item)}")
+            problems.append(f"{path}: must be an object with role and content, got {show_value(item)}")
             continue
         _unknown_keys(item, {"role", "content"}, path, problems)
         role = item.get("role")
         if role not in ("user", "assistant"):
             problems.append(f"{path}.role: " + ("required" if role is None
-                                                 else f"must be user or assistant, got {_show(role)}"))
+                                                 else f"must be user or assistant, got {show_value(role)}"))
             role = None
         content = item.get("content")
         before = len(problems)
@@ -321,7 +304,7 @@ def _anthropic_messages(value: Any, problems: list[str]) -> tuple[Message, ...]:
         elif isinstance(content, list):
             text = _reported(problems, before, _anthropic_blocks(content, f"{path}.content", problems))
         else:
-            wrong = f"must be a string or a list of content blocks, got {_show(content)}"
+            wrong = f"must be a string or a list of content blocks, got {show_value(content)}"
             problems.append(f"{path}.content: " + ("required" if content is None else wrong))
         turns.append((path, role, text))
     return _check_turns(turns, problems)
@@ -339,17 +322,17 @@ def _anthropic_blocks(blocks: list, path: str, problems: list[str]) -> str:
         block_path = f"{path}[{index}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if not isinstance(block, dict):
-            problems.append(f"{block_path}: must be a content block object, got {_show(block)}")
+            problems.append(f"{block_path}: must be a content block object, got {show_value(block)}")
         elif kind in _ANTHROPIC_REFUSED_BLOCKS:
             problems.append(f"{block_path}.type: {kind!r} blocks are {_ANTHROPIC_REFUSED_BLOCKS[kind]}")
         elif kind != "text":
             problems.append(f"{block_path}.type: " + ("required: 'text'" if kind is None
-                                                       else f"unknown block type {_show(kind)}; Tailor takes 'text'"))
+                                                       else f"unknown block type {show_value(kind)}; Tailor takes 'text'"))
         else:
             _unknown_keys(block, {"type", "text", "cache_control", "citations"}, block_path, problems)
             if not isinstance(block.get("text"), str):
                 problems.append(f"{block_path}.text: " + ("required" if block.get("text") is None
-                                                           else f"must be a string, got {_show(block.get('text'))}"))
+                                                           else f"must be a string, got {show_value(block.get('text'))}"))
             else:
                 texts.append(block["text"])
     return BLOCK_SEPARATOR.join(texts)
@@ -378,11 +361,11 @@ def _cohere(body: dict, problems: list[str]) -> ChatRequest:
     _choice(body, "return_likelihoods", "", problems, ("GENERATION", "ALL", "NONE"))
     _choice(body, "truncate", "", problems, ("NONE", "START", "END"))
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
-        problems.append(f"stream: must be true or false, got {_show(body['stream'])}")
+        problems.append(f"stream: must be true or false, got {show_value(body['stream'])}")
     bias = body.get("logit_bias")
     if bias is not None and not (isinstance(bias, dict) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in bias.values())):
-        problems.append(f"logit_bias: must be an object of token id -> number, got {_show(bias)}")
+        problems.append(f"logit_bias: must be an object of token id -> number, got {show_value(bias)}")
     return _prompt_request(prompt, sampling)
 
 
@@ -393,7 +376,7 @@ def _titan(body: dict, problems: list[str]) -> ChatRequest:
     if config is None:
         config = {}
     elif not isinstance(config, dict):
-        problems.append(f"textGenerationConfig: must be an object, got {_show(config)}")
+        problems.append(f"textGenerationConfig: must be an object, got {show_value(config)}")
         config = {}
     prefix = "textGenerationConfig"
     _unknown_keys(config, {"temperature", "topP", "maxTokenCount", "stopSequences"}, prefix, problems)
@@ -624,7 +607,7 @@ def _additional_fields(value: Any, path: str, problems: list[str]) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.append(f"{path}: must be an object, got {_show(value)}")
+        problems.append(f"{path}: must be an object, got {show_value(value)}")
         return {}
     for key in value:
         if key != "top_k":
@@ -645,14 +628,14 @@ _CONVERSE_REFUSED_BLOCKS = {
 def _converse_blocks(blocks: Any, path: str, problems: list[str]) -> str | None:
     """The text of a list of content blocks; cache points are skipped."""
     if not isinstance(blocks, list):
-        wrong = f"must be a list of content blocks, got {_show(blocks)}"
+        wrong = f"must be a list of content blocks, got {show_value(blocks)}"
         problems.append(f"{path}: " + ("required" if blocks is None else wrong))
         return None
     texts = []
     for index, block in enumerate(blocks):
         block_path = f"{path}[{index}]"
         if not isinstance(block, dict):
-            problems.append(f"{block_path}: must be a content block, got {_show(block)}")
+            problems.append(f"{block_path}: must be a content block, got {show_value(block)}")
             continue
         for member, value in block.items():
             if value is None:
@@ -678,18 +661,18 @@ def _converse_system(value: Any, path: str, problems: list[str]) -> str:
 def _converse_messages(value: Any, path: str, problems: list[str]) -> tuple[Message, ...]:
     if not isinstance(value, list) or not value:
         problems.append(f"{path}: " + ("required: at least one user message" if value is None
-                                        else f"must be a non-empty list, got {_show(value)}"))
+                                        else f"must be a non-empty list, got {show_value(value)}"))
         return ()
     turns = []
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
         if not isinstance(item, dict):
-            problems.append(f"{item_path}: must be a message, got {_show(item)}")
+            problems.append(f"{item_path}: must be a message, got {show_value(item)}")
             continue
         role = item.get("role")
         if role not in ("user", "assistant"):
             reason = ("put the system prompt in the system field" if role == "system"
-                      else "required" if role is None else f"must be user or assistant, got {_show(role)}")
+                      else "required" if role is None else f"must be user or assistant, got {show_value(role)}")
             problems.append(f"{item_path}.role: {reason}")
             role = None
         before = len(problems)
@@ -763,7 +746,7 @@ def count_tokens_request(params: dict, *, kind: str, default_max_tokens: int = 1
             raise InvalidInput(f"input.invokeModel.body: {error.message}") from None
     converse = chosen.get("converse")
     if not isinstance(converse, dict):
-        raise InvalidInput(f"input.converse: must be an object, got {_show(converse)}")
+        raise InvalidInput(f"input.converse: must be an object, got {show_value(converse)}")
     problems: list[str] = []
     request = _converse(converse, "input.converse", default_max_tokens, problems)
     _fail(problems)

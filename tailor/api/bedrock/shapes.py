@@ -142,7 +142,7 @@ def input_problems(operation: str, params: dict[str, Any]) -> tuple[dict[str, An
     """
     shape_name = _operation(operation).get("input", {}).get("shape")
     if not isinstance(params, dict):
-        return {}, [f"request: must be an object, got {_show(params)}"]
+        return {}, [f"request: must be an object, got {show_value(params)}"]
     if shape_name is None:
         return {}, [f"{name}: unknown member" for name in params]
     problems: list[str] = []
@@ -287,7 +287,7 @@ def _check_structure(shape: dict, value: Any, path: str, problems: list[str], te
     if shape.get("document"):
         return value
     if not isinstance(value, dict):
-        problems.append(f"{path or 'request'}: must be an object, got {_show(value)}")
+        problems.append(f"{path or 'request'}: must be an object, got {show_value(value)}")
         return value
     members = shape["members"]
     present = {key: item for key, item in value.items() if item is not None}
@@ -315,7 +315,7 @@ def _check_list(shape: dict, value: Any, path: str, problems: list[str], text: b
     if text and isinstance(value, str):
         value = [value]  # a query-string list given once
     if not isinstance(value, (list, tuple)):
-        problems.append(f"{path}: must be a list, got {_show(value)}")
+        problems.append(f"{path}: must be a list, got {show_value(value)}")
         return value
     if (bounds := _outside(shape, len(value))) is not None:
         problems.append(f"{path}: must have {bounds} items, got {len(value)}")
@@ -325,7 +325,7 @@ def _check_list(shape: dict, value: Any, path: str, problems: list[str], text: b
 
 def _check_map(shape: dict, value: Any, path: str, problems: list[str], text: bool) -> Any:
     if not isinstance(value, dict):
-        problems.append(f"{path}: must be an object, got {_show(value)}")
+        problems.append(f"{path}: must be an object, got {show_value(value)}")
         return value
     if (bounds := _outside(shape, len(value))) is not None:
         problems.append(f"{path}: must have {bounds} entries, got {len(value)}")
@@ -341,9 +341,9 @@ def _check_map(shape: dict, value: Any, path: str, problems: list[str], text: bo
 
 def _check_string(shape: dict, value: Any, path: str, problems: list[str], text: bool) -> Any:
     if not isinstance(value, str):
-        problems.append(f"{path}: must be a string, got {_show(value)}")
+        problems.append(f"{path}: must be a string, got {show_value(value)}")
         return value
-    got = "" if shape.get("sensitive") else f", got {_show(value)}"
+    got = "" if shape.get("sensitive") else f", got {show_value(value)}"
     if (bounds := _outside(shape, len(value))) is not None:
         problems.append(f"{path}: length must be {bounds}, got {len(value)}")
     elif "enum" in shape and value not in shape["enum"]:
@@ -361,7 +361,7 @@ def _check_number(shape: dict, value: Any, path: str, problems: list[str], text:
         value = _number_from_text(value, integral)
     wrong_type = isinstance(value, bool) or not isinstance(value, int if integral else (int, float))
     if wrong_type or (not integral and not math.isfinite(value)):
-        problems.append(f"{path}: must be {expected}, got {_show(value)}")
+        problems.append(f"{path}: must be {expected}, got {show_value(value)}")
         return value
     if (bounds := _outside(shape, value)) is not None:
         problems.append(f"{path}: must be {bounds}, got {value}")
@@ -382,14 +382,14 @@ def _check_boolean(shape: dict, value: Any, path: str, problems: list[str], text
     if text and isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if not isinstance(value, bool):
-        problems.append(f"{path}: must be true or false, got {_show(value)}")
+        problems.append(f"{path}: must be true or false, got {show_value(value)}")
     return value
 
 
 def _check_timestamp(shape: dict, value: Any, path: str, problems: list[str], text: bool) -> Any:
     moment = parse_timestamp(value)
     if moment is None:
-        problems.append(f"{path}: must be an ISO-8601 timestamp or epoch seconds, got {_show(value)}")
+        problems.append(f"{path}: must be an ISO-8601 timestamp or epoch seconds, got {show_value(value)}")
         return value
     return moment
 
@@ -403,7 +403,7 @@ def _check_blob(shape: dict, value: Any, path: str, problems: list[str], text: b
             problems.append(f"{path}: must be base64-encoded bytes")
             return value
     if not isinstance(data, (bytes, bytearray)):
-        problems.append(f"{path}: must be base64-encoded bytes, got {_show(value)}")
+        problems.append(f"{path}: must be base64-encoded bytes, got {show_value(value)}")
         return value
     if (bounds := _outside(shape, len(data))) is not None:
         problems.append(f"{path}: must be {bounds} bytes long, got {len(data)}")
@@ -439,7 +439,7 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A short rendering of a bad value for a message, JSON-flavoured."""
     if isinstance(value, str):
         return repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
