@@ -17,6 +17,8 @@ code raises them with a message a user can act on, naming the file, line or fiel
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TailorError(Exception):
     """Base of every error Tailor reports to a person."""
@@ -65,3 +67,20 @@ class ModelFailed(TailorError):
 
 class ModelNotReady(TailorError):
     """The deployment exists but is not serving yet (its model is still loading)."""
+
+
+def show_value(value: Any) -> str:
+    """A short, JSON-flavoured rendering of a bad value, for the message that rejects it."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi.concurrency import run_in_threadpool
-
 from tailor.serve.client import EngineClient
 from tailor.services import deployments, inference
 
@@ -23,19 +21,19 @@ POLL_SECONDS = 0.5
 async def activate(store, settings, engine: EngineClient, deployment_id: str, model_arn: str) -> None:
     error = None
     try:
-        target, _ = await run_in_threadpool(inference.target_for_model, store, settings, None, model_arn)
+        target, _ = await asyncio.to_thread(inference.target_for_model, store, settings, None, model_arn)
         await engine.load(target)
     except Exception as failure:  # whatever went wrong is the deployment's failure message
         error = getattr(failure, "message", None) or str(failure) or type(failure).__name__
         log.warning("deployment %s could not load %s: %s", deployment_id, model_arn, error)
-    await run_in_threadpool(deployments.mark_loaded, store, deployment_id, model_arn, error)
+    await asyncio.to_thread(deployments.mark_loaded, store, deployment_id, model_arn, error)
 
 
 async def run(store, settings, engine: EngineClient) -> None:
     running: dict[tuple[str, str], asyncio.Task] = {}
     while True:
         try:
-            pending = await run_in_threadpool(deployments.pending_activations, store)
+            pending = await asyncio.to_thread(deployments.pending_activations, store)
             for key in pending:
                 if key not in running or running[key].done():
                     running[key] = asyncio.create_task(activate(store, settings, engine, *key))

@@ -156,6 +156,7 @@ class Engine:
         self.max_models = max_models or settings.engine_max_models
         self.max_adapters = max_adapters or settings.engine_max_adapters
         self._queue: queue.Queue[_Request] = queue.Queue()
+        self._chores: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()  # run between steps
         self._waiting: list[_Request] = []  # queued, their base not loaded yet (scheduler-owned)
         self._bases: OrderedDict[str, _Base] = OrderedDict()  # LRU order; scheduler-owned
         self._loads: dict[str, Future] = {}
@@ -181,13 +182,16 @@ class Engine:
         """Load ``target`` (base and adapter) now; raises what loading raised."""
         self._load_base(target.base).result(timeout=timeout_s)
         if target.adapter:
-            done: Future = Future()
-            self._queue.put(_Request(target, _LOAD_ONLY, lambda event: done.set_result(event),
-                                     deadline=time.monotonic() + timeout_s))
-            self._wake.set()
-            event = done.result(timeout=timeout_s)
-            if isinstance(event, EngineError):
-                raise RuntimeError(event.message)
+            # Adapters change the model's modules, so they load in the scheduler thread.
+            self._between_steps(lambda: self._use_adapter(self._install(target.base), target.adapter)) \
+                .result(timeout=timeout_s)
+
+    def _between_steps(self, work: Callable[[], object]) -> Future:
+        """Run ``work`` in the scheduler thread, between two decoding steps; its result as a future."""
+        future: Future = Future()
+        self._chores.put((work, future))
+        self._wake.set()
+        return future
 
     def count_tokens(self, target: Target, chat: ChatRequest) -> int:
         _, tokenizer = self._load_base(target.base).result()
@@ -295,6 +299,15 @@ class Engine:
     def _tick(self) -> bool:
         while True:
             try:
+                work, future = self._chores.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                future.set_result(work())
+            except Exception as error:  # reported to whoever asked, the engine goes on
+                future.set_exception(error)
+        while True:
+            try:
                 self._waiting.append(self._queue.get_nowait())
             except queue.Empty:
                 break
@@ -335,9 +348,6 @@ class Engine:
             if base is None or len(base.rows) + len(group) >= self.max_batch:
                 still_waiting.append(request)
                 continue
-            if request.chat is _LOAD_ONLY:
-                self._load_only(base, request)
-                continue
             if self._prepare(base, request):
                 group.append(request)
         self._waiting = still_waiting
@@ -350,13 +360,6 @@ class Engine:
                     log.exception("prefill failed")
                     for request in group:
                         request.emit(EngineError("ModelErrorException", "The model failed on this input."))
-
-    def _load_only(self, base: _Base, request: _Request) -> None:
-        try:
-            self._use_adapter(base, request.target.adapter)
-            request.emit(Completion("", "end_turn", 0, 0))
-        except Exception as error:  # a broken adapter folder: report it, keep serving
-            request.emit(EngineError("ModelErrorException", f"The adapter could not be loaded: {_reason(error)}"))
 
     def _prepare(self, base: _Base, request: _Request) -> bool:
         """Tokenize and check a request; emits the error and returns False when it cannot run."""
@@ -508,9 +511,6 @@ class Engine:
             output_tokens=len(row.generated) + (1 if stopped_by_model else 0),
             latency_ms=round((now - row.submitted) * 1000), first_token_ms=round(first_token * 1000),
         )
-
-
-_LOAD_ONLY = ChatRequest((), Sampling(max_tokens=1))  # marks a request that only loads an adapter
 
 
 # ---------------------------------------------------------------------------------------------

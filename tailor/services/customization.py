@@ -129,7 +129,7 @@ def get_job(store: Store, principal: str, identifier: str) -> dict:
         return job_response(_find_job(session, principal, identifier))
 
 
-def _common_filters(table, principal: str, query: dict) -> list:
+def common_filters(table, principal: str, query: dict) -> list:
     """The filters every List operation shares: owner, name substring, creation time window."""
     conditions = [table.principal == principal]
     if query.get("nameContains"):
@@ -141,18 +141,18 @@ def _common_filters(table, principal: str, query: dict) -> list:
     return conditions
 
 
-def _page(session, table, conditions: list, query: dict):
+def list_page(session, table, conditions: list, query: dict):
     """One page, newest first unless sortOrder=Ascending; 100 rows unless maxResults says otherwise."""
     return page(session, table, conditions, descending=query.get("sortOrder", "Descending") == "Descending",
                 limit=query.get("maxResults") or 100, token=query.get("nextToken"))
 
 
 def list_jobs(store: Store, principal: str, query: dict) -> dict:
-    conditions = _common_filters(Job, principal, query)
+    conditions = common_filters(Job, principal, query)
     if query.get("statusEquals"):
         conditions.append(Job.status == query["statusEquals"])
     with store.session() as session:
-        rows, token = _page(session, Job, conditions, query)
+        rows, token = list_page(session, Job, conditions, query)
         summaries = [{
             "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name, "status": job.status,
             "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
@@ -201,14 +201,14 @@ def get_custom_model(store: Store, principal: str, identifier: str) -> dict:
 
 
 def list_custom_models(store: Store, settings: Settings, principal: str, query: dict) -> dict:
-    conditions = _common_filters(CustomModel, principal, query)
+    conditions = common_filters(CustomModel, principal, query)
     if query.get("modelStatus"):
         conditions.append(CustomModel.status == query["modelStatus"])
     for key in ("baseModelArnEquals", "foundationModelArnEquals"):
         if query.get(key):
             conditions.append(CustomModel.base_model_arn == query[key])
     with store.session() as session:
-        rows, token = _page(session, CustomModel, conditions, query)
+        rows, token = list_page(session, CustomModel, conditions, query)
         summaries = [{
             "modelArn": m.arn, "modelName": m.name, "creationTime": m.created_at, "baseModelArn": m.base_model_arn,
             # The contract's ModelName is the id without its version suffix (provider.name).

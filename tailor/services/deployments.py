@@ -60,7 +60,7 @@ from tailor.arns import (
 from tailor.catalog import FOUNDATION_MODELS, strip_foundation_arn
 from tailor.errors import Conflict, InvalidInput, NotFound
 from tailor.jobs.store import CustomModel, Deployment, Store, Tag, utcnow
-from tailor.services.customization import _common_filters, _page, usable_foundation_models
+from tailor.services.customization import common_filters, list_page, usable_foundation_models
 from tailor.settings import Settings
 
 PROVISIONED = "provisioned"
@@ -393,12 +393,12 @@ def _check_same_base(row: Deployment, target: _Target) -> None:
 
 
 def _list(session, principal: str, kind: str, query: dict):
-    conditions = [*_common_filters(Deployment, principal, query), Deployment.kind == kind]
+    conditions = [*common_filters(Deployment, principal, query), Deployment.kind == kind]
     if query.get("statusEquals"):
         conditions.append(Deployment.status == query["statusEquals"])
     if query.get("modelArnEquals"):
         conditions.append(Deployment.model_arn == query["modelArnEquals"])
-    return _page(session, Deployment, conditions, query)
+    return list_page(session, Deployment, conditions, query)
 
 
 def _delete(store: Store, principal: str, kind: str, identifier: str) -> dict:

@@ -145,5 +145,5 @@ def target_for_artifacts(artifacts: Path) -> tuple[Target, str]:
 def list_invocable(store: Store, settings: Settings, principal: str) -> list[str]:
     """Model ids a caller can invoke now: foundation models, then its serving deployments."""
     ids = [model_id for model_id in FOUNDATION_MODELS if model_id in usable_foundation_models(settings)]
-    ids += [arn for arn in deployments.serving_arns(store, principal)]
+    ids += deployments.serving_arns(store, principal)
     return ids

@@ -53,9 +53,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tailor.api.bedrock.shapes import problems_message, show_value
+from tailor.api.bedrock.shapes import problems_message
 from tailor.api.openai import convert as openai_convert
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidInput, show_value
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
 
 BODY_KINDS = ("anthropic", "cohere", "titan", "llama", "openai")

@@ -36,7 +36,7 @@ from typing import Any
 
 from botocore.loaders import Loader
 
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidInput, show_value
 
 SERVICE_NAME = "bedrock"
 
@@ -437,20 +437,3 @@ def _outside(shape: dict, size: float) -> str | None:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def show_value(value: Any) -> str:
-    """A short rendering of a bad value for a message, JSON-flavoured."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return type(value).__name__

@@ -39,6 +39,7 @@ from tailor.errors import (
     ModelTimeout,
     ModelUnavailable,
     NotFound,
+    show_value,
 )
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
 
@@ -87,12 +88,12 @@ def chat_request(body: dict, *, default_max_tokens: int, require_model: bool = T
     ``require_model`` is false for Bedrock InvokeModel bodies, whose model is in the URL.
     """
     if not isinstance(body, dict):
-        raise InvalidParameter([("body", f"must be a JSON object, got {_show(body)}")])
+        raise InvalidParameter([("body", f"must be a JSON object, got {show_value(body)}")])
     problems: list[tuple[str, str]] = []
     _check_keys(body, problems)
     if require_model and not (isinstance(body.get("model"), str) and body["model"]):
         problems.append(("model", "required: the model to answer" if "model" not in body
-                         else f"must be a non-empty string, got {_show(body['model'])}"))
+                         else f"must be a non-empty string, got {show_value(body['model'])}"))
     messages = _messages(body.get("messages"), problems)
     sampling = _sampling(body, default_max_tokens, problems)
     stream_settings(body, problems)
@@ -106,12 +107,12 @@ def stream_settings(body: dict, problems: list[tuple[str, str]] | None = None) -
     found: list[tuple[str, str]] = []
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        found.append(("stream", f"must be true or false, got {_show(stream)}"))
+        found.append(("stream", f"must be true or false, got {show_value(stream)}"))
     options = body.get("stream_options")
     include_usage = False
     if options is not None:
         if not isinstance(options, dict):
-            found.append(("stream_options", f"must be an object, got {_show(options)}"))
+            found.append(("stream_options", f"must be an object, got {show_value(options)}"))
         else:
             if stream is not True:
                 found.append(("stream_options", "only allowed when stream is true"))
@@ -120,7 +121,7 @@ def stream_settings(body: dict, problems: list[tuple[str, str]] | None = None) -
                     found.append((f"stream_options.{key}", "unknown option"))
             usage = options.get("include_usage")
             if usage is not None and not isinstance(usage, bool):
-                found.append(("stream_options.include_usage", f"must be true or false, got {_show(usage)}"))
+                found.append(("stream_options.include_usage", f"must be true or false, got {show_value(usage)}"))
             include_usage = usage is True
     if problems is not None:
         problems.extend(found)
@@ -144,14 +145,14 @@ def _check_keys(body: dict, problems: list[tuple[str, str]]) -> None:
 def _messages(value: Any, problems: list[tuple[str, str]]) -> tuple[Message, ...]:
     if not isinstance(value, list) or not value:
         problems.append(("messages", "required: a non-empty list of messages" if value is None
-                         else f"must be a non-empty list, got {_show(value)}"))
+                         else f"must be a non-empty list, got {show_value(value)}"))
         return ()
     system_parts: list[str] = []
     turns: list[Message] = []
     for index, item in enumerate(value):
         path = f"messages[{index}]"
         if not isinstance(item, dict):
-            problems.append((path, f"must be an object, got {_show(item)}"))
+            problems.append((path, f"must be an object, got {show_value(item)}"))
             continue
         role = _role(item, path, problems)
         content = _content(item, path, problems)
@@ -182,7 +183,7 @@ def _role(item: dict, path: str, problems: list[tuple[str, str]]) -> str | None:
         return None
     if role not in _ROLES:
         problems.append((f"{path}.role", "required" if role is None
-                         else f"must be system, developer, user or assistant, got {_show(role)}"))
+                         else f"must be system, developer, user or assistant, got {show_value(role)}"))
         return None
     if item.get("audio") is not None:
         problems.append((f"{path}.audio", "not supported: Tailor's models take text only"))
@@ -197,19 +198,19 @@ def _content(item: dict, path: str, problems: list[tuple[str, str]]) -> str | No
         problems.append((f"{path}.content", "required: a string or a list of text parts"))
         return None
     if not isinstance(content, list):
-        problems.append((f"{path}.content", f"must be a string or a list of text parts, got {_show(content)}"))
+        problems.append((f"{path}.content", f"must be a string or a list of text parts, got {show_value(content)}"))
         return None
     texts = []
     for index, part in enumerate(content):
         part_path = f"{path}.content[{index}]"
         if not isinstance(part, dict):
-            problems.append((part_path, f"must be an object, got {_show(part)}"))
+            problems.append((part_path, f"must be an object, got {show_value(part)}"))
         elif part.get("type") != "text":
             kind = part.get("type")
             problems.append((f"{part_path}.type", f"{kind!r} parts are not supported: Tailor's models take text only"
                              if isinstance(kind, str) else "required: 'text'"))
         elif not isinstance(part.get("text"), str):
-            problems.append((f"{part_path}.text", f"must be a string, got {_show(part.get('text'))}"))
+            problems.append((f"{part_path}.text", f"must be a string, got {show_value(part.get('text'))}"))
         else:
             texts.append(part["text"])
     return PART_SEPARATOR.join(texts)
@@ -225,10 +226,10 @@ def _sampling(body: dict, default_max_tokens: int, problems: list[tuple[str, str
             problems.append((penalty, f"not supported: only 0 is, got {value}"))
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
-        problems.append(("n", f"only 1 choice per request is supported, got {_show(n)}"))
+        problems.append(("n", f"only 1 choice per request is supported, got {show_value(n)}"))
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        problems.append(("seed", f"must be an integer, got {_show(seed)}"))
+        problems.append(("seed", f"must be an integer, got {show_value(seed)}"))
         seed = None
     _unsupported_outputs(body, problems)
     return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
@@ -242,7 +243,7 @@ def _max_tokens(body: dict, default: int, problems: list[tuple[str, str]]) -> in
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append((key, f"must be an integer of at least 1, got {_show(value)}"))
+            problems.append((key, f"must be an integer of at least 1, got {show_value(value)}"))
         else:
             values[key] = value
     if len(set(values.values())) > 1:
@@ -256,7 +257,7 @@ def _number(body: dict, key: str, low: float, high: float, default: float,
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        problems.append((key, f"must be a number between {low} and {high}, got {_show(value)}"))
+        problems.append((key, f"must be a number between {low} and {high}, got {show_value(value)}"))
         return default
     return float(value)
 
@@ -266,7 +267,7 @@ def _stop(value: Any, problems: list[tuple[str, str]]) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-        problems.append(("stop", f"must be a non-empty string or a list of them, got {_show(value)}"))
+        problems.append(("stop", f"must be a non-empty string or a list of them, got {show_value(value)}"))
         return ()
     if len(items) > MAX_STOP_SEQUENCES:
         problems.append(("stop", f"at most {MAX_STOP_SEQUENCES} sequences, got {len(items)}"))
@@ -283,10 +284,10 @@ def _unsupported_outputs(body: dict, problems: list[tuple[str, str]]) -> None:
     response_format = body.get("response_format")
     if response_format is not None and response_format != {"type": "text"}:
         kind = response_format.get("type") if isinstance(response_format, dict) else response_format
-        problems.append(("response_format", f"only {{'type': 'text'}} is supported, got {_show(kind)}"))
+        problems.append(("response_format", f"only {{'type': 'text'}} is supported, got {show_value(kind)}"))
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
-        problems.append(("modalities", f"only ['text'] is supported, got {_show(modalities)}"))
+        problems.append(("modalities", f"only ['text'] is supported, got {show_value(modalities)}"))
 
 
 # ---------------------------------------------------------------- responses
@@ -386,20 +387,3 @@ def error_body(error: Exception) -> tuple[int, dict]:
                                       "param": getattr(error, "param", None), "code": code}}
     logger.error("internal error answered as server_error", exc_info=error)
     return 500, {"error": {"message": INTERNAL_MESSAGE, "type": "server_error", "param": None, "code": None}}
-
-
-def _show(value: Any) -> str:
-    """A short rendering of a bad value for a message, JSON-flavoured."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return type(value).__name__
