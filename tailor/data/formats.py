@@ -56,6 +56,15 @@ class TextRecord(_Strict):
 
 Record = MessagesRecord | PromptCompletionRecord | TextRecord
 
+
+class EvaluationRecord(_Strict):
+    """One question of a model-evaluation dataset (SPEC §7): ``referenceResponse`` is what a good
+    answer says; ``category`` groups questions in the summary."""
+
+    prompt: str
+    referenceResponse: str | None = None  # noqa: N815 — the wire name
+    category: str | None = None
+
 RECORD_MODELS: dict[DataFormat, type[MessagesRecord | PromptCompletionRecord | TextRecord]] = {
     DataFormat.MESSAGES: MessagesRecord,
     DataFormat.PROMPT_COMPLETION: PromptCompletionRecord,

@@ -15,7 +15,9 @@ to parse, because the user meant each of them as a record; blank lines are probl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -40,7 +42,7 @@ from tailor.settings import Settings
 if TYPE_CHECKING:  # transformers stays out of the control plane (DESIGN rule 5)
     from transformers import PreTrainedTokenizerBase
 
-Purpose = Literal["training", "validation"]
+Purpose = Literal["training", "validation", "evaluation"]
 
 ROLES = ("user", "assistant")
 # Claude's own turn markers; inside a text they would end the turn early. Without the colon they
@@ -94,7 +96,7 @@ class Report:
 
     def render(self) -> str:
         """A summary line, then one line per problem in ``file: line N: field: message`` form."""
-        shape = f"{self.purpose} data, {self.format.value if self.format else 'unknown'} format"
+        shape = f"{self.purpose} data" + (f", {self.format.value} format" if self.format else "")
         counted = _plural(self.record_count, "record")
         if self.ok:
             return f"{self.file}: OK, {counted} ({shape})"
@@ -211,47 +213,30 @@ def _check_file(
     token_limit = _token_limit(family, tokenizer)
     records: list[Record] = []
     record_count = 0
-    with storage.local_path(uri, settings).open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                record_count += 1
-                add(number, None, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column "
-                                  f"{error.start + 1}")
-                continue
-            if not text.strip():
-                add(number, None, "blank line; every line must hold one JSON record")
-                continue
-            record_count += 1
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                add(number, None, f"invalid JSON: {error.msg} (column {error.colno})")
-                continue
-            if not isinstance(value, dict):
-                add(number, None, f"expected a JSON object, got {json_type(value)}")
-                continue
-
-            shape = format_of(value.keys())
-            if file_format is None and shape in accepted:
-                file_format, format_line = shape, number
-            expected = file_format or accepted[0]
-            mixup = _other_shape(value, shape, expected, format_line, accepted, family.name,
-                                 customization_type)
-            if mixup:
-                add(number, None, mixup)
-                continue
-            record, record_problems = _check_record(value, expected)
-            for field_name, message in record_problems:
-                add(number, field_name, message)
-            if record is None:
-                continue  # a record with problems is not measured in tokens: fix it first
-            if token_limit is not None:
-                message = _token_problem(record, tokenizer, token_limit)
-                if message:
-                    add(number, None, message)
-            records.append(record)
+    record_count = 0
+    for number, value in json_lines(storage.local_path(uri, settings), add):
+        record_count += 1
+        if value is None:
+            continue
+        shape = format_of(value.keys())
+        if file_format is None and shape in accepted:
+            file_format, format_line = shape, number
+        expected = file_format or accepted[0]
+        mixup = _other_shape(value, shape, expected, format_line, accepted, family.name,
+                             customization_type)
+        if mixup:
+            add(number, None, mixup)
+            continue
+        record, record_problems = _check_record(value, expected)
+        for field_name, message in record_problems:
+            add(number, field_name, message)
+        if record is None:
+            continue  # a record with problems is not measured in tokens: fix it first
+        if token_limit is not None:
+            message = _token_problem(record, tokenizer, token_limit)
+            if message:
+                add(number, None, message)
+        records.append(record)
 
     low, high = limits.train_records if purpose == "training" else limits.validation_records
     if record_count < low:
@@ -261,6 +246,35 @@ def _check_file(
         add(None, None, f"file has {_plural(record_count, 'record')}; {purpose} data for family "
                         f"{family.name} allows at most {high:,}")
     return Report(uri, purpose, file_format, record_count, _sorted(problems)), records
+
+
+def json_lines(path: Path, add) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, object) for every non-blank line of a JSON Lines file: every such line is a
+    record, good or bad. A line that holds no JSON object (bad UTF-8, bad JSON, another JSON
+    type) comes as None, reported through ``add(line, field, message)``, as are blank lines."""
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                add(number, None, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column "
+                                  f"{error.start + 1}")
+                yield number, None
+                continue
+            if not text.strip():
+                add(number, None, "blank line; every line must hold one JSON record")
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                add(number, None, f"invalid JSON: {error.msg} (column {error.colno})")
+                yield number, None
+                continue
+            if not isinstance(value, dict):
+                add(number, None, f"expected a JSON object, got {json_type(value)}")
+                yield number, None
+                continue
+            yield number, value
 
 
 def _other_shape(
@@ -303,7 +317,7 @@ def _check_record(
     try:
         record = model.model_validate(value)
     except ValidationError as error:
-        problems = [_describe(detail, model) for detail in error.errors()]
+        problems = [describe_error(detail, model) for detail in error.errors()]
     # The content rules read the raw value, so they still report when another field is broken.
     if file_format is DataFormat.MESSAGES:
         problems += _conversation_problems(value)
@@ -315,7 +329,7 @@ def _check_record(
     return (record if not problems else None), problems
 
 
-def _describe(detail: Any, model: type) -> tuple[str | None, str]:
+def describe_error(detail: Any, model: type) -> tuple[str | None, str]:
     """A pydantic error as a field path and a message in JSON terms."""
     location = detail["loc"]
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location)

@@ -1,5 +1,8 @@
 """The job runner: starts queued jobs in worker processes, delivers stops, and reaps dead workers.
 
+It runs both kinds of job — customization (``tailor.jobs.worker``) and evaluation
+(``tailor.evaluate.worker``) — from one queue, oldest first, under one concurrency limit.
+
 It keeps no state that matters: every decision is read from the database on each tick, so a
 server restarted after a crash (even SIGKILL) continues where the last one left off:
 - queued jobs start in FIFO order, at most ``max_concurrent_jobs`` at a time;
@@ -23,12 +26,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from tailor.jobs.store import Job, Store, transition, utcnow
+from tailor.jobs.store import EvaluationJob, Job, Store, transition, utcnow
 from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
+WORKERS = {Job: "tailor.jobs.worker", EvaluationJob: "tailor.evaluate.worker"}  # table -> worker module
+AnyJob = Job | EvaluationJob
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
                "or the machine restarted. Its log is {log}. Create the job again to retry.")
 
@@ -45,7 +50,7 @@ def process_start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def worker_alive(job: Job) -> bool:
+def worker_alive(job: AnyJob) -> bool:
     if job.pid is None or job.pid_started is None:  # never started, or gone before we saw it
         return False
     return process_start_time(job.pid) == job.pid_started
@@ -54,7 +59,8 @@ def worker_alive(job: Job) -> bool:
 class Runner:
     def __init__(self, store: Store, settings: Settings, interval: float = 0.5):
         self.store, self.settings, self.interval = store, settings, interval
-        self._children: dict[str, subprocess.Popen] = {}  # reaped by poll() so none stay zombies
+        # By job id (unique across tables); reaped by poll() so none stay zombies.
+        self._children: dict[str, subprocess.Popen] = {}
         self._terminated_at: dict[str, float] = {}
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,43 +91,51 @@ class Runner:
         self._start_queued()
 
     def _reap(self) -> None:
-        with self.store.session() as session:
-            jobs = session.scalars(select(Job).where(Job.status.in_(("InProgress", "Stopping")),
-                                                     Job.phase.in_(ACTIVE_PHASES)))
-            for job in jobs:
-                if job.phase == "starting" and job.pid is None:
-                    job.phase = "queued"  # the server died between claiming and spawning
-                    continue
-                if worker_alive(job):
-                    continue
-                session.refresh(job)  # the worker may have just written its result
-                if job.status not in ("InProgress", "Stopping"):
-                    continue
-                if job.stop_requested:
-                    transition(job, "Stopped")
-                else:
-                    transition(job, "Failed", failure_message=LOST_WORKER.format(log=Path(job.work_dir) / "job.log"))
-                self._terminated_at.pop(job.id, None)
+        for table in WORKERS:
+            with self.store.session() as session:
+                jobs = session.scalars(select(table).where(table.status.in_(("InProgress", "Stopping")),
+                                                           table.phase.in_(ACTIVE_PHASES)))
+                for job in jobs:
+                    self._reap_one(session, job)
+
+    def _reap_one(self, session, job: AnyJob) -> None:
+        if job.phase == "starting" and job.pid is None:
+            job.phase = "queued"  # the server died between claiming and spawning
+            return
+        if worker_alive(job):
+            return
+        session.refresh(job)  # the worker may have just written its result
+        if job.status not in ("InProgress", "Stopping"):
+            return
+        if job.stop_requested:
+            transition(job, "Stopped")
+        else:
+            transition(job, "Failed", failure_message=LOST_WORKER.format(log=Path(job.work_dir) / "job.log"))
+        self._terminated_at.pop(job.id, None)
 
     def _deliver_stops(self) -> None:
-        with self.store.session() as session:
-            stopping = list(session.scalars(select(Job).where(Job.status == "Stopping")))
-        for job in stopping:
-            if job.phase == "queued":
-                with self.store.session() as session:
-                    transition(session.get(Job, job.id), "Stopped")
-                continue
-            if not worker_alive(job):
-                continue  # reaped on the next tick
-            sent = self._terminated_at.get(job.id)
-            if sent is None:
-                self._signal(job, signal.SIGTERM)
-                self._terminated_at[job.id] = time.monotonic()
-            elif time.monotonic() - sent > self.settings.stop_grace_seconds:
-                self._signal(job, signal.SIGKILL)
+        for table in WORKERS:
+            with self.store.session() as session:
+                stopping = list(session.scalars(select(table).where(table.status == "Stopping")))
+            for job in stopping:
+                self._stop(table, job)
+
+    def _stop(self, table, job: AnyJob) -> None:
+        if job.phase == "queued":
+            with self.store.session() as session:
+                transition(session.get(table, job.id), "Stopped")
+            return
+        if not worker_alive(job):
+            return  # reaped on the next tick
+        sent = self._terminated_at.get(job.id)
+        if sent is None:
+            self._signal(job, signal.SIGTERM)
+            self._terminated_at[job.id] = time.monotonic()
+        elif time.monotonic() - sent > self.settings.stop_grace_seconds:
+            self._signal(job, signal.SIGKILL)
 
     @staticmethod
-    def _signal(job: Job, signum: int) -> None:
+    def _signal(job: AnyJob, signum: int) -> None:
         try:
             os.killpg(job.pid, signum)  # the worker leads its own session: stop its children too
         except ProcessLookupError:
@@ -130,29 +144,33 @@ class Runner:
     def _start_queued(self) -> None:
         while True:
             with self.store.session() as session:
-                running = session.scalar(select(func.count()).select_from(Job).where(
-                    Job.status.in_(("InProgress", "Stopping")), Job.phase.in_(ACTIVE_PHASES)))
+                running = sum(session.scalar(select(func.count()).select_from(table).where(
+                    table.status.in_(("InProgress", "Stopping")), table.phase.in_(ACTIVE_PHASES)))
+                    for table in WORKERS)
                 if running >= self.settings.max_concurrent_jobs:
                     return
-                job = session.scalar(select(Job).where(Job.status == "InProgress", Job.phase == "queued")
-                                     .order_by(Job.created_at, Job.id).limit(1))
-                if job is None:
+                queued = [session.scalar(select(table).where(table.status == "InProgress", table.phase == "queued")
+                                         .order_by(table.created_at, table.id).limit(1)) for table in WORKERS]
+                queued = [job for job in queued if job is not None]
+                if not queued:
                     return
+                job = min(queued, key=lambda j: (j.created_at, j.id))
+                table = type(job)
                 # Claim it: only one server wins a job even when several share a database.
-                claimed = session.execute(update(Job).where(Job.id == job.id, Job.phase == "queued")
+                claimed = session.execute(update(table).where(table.id == job.id, table.phase == "queued")
                                           .values(phase="starting", last_modified_at=utcnow())).rowcount
             if claimed:
-                self._spawn(job.id, Path(job.work_dir))
+                self._spawn(table, job.id, Path(job.work_dir))
 
-    def _spawn(self, job_id: str, work_dir: Path) -> None:
+    def _spawn(self, table, job_id: str, work_dir: Path) -> None:
         work_dir.mkdir(parents=True, exist_ok=True)
         with open(work_dir / "job.log", "ab") as log_file:
             child = subprocess.Popen(
-                [sys.executable, "-m", "tailor.jobs.worker", job_id],
+                [sys.executable, "-m", WORKERS[table], job_id],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, "TAILOR_HOME": str(self.settings.home)},
             )
         self._children[job_id] = child
         with self.store.session() as session:
-            job = session.get(Job, job_id)
+            job = session.get(table, job_id)
             job.pid, job.pid_started, job.phase = child.pid, process_start_time(child.pid), "running"

@@ -1,4 +1,5 @@
-"""Tailor's state in SQL: customization jobs, custom models, deployments, tags and access keys.
+"""Tailor's state in SQL: customization and evaluation jobs, custom models, deployments, tags and
+access keys.
 
 SQLite under TAILOR_HOME by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) via
 ``TAILOR_DATABASE_URL``. The schema is created and upgraded by Alembic migrations
@@ -95,6 +96,33 @@ class Job(Base):
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class EvaluationJob(Base):
+    """A model evaluation job (CreateEvaluationJob). Its lifecycle columns (status, phase, pid,
+    stop_requested, work_dir) mean what they mean for ``Job``: one runner starts both kinds."""
+
+    __tablename__ = "evaluation_jobs"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    principal: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    phase: Mapped[str] = mapped_column(String(16), index=True)
+    application_type: Mapped[str] = mapped_column(String(32))
+    role_arn: Mapped[str] = mapped_column(String(2048))
+    client_request_token: Mapped[str | None] = mapped_column(String(256))
+    request: Mapped[dict] = mapped_column(JSON)  # the validated CreateEvaluationJob request
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_started: Mapped[str | None] = mapped_column(String(32))
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    work_dir: Mapped[str] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class CustomModel(Base):
     __tablename__ = "custom_models"
 
@@ -174,7 +202,7 @@ JOB_TRANSITIONS: dict[str, set[str]] = {
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
-def transition(job: Job, status: str, **changes) -> None:
+def transition(job: Job | EvaluationJob, status: str, **changes) -> None:
     """Move ``job`` to ``status`` (raising Conflict on an illegal edge) and apply ``changes``."""
     if status != job.status and status not in JOB_TRANSITIONS[job.status]:
         raise Conflict(f"Job {job.name} is {job.status}; it cannot become {status}.")

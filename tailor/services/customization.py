@@ -18,7 +18,7 @@ from sqlalchemy import select
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model
 from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
-from tailor.jobs.store import CustomModel, Deployment, Job, Store, Tag, page, transition, utcnow
+from tailor.jobs.store import CustomModel, Deployment, EvaluationJob, Job, Store, Tag, page, transition, utcnow
 from tailor.settings import Settings
 from tailor.train.hyperparams import parse_hyperparameters
 
@@ -286,7 +286,7 @@ def get_foundation_model(settings: Settings, identifier: str) -> dict:
 
 def _owned_arn(session, principal: str, arn: str) -> None:
     owned = any(session.scalar(select(table.id).where(table.arn == arn, table.principal == principal))
-                for table in (Job, CustomModel, Deployment))
+                for table in (Job, CustomModel, Deployment, EvaluationJob))
     if not owned:
         raise NotFound(f"Resource {arn} not found.")
 

@@ -147,3 +147,35 @@ def list_invocable(store: Store, settings: Settings, principal: str) -> list[str
     ids = [model_id for model_id in FOUNDATION_MODELS if model_id in usable_foundation_models(settings)]
     ids += deployments.serving_arns(store, principal)
     return ids
+
+
+def weights_for(store: Store, settings: Settings, principal: str, identifier: str, *,
+                allow_folders: bool = False) -> Target:
+    """The weights behind any model id Tailor knows, deployed or not — what an evaluation loads.
+
+    Besides what ``resolve`` accepts this takes a custom model (ARN or name) that is not deployed,
+    a deployment whatever its status, and, with ``allow_folders`` (the local CLI, an operator's
+    settings — never an API caller, who could name another principal's output), a training
+    output folder (one with a manifest.json).
+    """
+    folder = Path(identifier).expanduser()
+    if allow_folders and (folder / "manifest.json").is_file():
+        return target_for_artifacts(folder)[0]
+    resource = _resource_type(identifier)
+    if resource == "custom-model":
+        return target_for_model(store, settings, principal, identifier)[0]
+    if resource in ("provisioned-model", "custom-model-deployment"):
+        deployment = deployments.resolve_deployment(store, principal, identifier)
+        return target_for_model(store, settings, principal, deployment.model_arn)[0]
+    if resource is None and not _is_foundation(identifier, settings):
+        with store.session() as session:
+            model_arn = session.scalar(select(CustomModel.arn).where(CustomModel.name == identifier,
+                                                                     CustomModel.principal == principal))
+        if model_arn is None:
+            try:
+                model_arn = deployments.resolve_deployment(store, principal, identifier).model_arn
+            except NotFound:
+                raise NotFound(f"Model {identifier} not found: not a foundation model, custom model, deployment "
+                               "or training output folder.") from None
+        return target_for_model(store, settings, principal, model_arn)[0]
+    return _foundation(settings, identifier).target

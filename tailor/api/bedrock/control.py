@@ -22,7 +22,7 @@ from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
 from tailor.errors import InvalidInput
 from tailor.jobs.store import Store
 from tailor.services import customization as jobs
-from tailor.services import deployments
+from tailor.services import deployments, evaluations
 from tailor.settings import Settings
 
 
@@ -63,6 +63,10 @@ OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
     "UpdateCustomModelDeployment": lambda c, p: deployments.update_custom_model_deployment(c.store, c.principal, p),
     "DeleteCustomModelDeployment": lambda c, p: deployments.delete_custom_model_deployment(
         c.store, c.principal, p["customModelDeploymentIdentifier"]),
+    "CreateEvaluationJob": lambda c, p: evaluations.create_evaluation_job(c.store, c.settings, c.principal, p),
+    "GetEvaluationJob": lambda c, p: evaluations.get_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
+    "ListEvaluationJobs": lambda c, p: evaluations.list_evaluation_jobs(c.store, c.principal, p),
+    "StopEvaluationJob": lambda c, p: evaluations.stop_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
 }
 
 

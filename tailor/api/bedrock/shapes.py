@@ -77,10 +77,19 @@ def _prefixed(node: Any, prefix: str) -> Any:
     return node
 
 
+# Shapes whose pattern Tailor deliberately does not enforce on input, because Tailor accepts more
+# than the original there (docs/evaluation.md): an evaluation's models and judge may be any model
+# Tailor can run — a custom model or a deployment by ARN or name — or an ``openai:``/``bedrock:``
+# spec. Their length limits still hold.
+WIDER_THAN_THE_ORIGINAL = ("EvaluationBedrockModelIdentifier", "EvaluatorModelIdentifier")
+
+
 @functools.cache
 def _combined() -> dict[str, Any]:
     control, runtime = service_model(SERVICE_NAME), service_model(RUNTIME_SERVICE)
     shapes = dict(control["shapes"])
+    for name in WIDER_THAN_THE_ORIGINAL:
+        shapes[name] = {key: value for key, value in shapes[name].items() if key != "pattern"}
     shapes.update({RUNTIME_PREFIX + name: _prefixed(shape, RUNTIME_PREFIX) for name, shape in runtime["shapes"].items()})
     operations = dict(control["operations"])
     operations.update({name: _prefixed(op, RUNTIME_PREFIX) for name, op in runtime["operations"].items()})

@@ -1,0 +1,233 @@
+"""Where an evaluation's answers (and a judge's ratings) come from.
+
+A *model spec* names one of three kinds of model; the models under evaluation and the judge take
+the same specs:
+
+- ``MODEL`` — a model Tailor runs itself: a foundation model id or alias, a custom model (ARN or
+  name; it need not be deployed), a deployment (ARN or name), or a training output folder. It is
+  loaded into an engine inside the evaluating process (continuous batching, shared LoRA bases),
+  so an evaluation never competes with live traffic on the server's engine.
+- ``openai:MODEL@URL`` — any OpenAI-compatible chat-completions API, e.g.
+  ``openai:gpt-4o@https://api.openai.com/v1``; the key comes from ``OPENAI_API_KEY``.
+- ``bedrock:MODEL`` or ``bedrock:MODEL@ENDPOINT_URL`` — Amazon Bedrock's Converse API through
+  boto3 with the standard AWS credential chain (an endpoint URL points it elsewhere, e.g. at
+  another Tailor server).
+
+Every backend answers a batch of conversations with one reply each: the text, or a ``Failure``
+saying why there is none. A failed request never raises: one bad question must not sink the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tailor.errors import InvalidInput
+from tailor.serve.protocol import Target
+
+HTTP_CONCURRENCY = 4  # requests in flight to a remote API
+
+
+@dataclass(frozen=True)
+class Failure:
+    message: str
+
+
+Reply = str | Failure
+OnReply = Callable[[], None]  # called once per finished request (for progress)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How models answer: greedy by default, so an evaluation is repeatable."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    system: str | None = None  # a system prompt put before every question
+
+
+class Backend(Protocol):
+    label: str  # how reports name the model
+
+    def chat(self, conversations: list[list[dict]], generation: Generation,
+             on_reply: OnReply | None = None) -> list[Reply]: ...
+
+
+def with_system(conversation: list[dict], generation: Generation) -> list[dict]:
+    if generation.system and not (conversation and conversation[0]["role"] == "system"):
+        return [{"role": "system", "content": generation.system}, *conversation]
+    return conversation
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # tailor | openai | bedrock
+    model: str
+    url: str | None = None
+
+
+def parse_spec(text: str) -> Spec:
+    kind, colon, rest = text.partition(":")
+    if colon and kind in ("openai", "bedrock"):
+        model, _, url = rest.partition("@")
+        if not model:
+            raise InvalidInput(f"Model spec {text!r}: the model name is missing ({kind}:MODEL[@URL]).")
+        if kind == "openai" and not url:
+            raise InvalidInput(f"Model spec {text!r}: an OpenAI-compatible model needs its URL (openai:MODEL@URL).")
+        return Spec(kind, model, url or None)
+    return Spec("tailor", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tailor's own engine, in this process
+
+
+@dataclass
+class EngineModel:
+    label: str
+    target: Target
+    engine: object  # tailor.serve.engine.Engine (imported lazily: it pulls in torch)
+    timeout_s: float | None = None
+
+    def chat(self, conversations, generation, on_reply=None):
+        from tailor.serve.engine import EngineError
+        from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
+
+        sampling = Sampling(max_tokens=generation.max_tokens, temperature=generation.temperature,
+                            top_p=generation.top_p, stop=generation.stop, seed=0)
+        replies: list[Reply | None] = [None] * len(conversations)
+        remaining = threading.Semaphore(0)
+
+        def collector(index: int):
+            def emit(event) -> None:
+                if isinstance(event, Completion):
+                    replies[index] = event.text
+                elif isinstance(event, EngineError):
+                    replies[index] = Failure(f"{event.code}: {event.message}")
+                else:
+                    return
+                if on_reply:
+                    on_reply()
+                remaining.release()
+            return emit
+
+        for index, conversation in enumerate(conversations):
+            messages = tuple(Message(m["role"], m["content"]) for m in with_system(conversation, generation))
+            self.engine.submit(self.target, ChatRequest(messages, sampling), collector(index),
+                               timeout_s=self.timeout_s)
+        for _ in conversations:
+            remaining.acquire()
+        return replies
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote APIs
+
+
+@dataclass
+class OpenAIModel:
+    label: str
+    model: str
+    url: str
+    api_key: str | None = field(default_factory=lambda: os.environ.get("OPENAI_API_KEY"))
+    timeout_s: float = 120.0
+
+    def chat(self, conversations, generation, on_reply=None):
+        return _in_threads(lambda c: self._one(with_system(c, generation), generation), conversations, on_reply)
+
+    def _one(self, messages: list[dict], generation: Generation) -> Reply:
+        body = {"model": self.model, "messages": messages, "max_tokens": generation.max_tokens,
+                "temperature": generation.temperature, "top_p": generation.top_p}
+        if generation.stop:
+            body["stop"] = list(generation.stop)
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        endpoint = self.url.rstrip("/") + "/chat/completions"
+        request = urllib.request.Request(endpoint, json.dumps(body).encode(), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                answer = json.loads(response.read())
+            return answer["choices"][0]["message"]["content"] or ""
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            return Failure(f"{endpoint} answered HTTP {error.code}: {detail}")
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            return Failure(f"{endpoint}: {type(error).__name__}: {error}")
+
+
+@dataclass
+class BedrockModel:
+    label: str
+    model: str
+    endpoint_url: str | None = None
+    timeout_s: float = 120.0
+    _client: object = None
+
+    def chat(self, conversations, generation, on_reply=None):
+        import boto3
+        from botocore.config import Config
+
+        self._client = self._client or boto3.client(
+            "bedrock-runtime", endpoint_url=self.endpoint_url,
+            config=Config(read_timeout=self.timeout_s, retries={"max_attempts": 3, "mode": "standard"}))
+        return _in_threads(lambda c: self._one(with_system(c, generation), generation), conversations, on_reply)
+
+    def _one(self, messages: list[dict], generation: Generation) -> Reply:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        system = [{"text": m["content"]} for m in messages if m["role"] == "system"]
+        turns = [{"role": m["role"], "content": [{"text": m["content"]}]} for m in messages if m["role"] != "system"]
+        config = {"maxTokens": generation.max_tokens, "temperature": generation.temperature,
+                  "topP": generation.top_p}
+        if generation.stop:
+            config["stopSequences"] = list(generation.stop)
+        try:
+            answer = self._client.converse(modelId=self.model, messages=turns, inferenceConfig=config,
+                                           **({"system": system} if system else {}))
+            return "".join(block.get("text", "") for block in answer["output"]["message"]["content"])
+        except ClientError as error:
+            info = error.response.get("Error", {})
+            return Failure(f"Bedrock {self.model}: {info.get('Code')}: {info.get('Message')}")
+        except BotoCoreError as error:
+            return Failure(f"Bedrock {self.model}: {error}")
+
+
+def _in_threads(one: Callable[[list[dict]], Reply], conversations: list[list[dict]],
+                on_reply: OnReply | None) -> list[Reply]:
+    def run(conversation):
+        reply = one(conversation)
+        if on_reply:
+            on_reply()
+        return reply
+
+    with ThreadPoolExecutor(HTTP_CONCURRENCY, thread_name_prefix="tailor-eval-http") as pool:
+        return list(pool.map(run, conversations))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def open_backend(spec_text: str, resolve_target: Callable[[str], Target], engine_factory: Callable[[], object],
+                 *, timeout_s: float | None = None) -> Backend:
+    """The backend a spec names; ``resolve_target`` finds the weights of a Tailor model id and
+    ``engine_factory`` gives the (shared, lazily started) in-process engine."""
+    spec = parse_spec(spec_text)
+    if spec.kind == "openai":
+        return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout_s or 120.0)
+    if spec.kind == "bedrock":
+        return BedrockModel(spec_text, spec.model, spec.url, timeout_s=timeout_s or 120.0)
+    return EngineModel(spec_text, resolve_target(spec.model), engine_factory(), timeout_s)

@@ -1,0 +1,197 @@
+"""Model evaluation jobs: CreateEvaluationJob, GetEvaluationJob, ListEvaluationJobs,
+StopEvaluationJob (automated evaluations of models; SPEC §7).
+
+Create checks everything that can be checked before compute is spent — the metric names, every
+dataset (each line, with its line number), every model and the judge — and queues the job; the
+job runner then runs ``tailor.evaluate.worker`` in a process of its own, as it does training.
+
+Tailor accepts more than the original in two places, on purpose (docs/evaluation.md): the models
+may be any model Tailor can run (custom models need not be deployed) or an ``openai:``/``bedrock:``
+spec, and ``inferenceParams`` may carry a ``system`` prompt. Human and RAG evaluations, built-in
+datasets and custom judge metrics are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from tailor.arns import evaluation_job_arn, new_resource_id
+from tailor.errors import Conflict, InvalidInput, NotFound, TailorError
+from tailor.evaluate.backends import Generation, parse_spec
+from tailor.evaluate.dataset import load_questions
+from tailor.evaluate.run import check_metrics, needs_reference
+from tailor.jobs.store import EvaluationJob, Store, Tag, transition, utcnow
+from tailor.services.customization import common_filters, list_page
+from tailor.services.inference import weights_for
+from tailor.settings import Settings
+
+
+def create_evaluation_job(store: Store, settings: Settings, principal: str, request: dict) -> dict:
+    token = request.get("clientRequestToken")
+    if token:
+        with store.session() as session:
+            earlier = session.scalar(select(EvaluationJob).where(EvaluationJob.principal == principal,
+                                                                 EvaluationJob.client_request_token == token))
+            if earlier is not None:  # a retried request: the same job, no error
+                return {"jobArn": earlier.arn}
+    check_request(store, settings, principal, request)
+
+    job_id = new_resource_id()
+    now = utcnow()
+    job = EvaluationJob(
+        id=job_id, arn=evaluation_job_arn(settings.region, settings.account_id, job_id), name=request["jobName"],
+        principal=principal, status="InProgress", phase="queued",
+        application_type=request.get("applicationType") or "ModelEvaluation", role_arn=request["roleArn"],
+        client_request_token=token, request=request, progress={}, stop_requested=False,
+        work_dir=str(settings.home / "evaluations" / job_id), created_at=now, last_modified_at=now,
+    )
+    with store.session() as session:
+        if session.scalar(select(EvaluationJob.id).where(EvaluationJob.principal == principal,
+                                                         EvaluationJob.name == job.name)):
+            raise Conflict(f"jobName: an evaluation job named {job.name} already exists.")
+        session.add(job)
+        for tag in request.get("jobTags") or []:
+            session.add(Tag(resource_arn=job.arn, key=tag["key"], value=tag["value"]))
+    return {"jobArn": job.arn}
+
+
+def check_request(store: Store, settings: Settings, principal: str, request: dict) -> None:
+    """Refuse, with every reason at once, a request Tailor cannot run."""
+    if (request.get("applicationType") or "ModelEvaluation") != "ModelEvaluation":
+        raise InvalidInput("applicationType: only ModelEvaluation is available in Tailor (no RAG evaluation).")
+    automated = request["evaluationConfig"].get("automated")
+    if automated is None:
+        raise InvalidInput("evaluationConfig.human: human evaluation is not available in Tailor; "
+                           "use evaluationConfig.automated.")
+    if automated.get("customMetricConfig"):
+        raise InvalidInput("evaluationConfig.automated.customMetricConfig: custom judge metrics are not "
+                           "available in Tailor yet; use the Builtin.* judge metrics.")
+    models = request["inferenceConfig"].get("models")
+    if not models:
+        raise InvalidInput("inferenceConfig.models: required (RAG configurations are not available in Tailor).")
+
+    judge = judge_spec(settings, automated)
+    for position, config in enumerate(automated["datasetMetricConfigs"]):
+        field = f"evaluationConfig.automated.datasetMetricConfigs[{position}]"
+        metrics = config["metricNames"]
+        check_metrics(metrics, has_judge=judge is not None, field=f"{field}.metricNames")
+        uri = (config["dataset"].get("datasetLocation") or {}).get("s3Uri")
+        if not uri:
+            raise InvalidInput(f"{field}.dataset.datasetLocation.s3Uri: required; Tailor bundles none of the "
+                               f"built-in datasets ({config['dataset']['name']}).")
+        load_questions(uri, settings, reference_required=needs_reference(metrics),
+                       needed_for="the automatic metrics")
+
+    for position, config in enumerate(models):
+        field = f"inferenceConfig.models[{position}]"
+        if "bedrockModel" not in config:
+            raise InvalidInput(f"{field}: only bedrockModel is available in Tailor (no precomputed inference).")
+        generation_of(config["bedrockModel"], field)
+        _check_model(store, settings, principal, config["bedrockModel"]["modelIdentifier"], f"{field}.bedrockModel")
+    if judge is not None:
+        _check_model(store, settings, principal, judge,
+                     "evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]")
+
+
+def judge_spec(settings: Settings, automated: dict) -> str | None:
+    """The judge's model spec: ``TAILOR_JUDGE_ENDPOINTS`` may send its identifier to a remote API."""
+    evaluators = (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
+    if not evaluators:
+        return None
+    identifier = evaluators[0]["modelIdentifier"]
+    return settings.judge_endpoints.get(identifier, identifier)
+
+
+def _check_model(store: Store, settings: Settings, principal: str, spec_text: str, field: str) -> None:
+    spec = parse_spec(spec_text)
+    if spec.kind != "tailor":
+        return  # a remote model is checked when the job runs
+    try:
+        weights_for(store, settings, principal, spec.model)
+    except TailorError as error:
+        raise InvalidInput(f"{field}.modelIdentifier: {error.message}") from None
+
+
+def generation_of(bedrock_model: dict, field: str = "bedrockModel") -> Generation:
+    """How a model answers: ``inferenceParams`` as the original takes it,
+    ``{"inferenceConfig": {"maxTokens", "temperature", "topP", "stopSequences"}}``, plus ``system``."""
+    text = bedrock_model.get("inferenceParams")
+    if not text:
+        return Generation()
+    try:
+        params = json.loads(text)
+        config = params.get("inferenceConfig") or {}
+        system = params.get("system")
+        return Generation(
+            max_tokens=int(config.get("maxTokens", Generation.max_tokens)),
+            temperature=float(config.get("temperature", Generation.temperature)),
+            top_p=float(config.get("topP", Generation.top_p)),
+            stop=tuple(config.get("stopSequences") or ()),
+            system=str(system) if system else None)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InvalidInput(f"{field}.inferenceParams: expected JSON like {{\"inferenceConfig\": {{\"maxTokens\": "
+                           f"512, \"temperature\": 0}}}} ({error}).") from None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _find(session, principal: str, identifier: str) -> EvaluationJob:
+    column = EvaluationJob.arn if identifier.startswith("arn:") else EvaluationJob.name
+    job = session.scalar(select(EvaluationJob).where(column == identifier, EvaluationJob.principal == principal))
+    if job is None:
+        raise NotFound(f"Evaluation job {identifier} not found.")
+    return job
+
+
+def get_evaluation_job(store: Store, principal: str, identifier: str) -> dict:
+    with store.session() as session:
+        job = _find(session, principal, identifier)
+        request = job.request
+        return {
+            "jobName": job.name, "status": job.status, "jobArn": job.arn,
+            "jobDescription": request.get("jobDescription"), "roleArn": job.role_arn,
+            "customerEncryptionKeyId": request.get("customerEncryptionKeyId"), "jobType": "Automated",
+            "applicationType": job.application_type, "evaluationConfig": request["evaluationConfig"],
+            "inferenceConfig": request["inferenceConfig"], "outputDataConfig": request["outputDataConfig"],
+            "creationTime": job.created_at, "lastModifiedTime": job.last_modified_at,
+            "failureMessages": [job.failure_message] if job.failure_message else None,
+        }
+
+
+def list_evaluation_jobs(store: Store, principal: str, query: dict) -> dict:
+    conditions = common_filters(EvaluationJob, principal, query)
+    if query.get("statusEquals"):
+        conditions.append(EvaluationJob.status == query["statusEquals"])
+    if query.get("applicationTypeEquals"):
+        conditions.append(EvaluationJob.application_type == query["applicationTypeEquals"])
+    with store.session() as session:
+        rows, token = list_page(session, EvaluationJob, conditions, query)
+        summaries = [_summary(job) for job in rows]
+    return {"jobSummaries": summaries, "nextToken": token}
+
+
+def _summary(job: EvaluationJob) -> dict:
+    automated = job.request["evaluationConfig"]["automated"]
+    models = [m["bedrockModel"]["modelIdentifier"] for m in job.request["inferenceConfig"]["models"]]
+    evaluators = [e["modelIdentifier"] for e in
+                  (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []]
+    return {
+        "jobArn": job.arn, "jobName": job.name, "status": job.status, "creationTime": job.created_at,
+        "jobType": "Automated", "applicationType": job.application_type,
+        "evaluationTaskTypes": sorted({c["taskType"] for c in automated["datasetMetricConfigs"]}),
+        "modelIdentifiers": models, "evaluatorModelIdentifiers": evaluators or None,
+        "inferenceConfigSummary": {"modelConfigSummary": {"bedrockModelIdentifiers": models}},
+    }
+
+
+def stop_evaluation_job(store: Store, principal: str, identifier: str) -> dict:
+    """InProgress -> Stopping (the runner signals the worker) or, still queued, straight to Stopped."""
+    with store.session() as session:
+        job = _find(session, principal, identifier)
+        if job.status != "InProgress":
+            raise Conflict(f"Evaluation job {job.name} is {job.status}; only an InProgress job can be stopped.")
+        transition(job, "Stopped" if job.phase == "queued" else "Stopping", stop_requested=True)
+    return {}
