@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +92,8 @@ def kill_workers(home: Path) -> None:
     if not database.exists():
         return
     with sqlite3.connect(database) as connection:
-        pids = [row[0] for row in connection.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
+        pids = [row[0] for table in ("jobs", "evaluation_jobs")
+                for row in connection.execute(f"SELECT pid FROM {table} WHERE pid IS NOT NULL")]
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -98,8 +101,9 @@ def kill_workers(home: Path) -> None:
             pass
 
 
-@pytest.fixture
-def server(home):
+@contextmanager
+def running_server(home: Path, aliases: dict[str, str]) -> Iterator[Server]:
+    """``tailor serve`` on a free port with access keys for alice and bob; stopped afterwards."""
     from tailor.jobs.store import open_store
     from tailor.services.keys import create_key
     from tailor.settings import Settings
@@ -107,10 +111,18 @@ def server(home):
     settings = Settings(home=home)
     store = open_store(settings)
     keys = {name: create_key(store, settings, name) for name in ("alice", "bob")}
-    env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_MODEL_ALIASES": json.dumps(ALIASES),
+    env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_MODEL_ALIASES": json.dumps(aliases),
            "TAILOR_STRICT_OUTPUT": "1"}
     running = Server(home, f"http://127.0.0.1:{free_port()}", keys, env=env)
     running.start()
-    yield running
-    running.kill()
-    kill_workers(home)
+    try:
+        yield running
+    finally:
+        running.kill()
+        kill_workers(home)
+
+
+@pytest.fixture
+def server(home):
+    with running_server(home, ALIASES) as running:
+        yield running

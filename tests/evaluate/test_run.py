@@ -17,7 +17,7 @@ from tailor.evaluate.results import summarize
 from tailor.evaluate.run import compare
 from tailor.serve.protocol import Target
 from tailor.services.inference import target_for_artifacts
-from tests.evaluate.conftest import SYSTEM
+from tests.conftest import HELP_DESK_SYSTEM as SYSTEM
 
 pytestmark = pytest.mark.slow
 

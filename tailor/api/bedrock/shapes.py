@@ -77,19 +77,26 @@ def _prefixed(node: Any, prefix: str) -> Any:
     return node
 
 
-# Shapes whose pattern Tailor deliberately does not enforce on input, because Tailor accepts more
-# than the original there (docs/evaluation.md): an evaluation's models and judge may be any model
-# Tailor can run — a custom model or a deployment by ARN or name — or an ``openai:``/``bedrock:``
-# spec. Their length limits still hold.
-WIDER_THAN_THE_ORIGINAL = ("EvaluationBedrockModelIdentifier", "EvaluatorModelIdentifier")
+# Constraints of the model that Tailor deliberately does not hold to (docs/evaluation.md), by shape:
+# - an evaluation's models and judge may be any model Tailor can run — a custom model or a
+#   deployment by ARN or name — or an ``openai:``/``bedrock:`` spec, so their patterns are off
+#   (their length limits still hold);
+# - the model bounds a page of evaluation job summaries to 1–5 items while ListEvaluationJobs
+#   takes maxResults up to 1000; Tailor returns what maxResults asks for, and an empty list when
+#   there is nothing.
+RELAXED: dict[str, tuple[str, ...]] = {
+    "EvaluationBedrockModelIdentifier": ("pattern",),
+    "EvaluatorModelIdentifier": ("pattern",),
+    "EvaluationSummaries": ("min", "max"),
+}
 
 
 @functools.cache
 def _combined() -> dict[str, Any]:
     control, runtime = service_model(SERVICE_NAME), service_model(RUNTIME_SERVICE)
     shapes = dict(control["shapes"])
-    for name in WIDER_THAN_THE_ORIGINAL:
-        shapes[name] = {key: value for key, value in shapes[name].items() if key != "pattern"}
+    for name, constraints in RELAXED.items():
+        shapes[name] = {key: value for key, value in shapes[name].items() if key not in constraints}
     shapes.update({RUNTIME_PREFIX + name: _prefixed(shape, RUNTIME_PREFIX) for name, shape in runtime["shapes"].items()})
     operations = dict(control["operations"])
     operations.update({name: _prefixed(op, RUNTIME_PREFIX) for name, op in runtime["operations"].items()})
