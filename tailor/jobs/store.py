@@ -112,7 +112,6 @@ class EvaluationJob(Base):
     role_arn: Mapped[str] = mapped_column(String(2048))
     client_request_token: Mapped[str | None] = mapped_column(String(256))
     request: Mapped[dict] = mapped_column(JSON)  # the validated CreateEvaluationJob request
-    progress: Mapped[dict] = mapped_column(JSON, default=dict)
     failure_message: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
     pid_started: Mapped[str | None] = mapped_column(String(32))

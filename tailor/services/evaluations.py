@@ -1,5 +1,5 @@
 """Model evaluation jobs: CreateEvaluationJob, GetEvaluationJob, ListEvaluationJobs,
-StopEvaluationJob (automated evaluations of models; SPEC §7).
+StopEvaluationJob, BatchDeleteEvaluationJob (automated evaluations of models; SPEC §7).
 
 Create checks everything that can be checked before compute is spent — the metric names, every
 dataset (each line, with its line number), every model and the judge — and queues the job; the
@@ -14,6 +14,7 @@ datasets and custom judge metrics are refused with a clear message.
 from __future__ import annotations
 
 import json
+import shutil
 
 from sqlalchemy import select
 
@@ -44,7 +45,7 @@ def create_evaluation_job(store: Store, settings: Settings, principal: str, requ
         id=job_id, arn=evaluation_job_arn(settings.region, settings.account_id, job_id), name=request["jobName"],
         principal=principal, status="InProgress", phase="queued",
         application_type=request.get("applicationType") or "ModelEvaluation", role_arn=request["roleArn"],
-        client_request_token=token, request=request, progress={}, stop_requested=False,
+        client_request_token=token, request=request, stop_requested=False,
         work_dir=str(settings.home / "evaluations" / job_id), created_at=now, last_modified_at=now,
     )
     with store.session() as session:
@@ -195,3 +196,28 @@ def stop_evaluation_job(store: Store, principal: str, identifier: str) -> dict:
             raise Conflict(f"Evaluation job {job.name} is {job.status}; only an InProgress job can be stopped.")
         transition(job, "Stopped" if job.phase == "queued" else "Stopping", stop_requested=True)
     return {}
+
+
+def batch_delete_evaluation_jobs(store: Store, principal: str, identifiers: list[str]) -> dict:
+    """Forget finished jobs (their published results stay where they were written). A job still
+    running is refused per item, as is an unknown one; the others are deleted."""
+    deleted, errors, folders = [], [], []
+    with store.session() as session:
+        for identifier in identifiers:
+            try:
+                job = _find(session, principal, identifier)
+            except NotFound as error:
+                errors.append({"jobIdentifier": identifier, "code": "ResourceNotFoundException",
+                               "message": error.message})
+                continue
+            if job.status in ("InProgress", "Stopping"):
+                errors.append({"jobIdentifier": identifier, "code": "ConflictException",
+                               "message": f"Evaluation job {job.name} is {job.status}; stop it first."})
+                continue
+            folders.append(job.work_dir)
+            session.delete(job)
+            session.execute(Tag.__table__.delete().where(Tag.resource_arn == job.arn))
+            deleted.append({"jobIdentifier": job.arn, "jobStatus": "Deleting"})
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"errors": errors, "evaluationJobs": deleted}

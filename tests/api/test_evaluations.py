@@ -5,7 +5,6 @@ and ``tailor eval compare`` with that judge behind the server's OpenAI and Bedro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -162,3 +161,12 @@ def test_bad_evaluation_requests_are_refused_before_any_work(server):
         bedrock.create_evaluation_job(**evaluation_request("stopped", good_uri, [HAIKU_ID], metrics=["RougeL"],
                                                            judge=None))
     assert caught.value.response["Error"]["Code"] == "ConflictException"
+
+    # Deleting forgets a finished job; an unknown one is an error item, not a failed call.
+    missing = arn[:-12] + "000000000000"
+    deleted = bedrock.batch_delete_evaluation_job(jobIdentifiers=[arn, missing])
+    assert deleted["evaluationJobs"] == [{"jobIdentifier": arn, "jobStatus": "Deleting"}]
+    assert [(e["jobIdentifier"], e["code"]) for e in deleted["errors"]] == [(missing, "ResourceNotFoundException")]
+    with pytest.raises(ClientError) as caught:
+        bedrock.get_evaluation_job(jobIdentifier=arn)
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -67,6 +67,8 @@ OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
     "GetEvaluationJob": lambda c, p: evaluations.get_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
     "ListEvaluationJobs": lambda c, p: evaluations.list_evaluation_jobs(c.store, c.principal, p),
     "StopEvaluationJob": lambda c, p: evaluations.stop_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
+    "BatchDeleteEvaluationJob":
+        lambda c, p: evaluations.batch_delete_evaluation_jobs(c.store, c.principal, p["jobIdentifiers"]),
 }
 
 

@@ -24,7 +24,6 @@ def upgrade() -> None:
         sa.Column("role_arn", sa.String(2048), nullable=False),
         sa.Column("client_request_token", sa.String(256)),
         sa.Column("request", sa.JSON, nullable=False),
-        sa.Column("progress", sa.JSON, nullable=False),
         sa.Column("failure_message", sa.Text),
         sa.Column("pid", sa.Integer),
         sa.Column("pid_started", sa.String(32)),
