@@ -576,12 +576,13 @@ def eval_compare(
                                            "look up by name.")] = "local",
 ) -> None:
     """Ask every model every question, score the answers, and write a side-by-side report."""
-    from tailor.evaluate.backends import Generation, open_backend
+    from tailor.evaluate.backends import Generation, Opener
     from tailor.evaluate.dataset import load_questions
     from tailor.evaluate.report import summary_text, write_report
     from tailor.evaluate.run import DEFAULT_METRICS, check_metrics, compare, needs_reference, with_coverage
+    from tailor.jobs.store import open_store
+    from tailor.services.inference import weights_for
 
-    engines = []
     with user_errors():
         settings = load_settings()
         chosen = _names(metrics) if metrics else [*DEFAULT_METRICS, *(["Builtin.Correctness"] if judge else [])]
@@ -591,31 +592,17 @@ def eval_compare(
             raise InvalidInput("--models: name at least one model.")
         questions = load_questions(data, settings, reference_required=needs_reference(chosen),
                                    needed_for="the automatic metrics")
-        store = None
+
+        store = open_store(settings)  # custom models and deployments are looked up by name or ARN
 
         def resolve(identifier: str):
-            nonlocal store
-            from tailor.jobs.store import open_store
-            from tailor.services.inference import weights_for
-
-            store = store or open_store(settings)
             return weights_for(store, settings, principal, identifier, allow_folders=True)
 
-        def engine_factory():
-            if not engines:
-                from tailor.serve.engine import Engine
-
-                engines.append(Engine(settings, max_models=len(specs) + 1))
-            return engines[0]
-
-        backends = [open_backend(spec, resolve, engine_factory) for spec in specs]
-        judge_backend = open_backend(judge, resolve, engine_factory) if judge else None
-        try:
-            comparison = compare(questions, backends, chosen, judge=judge_backend, task_type=task_type,
-                                 generation=Generation(max_tokens=max_tokens, system=system), settings=settings)
-        finally:
-            for engine in engines:
-                engine.close()
+        with Opener(settings, resolve, max_models=len(specs) + 1) as opener:
+            backends = [opener.open(spec) for spec in specs]
+            comparison = compare(questions, backends, chosen, judge=opener.open(judge) if judge else None,
+                                 task_type=task_type, generation=Generation(max_tokens=max_tokens, system=system),
+                                 settings=settings)
         if train:
             comparison = with_coverage(comparison, train, data, settings)
         paths = write_report(comparison, out)

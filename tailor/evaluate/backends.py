@@ -221,13 +221,35 @@ def _in_threads(one: Callable[[list[dict]], Reply], conversations: list[list[dic
 # ---------------------------------------------------------------------------------------------
 
 
-def open_backend(spec_text: str, resolve_target: Callable[[str], Target], engine_factory: Callable[[], object],
-                 *, timeout_s: float | None = None) -> Backend:
-    """The backend a spec names; ``resolve_target`` finds the weights of a Tailor model id and
-    ``engine_factory`` gives the (shared, lazily started) in-process engine."""
-    spec = parse_spec(spec_text)
-    if spec.kind == "openai":
-        return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout_s or 120.0)
-    if spec.kind == "bedrock":
-        return BedrockModel(spec_text, spec.model, spec.url, timeout_s=timeout_s or 120.0)
-    return EngineModel(spec_text, resolve_target(spec.model), engine_factory(), timeout_s)
+class Opener:
+    """Opens model specs as backends. Tailor's own models share one engine in this process, started
+    when the first of them is opened (``max_models`` bases kept loaded); ``close`` stops it."""
+
+    def __init__(self, settings, resolve_target: Callable[[str], Target], *, max_models: int = 2):
+        self.settings, self.resolve_target, self.max_models = settings, resolve_target, max_models
+        self._engine = None
+
+    def open(self, spec_text: str) -> Backend:
+        spec = parse_spec(spec_text)
+        timeout = self.settings.inference_timeout_seconds
+        if spec.kind == "openai":
+            return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout)
+        if spec.kind == "bedrock":
+            return BedrockModel(spec_text, spec.model, spec.url, timeout_s=timeout)
+        target = self.resolve_target(spec.model)
+        if self._engine is None:
+            from tailor.serve.engine import Engine
+
+            self._engine = Engine(self.settings, max_models=self.max_models)
+        return EngineModel(spec_text, target, self._engine)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Opener:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

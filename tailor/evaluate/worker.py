@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from tailor import storage
 from tailor.errors import TailorError
-from tailor.evaluate.backends import open_backend
+from tailor.evaluate.backends import Opener
 from tailor.evaluate.dataset import load_questions
 from tailor.evaluate.results import Comparison, summarize
 from tailor.evaluate.run import StopRequested, compare, needs_reference, with_coverage
@@ -53,25 +53,15 @@ def run_evaluation_job(job_id: str, settings: Settings) -> str:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(requested=True))
     staging = Path(settings.home) / "evaluations" / job_id / "output"
     shutil.rmtree(staging, ignore_errors=True)
-    engine_box: list = []  # the in-process engine, started when a Tailor model is first needed
+    opener = Opener(settings, lambda identifier: weights_for(store, settings, principal, identifier),
+                    max_models=len(request["inferenceConfig"]["models"]) + 1)
     try:
-
-        def engine_factory():
-            if not engine_box:
-                from tailor.serve.engine import Engine
-
-                engine_box.append(Engine(settings, max_models=len(request["inferenceConfig"]["models"]) + 1))
-            return engine_box[0]
-
-        def resolve(identifier: str):
-            return weights_for(store, settings, principal, identifier)
-
         automated = request["evaluationConfig"]["automated"]
         model_configs = [m["bedrockModel"] for m in request["inferenceConfig"]["models"]]
-        models = [open_backend(m["modelIdentifier"], resolve, engine_factory) for m in model_configs]
+        models = [opener.open(m["modelIdentifier"]) for m in model_configs]
         generations = [generation_of(m) for m in model_configs]
         judge_text = judge_spec(settings, automated)
-        judge = open_backend(judge_text, resolve, engine_factory) if judge_text else None
+        judge = opener.open(judge_text) if judge_text else None
         training_uri = _training_data(store, principal, [m["modelIdentifier"] for m in model_configs])
 
         summary = {}
@@ -103,18 +93,15 @@ def run_evaluation_job(job_id: str, settings: Settings) -> str:
         traceback.print_exc()
         return _finish(store, job_id, "Failed", f"Evaluation failed: {type(error).__name__}: {error}")
     finally:
-        for engine in engine_box:
-            engine.close()
+        opener.close()
     return _finish(store, job_id, "Completed")
 
 
 def _finish(store: Store, job_id: str, status: str, failure: str | None = None) -> str:
     with store.session() as session:
         job = session.get(EvaluationJob, job_id)
-        if job.stop_requested and status != "Completed":
-            status = "Stopped"  # stopped while failing: the user asked for a stop
-        elif job.stop_requested:
-            status = "Stopped"  # a stop that arrived while publishing still wins
+        if job.stop_requested:
+            status = "Stopped"  # a stop that arrived while failing or publishing still wins
         changes = {"failure_message": failure[:FAILURE_MESSAGE_LIMIT]} if failure and status == "Failed" else {}
         transition(job, status, **changes)
     return status
