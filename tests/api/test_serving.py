@@ -135,7 +135,8 @@ def test_seed_001_cohere_body_on_a_provisioned_custom_model(server):
 def test_openai_client_streams_from_two_lora_deployments_at_once(server):
     from openai import OpenAI
 
-    lora = {"tuningMethod": "lora", "epochCount": "3", "learningRateMultiplier": "10"}
+    # Enough to tell the two adapters apart (at a higher rate LoRA on the tiny model collapses to "...").
+    lora = {"tuningMethod": "lora", "epochCount": "20", "batchSize": "4", "learningRateMultiplier": "1"}
     arns = {}
     for name, multiplier, seed in (("codes-a", 7, "1"), ("codes-b", 3, "2")):
         records = [{"prompt": f"Code {i}?", "completion": f"The code is {i * multiplier}."} for i in range(16)]
@@ -167,6 +168,7 @@ def test_openai_client_streams_from_two_lora_deployments_at_once(server):
     for thread in threads:
         thread.join(120)
     assert set(answers) == set(arns)
+    assert all(answer.startswith("The code is") for answer in answers.values()), answers  # both learned the form
     assert answers["codes-a"] != answers["codes-b"]  # each deployment answered with its own adapter
 
     plain = client.chat.completions.create(model=arns["codes-a"], max_tokens=16,
