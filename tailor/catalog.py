@@ -11,12 +11,15 @@ returned with a note that callers print and record.
 
 Besides catalog ids, a model can be named by a local directory (a Hugging Face model folder) or a
 hub id (``org/name``); those use the ``tailor`` family.
+
+A family's data limits may differ per customization type (``Family.limits_for``): reinforcement
+fine-tuning takes prompts, not examples, and the original service bounds them differently.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -39,6 +42,7 @@ class DataFormat(StrEnum):
     MESSAGES = "messages"  # {"system"?, "messages": [{"role", "content"}]} (Claude 3 Haiku)
     PROMPT_COMPLETION = "prompt_completion"  # {"prompt", "completion"}
     TEXT = "text"  # {"input"}: unlabeled text for continued pre-training
+    RFT_CHAT = "rft_chat"  # {"messages": [system/user/assistant], "reference_answer", ...}: RFT prompts
 
 
 GB = 1_000_000_000
@@ -55,6 +59,8 @@ class DataLimits:
     record_tokens_max: int | None = None
     train_bytes_max: int | None = None
     validation_bytes_max: int | None = None
+    # RFT prompts only: a prompt is an optional system message and one user message (Nova).
+    single_turn: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,17 @@ class Family:
     # The InvokeModel body its models take (tailor.api.bedrock.convert): the family's native
     # body, as in the original; Tailor's own family takes OpenAI chat-completions bodies.
     invoke_body: Literal["openai", "anthropic", "cohere", "llama", "titan"] = "openai"
+    # Limits for one customization type that differ from ``limits`` (RFT counts prompts).
+    limits_by_type: dict[CustomizationType, DataLimits] = field(default_factory=dict)
+
+    def limits_for(self, customization_type: CustomizationType) -> DataLimits:
+        return self.limits_by_type.get(customization_type, self.limits)
+
+
+# SPEC §1.5/§1.6: the original takes 100-20,000 RFT prompts. Its validation-set bounds, file-size
+# bounds and a per-prompt token bound are not published (the prompt is bounded by the job's
+# maxPromptLength at training time), so they are left open here.
+RFT_LIMITS = DataLimits(train_records=(100, 20_000))
 
 
 FAMILIES: dict[str, Family] = {
@@ -75,11 +92,13 @@ FAMILIES: dict[str, Family] = {
             name="tailor",
             description=(
                 "Tailor's own family for models it loads from weights: Claude-3-Haiku hyperparameter "
-                "names, with ranges and defaults sized for the models it serves."
+                "names (the original's typed names for RFT), with ranges and defaults sized for the "
+                "models it serves."
             ),
             formats={
                 CustomizationType.FINE_TUNING: (DataFormat.MESSAGES, DataFormat.PROMPT_COMPLETION),
                 CustomizationType.CONTINUED_PRE_TRAINING: (DataFormat.TEXT,),
+                CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,),
             },
             limits=DataLimits(
                 train_records=(8, 10_000),
@@ -88,6 +107,16 @@ FAMILIES: dict[str, Family] = {
                 train_bytes_max=10 * GB,
                 validation_bytes_max=1 * GB,
             ),
+            # The original's 20,000-prompt maximum; a minimum of 8 (not 100) so that tests and
+            # the quickstart can train tailor.tiny on a handful of prompts.
+            limits_by_type={
+                CustomizationType.REINFORCEMENT_FINE_TUNING: DataLimits(
+                    train_records=(8, 20_000),
+                    validation_records=(1, 1_000),
+                    train_bytes_max=10 * GB,
+                    validation_bytes_max=1 * GB,
+                ),
+            },
         ),
         Family(
             name="anthropic.claude-3-haiku",
@@ -139,6 +168,28 @@ FAMILIES: dict[str, Family] = {
             limits=DataLimits(
                 record_tokens_max=4_096, train_bytes_max=1 * GB, validation_bytes_max=100 * MB
             ),
+        ),
+        # The original's reinforcement fine-tuning models (SPEC §1.5). They take the typed RFT
+        # hyperparameters (tailor.train.hyperparams.RFT_HYPERPARAMETERS), and no string ones.
+        Family(
+            name="amazon.nova-2",
+            # Nova's native InvokeModel body (messages-v1) is not implemented: its models take
+            # OpenAI chat-completions bodies here, and Converse.
+            description="Amazon Nova 2: reinforcement fine-tuning on single-turn text prompts.",
+            formats={CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,)},
+            limits=replace(RFT_LIMITS, single_turn=True),
+        ),
+        Family(
+            name="openai.gpt-oss",
+            description="OpenAI gpt-oss (open weights): reinforcement fine-tuning on chat prompts.",
+            formats={CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,)},
+            limits=RFT_LIMITS,
+        ),
+        Family(
+            name="qwen.qwen3",
+            description="Qwen3 (open weights): reinforcement fine-tuning on chat prompts.",
+            formats={CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,)},
+            limits=RFT_LIMITS,
         ),
     ]
 }
@@ -192,6 +243,7 @@ TINY_LORA_LEARNING_RATE = 1e-2
 
 _FT = CustomizationType.FINE_TUNING
 _CPT = CustomizationType.CONTINUED_PRE_TRAINING
+_RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
 
 FOUNDATION_MODELS: dict[str, FoundationModel] = {
     model.model_id: model
@@ -201,7 +253,7 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             name="Tailor Tiny (test)",
             provider="Tailor",
             family="tailor",
-            customization_types=(_FT, _CPT),
+            customization_types=(_FT, _CPT, _RFT),
             weights=Weights("builtin", "tiny", TINY_FULL_LEARNING_RATE, TINY_LORA_LEARNING_RATE, "full"),
             note=TINY_NOTE,
         ),
@@ -236,6 +288,17 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             "amazon.titan-text-premier-v1:0:32k", "Titan Text Premier", "Amazon",
             "amazon.titan-text-premier", (_FT,), None,
         ),
+        # The ids of the original's RFT table, as published (SPEC §1.5). The open-weight ids lack
+        # the version suffix their inference ids carry (openai.gpt-oss-20b-1:0, qwen.qwen3-32b-v1:0);
+        # whether the original also accepts those as a base model is unconfirmed.
+        FoundationModel(
+            "amazon.nova-2-lite-v1:0:256k", "Nova 2 Lite", "Amazon", "amazon.nova-2",
+            (_RFT,), None,
+        ),
+        FoundationModel(
+            "openai.gpt-oss-20b", "gpt-oss-20b", "OpenAI", "openai.gpt-oss", (_RFT,), None
+        ),
+        FoundationModel("qwen.qwen3-32b", "Qwen3 32B", "Qwen", "qwen.qwen3", (_RFT,), None),
     ]
 }
 
@@ -322,7 +385,7 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
 
     weights = _weights_for_path_or_hub(model_id)
     if weights is not None:
-        return ResolvedModel(model_id, FAMILIES["tailor"], weights, (_FT, _CPT))
+        return ResolvedModel(model_id, FAMILIES["tailor"], weights, tuple(FAMILIES["tailor"].formats))
 
     known = ", ".join(sorted(FOUNDATION_MODELS))
     raise NotFound(

@@ -2,11 +2,20 @@
 
 import pytest
 
-from tailor.catalog import resolve_model
+from tailor.catalog import (
+    FAMILIES,
+    FOUNDATION_MODELS,
+    CustomizationType,
+    DataFormat,
+    DataLimits,
+    resolve_model,
+)
 from tailor.errors import ModelUnavailable, NotFound
 from tailor.settings import Settings
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
+RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
+RFT_MODELS = ("amazon.nova-2-lite-v1:0:256k", "openai.gpt-oss-20b", "qwen.qwen3-32b")  # SPEC §1.5
 
 
 def test_tiny_is_builtin(tmp_path):
@@ -58,3 +67,45 @@ def test_every_catalog_entry_fits_the_api_contract(tmp_path):
     settings = Settings(home=tmp_path)
     summaries = [foundation_model_summary(settings, model_id) for model_id in FOUNDATION_MODELS]
     shape_output("ListFoundationModels", {"modelSummaries": summaries}, strict=True)
+
+
+def test_the_rft_models_of_the_original_are_catalog_ids_without_weights(tmp_path):
+    rft_models = {model_id for model_id, entry in FOUNDATION_MODELS.items() if RFT in entry.customization_types}
+    assert rft_models == {"tailor.tiny", *RFT_MODELS}
+    for model_id in RFT_MODELS:
+        entry = FOUNDATION_MODELS[model_id]
+        assert entry.customization_types == (RFT,) and entry.weights is None
+        assert FAMILIES[entry.family].formats == {RFT: (DataFormat.RFT_CHAT,)}
+        assert FAMILIES[entry.family].limits_for(RFT).train_records == (100, 20_000)
+        with pytest.raises(ModelUnavailable, match="TAILOR_MODEL_ALIASES"):
+            resolve_model(model_id, Settings(home=tmp_path))
+    assert FAMILIES["amazon.nova-2"].limits_for(RFT).single_turn
+    assert not FAMILIES["openai.gpt-oss"].limits_for(RFT).single_turn
+
+
+def test_an_aliased_rft_model_keeps_its_family_and_type(tmp_path):
+    settings = Settings(home=tmp_path, model_aliases={"openai.gpt-oss-20b": "tailor.tiny"})
+    model = resolve_model("arn:aws:bedrock:us-west-2::foundation-model/openai.gpt-oss-20b", settings)
+    assert (model.model_id, model.family.name, model.weights.kind) == (
+        "openai.gpt-oss-20b", "openai.gpt-oss", "builtin")
+    assert model.customization_types == (RFT,)
+
+
+def test_tailor_tiny_and_folders_support_rft_with_test_sized_limits(tmp_path):
+    settings = Settings(home=tmp_path)
+    tiny = resolve_model("tailor.tiny", settings)
+    assert tiny.customization_types == (CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING, RFT)
+    assert resolve_model(str(tmp_path), settings).customization_types == tiny.customization_types
+    assert tiny.family.formats[RFT] == (DataFormat.RFT_CHAT,)
+    limits = tiny.family.limits_for(RFT)
+    assert (limits.train_records, limits.validation_records, limits.total_records_max) == (
+        (8, 20_000), (1, 1_000), None)
+    # Other types keep the family's own limits.
+    assert tiny.family.limits_for(CustomizationType.FINE_TUNING) is tiny.family.limits
+    assert tiny.family.limits.train_records == (8, 10_000)
+
+
+def test_limits_for_falls_back_to_the_family_limits():
+    haiku = FAMILIES["anthropic.claude-3-haiku"]
+    assert haiku.limits_for(RFT) is haiku.limits
+    assert DataLimits().single_turn is False

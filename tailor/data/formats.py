@@ -7,8 +7,10 @@ trust. Rules that span fields (roles alternate, the last turn is the assistant's
 ``validate.py``, which can then report all of them with line numbers instead of stopping at the
 first.
 
+The RFT prompt model (§1.5) is the one exception to "no unknown keys": its extra top-level keys
+are kept, because the grader reads them (``rft_fields``).
+
 Formats still to come, each as one more model here and one more ``DataFormat`` member:
-  * RFT chat-completions: ``{"messages": [system/user...], "reference_answer": any, ...}`` (§1.5)
   * bedrock-conversation-2024 (Converse-style content blocks, Llama 3.2 / Nova / distillation, §1.1)
   * model invocation logs as training data (§1.4, §8)
 """
@@ -54,7 +56,32 @@ class TextRecord(_Strict):
     input: str
 
 
-Record = MessagesRecord | PromptCompletionRecord | TextRecord
+RftRole = Literal["system", "user", "assistant"]
+
+
+class RftMessage(_Strict):
+    role: RftRole
+    content: str
+
+
+class RftRecord(BaseModel):
+    """One reinforcement fine-tuning prompt, OpenAI chat-completions style: the conversation so
+    far (ending with the user's turn; the model writes the next one) and what the grader needs.
+
+    Keys besides ``messages`` belong to the grader and are kept as written (``rft_fields``). The
+    reference answer may sit at the top level or under ``metadata`` (both layouts are in AWS's
+    samples); ``rft_reference`` finds it. That exactly one is present and not null is checked by
+    ``tailor.data.validate``, which reports it by line.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    messages: list[RftMessage]
+    reference_answer: Any = None  # any JSON value: a string, a number, an object ...
+    metadata: dict[str, Any] | None = None
+
+
+Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord
 
 
 class EvaluationRecord(_Strict):
@@ -65,24 +92,31 @@ class EvaluationRecord(_Strict):
     referenceResponse: str | None = None  # noqa: N815 — the wire name
     category: str | None = None
 
-RECORD_MODELS: dict[DataFormat, type[MessagesRecord | PromptCompletionRecord | TextRecord]] = {
+RECORD_MODELS: dict[DataFormat, type[Record]] = {
     DataFormat.MESSAGES: MessagesRecord,
     DataFormat.PROMPT_COMPLETION: PromptCompletionRecord,
     DataFormat.TEXT: TextRecord,
+    DataFormat.RFT_CHAT: RftRecord,
 }
 
 # The keys that give a record's format away, used to pick the format of a file when a family
-# accepts more than one, and to name the mix-up when a record has the other shape.
+# accepts more than one, and to name the mix-up when a record has the other shape. Both chat
+# formats have "messages"; a reference answer is what makes a chat record an RFT prompt.
 MARKER_KEYS: dict[DataFormat, frozenset[str]] = {
     DataFormat.MESSAGES: frozenset({"messages"}),
     DataFormat.PROMPT_COMPLETION: frozenset({"prompt", "completion"}),
     DataFormat.TEXT: frozenset({"input"}),
+    DataFormat.RFT_CHAT: frozenset({"messages", "reference_answer"}),
 }
 
 
 def format_of(keys: set[str] | frozenset[str] | list[str]) -> DataFormat | None:
-    """The one format whose marker keys appear among ``keys``; None when none or several do."""
-    present = {name for name, markers in MARKER_KEYS.items() if markers & set(keys)}
+    """The one format whose marker keys appear among ``keys``; None when none or several do.
+    ``messages`` alone is the messages format; with ``reference_answer`` it is an RFT prompt."""
+    keys = set(keys)
+    present = {name for name, markers in MARKER_KEYS.items() if markers & keys}
+    if present == {DataFormat.MESSAGES, DataFormat.RFT_CHAT}:
+        return DataFormat.RFT_CHAT if "reference_answer" in keys else DataFormat.MESSAGES
     return present.pop() if len(present) == 1 else None
 
 
@@ -105,6 +139,25 @@ def chat_messages(record: MessagesRecord | PromptCompletionRecord) -> list[dict[
     if conversation.system:
         turns.insert(0, {"role": "system", "content": conversation.system})
     return turns
+
+
+def rft_prompt(record: RftRecord) -> list[dict[str, str]]:
+    """The prompt as a chat template takes it; rendered with a generation prompt, the model
+    writes the assistant turn that follows."""
+    return [{"role": message.role, "content": message.content} for message in record.messages]
+
+
+def rft_reference(record: RftRecord) -> Any:
+    """The reference answer, from the top level or from ``metadata`` (None when neither has one;
+    a validated record always has one)."""
+    if record.reference_answer is not None:
+        return record.reference_answer
+    return (record.metadata or {}).get("reference_answer")
+
+
+def rft_fields(record: RftRecord) -> dict[str, Any]:
+    """Every key of the record except ``messages``, as written: what the grader receives."""
+    return record.model_dump(exclude={"messages"}, exclude_unset=True)
 
 
 def json_type(value: Any) -> str:

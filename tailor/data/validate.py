@@ -7,7 +7,10 @@ it returns typed records, or raises ``InvalidInput`` carrying the whole report.
 
 The rules follow SPEC §1 and the AWS Claude 3 Haiku validator (§10), deliberately stricter where
 that tool is lax: unknown keys are rejected (they are usually typos), validation files are held
-to validation limits, and token counts use the model's own tokenizer when one is given.
+to validation limits, and token counts use the model's own tokenizer when one is given. RFT
+prompts (§1.5) are the exception to "unknown keys are rejected": their extra keys go to the
+grader. A file's format comes from the customization type, never from keys alone: RFT prompts
+and messages records both have ``messages``.
 Counting: every non-blank line is a record for the row-count bounds, including lines that fail
 to parse, because the user meant each of them as a record; blank lines are problems of their own.
 """
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from tailor import storage
-from tailor.catalog import CustomizationType, DataFormat, Family, ResolvedModel
+from tailor.catalog import CustomizationType, DataFormat, DataLimits, Family, ResolvedModel
 from tailor.data.formats import (
     MARKER_KEYS,
     RECORD_MODELS,
@@ -31,10 +34,13 @@ from tailor.data.formats import (
     MessagesRecord,
     PromptCompletionRecord,
     Record,
+    RftMessage,
+    RftRecord,
     TextRecord,
     chat_messages,
     format_of,
     json_type,
+    rft_prompt,
 )
 from tailor.errors import InvalidInput
 from tailor.settings import Settings
@@ -152,7 +158,7 @@ def validate_dataset(
         validate(uri, customization_type, model, purpose="validation", **options)
         for uri in validation_uris
     ]
-    total_max = model.family.limits.total_records_max
+    total_max = model.family.limits_for(customization_type).total_records_max
     validation_count = sum(report.record_count for report in validations)
     total = training.record_count + validation_count
     if validations and total_max is not None and total > total_max:
@@ -191,7 +197,7 @@ def _check_file(
 ) -> tuple[Report, list[Record]]:
     if purpose not in ("training", "validation"):
         raise InvalidInput(f"purpose must be 'training' or 'validation', got {purpose!r}.")
-    family, limits = model.family, model.family.limits
+    family, limits = model.family, model.family.limits_for(customization_type)
     accepted = accepted_formats(family, customization_type)
     # With one accepted format the file's format is known; with several, the first record whose
     # keys name an accepted format decides it, and format_line remembers which line that was.
@@ -210,9 +216,8 @@ def _check_file(
                         f"may be at most {_size(bytes_max)}")
         return Report(uri, purpose, file_format, 0, problems), []
 
-    token_limit = _token_limit(family, tokenizer)
+    token_limit = _token_limit(family.name, limits, tokenizer)
     records: list[Record] = []
-    record_count = 0
     record_count = 0
     for number, value in json_lines(storage.local_path(uri, settings), add):
         record_count += 1
@@ -227,7 +232,7 @@ def _check_file(
         if mixup:
             add(number, None, mixup)
             continue
-        record, record_problems = _check_record(value, expected)
+        record, record_problems = _check_record(value, expected, family.name, limits)
         for field_name, message in record_problems:
             add(number, field_name, message)
         if record is None:
@@ -287,8 +292,10 @@ def _other_shape(
     customization_type: CustomizationType,
 ) -> str | None:
     """One clear message for a record written in another format, instead of a missing key and an
-    unexpected key per field."""
-    if shape is None or shape == expected or MARKER_KEYS[expected] & value.keys():
+    unexpected key per field. A record whose markers all belong to the expected format too (a
+    chat record without a reference answer in an RFT file) is checked as the expected format,
+    so that the problem named is the missing key."""
+    if shape is None or shape == expected or MARKER_KEYS[shape] <= MARKER_KEYS[expected]:
         return None
     keys = ", ".join(repr(key) for key in value)
     if format_line is not None and shape in accepted:
@@ -309,7 +316,7 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 
 def _check_record(
-    value: dict[str, Any], file_format: DataFormat
+    value: dict[str, Any], file_format: DataFormat, family_name: str, limits: DataLimits
 ) -> tuple[Record | None, list[tuple[str | None, str]]]:
     model = RECORD_MODELS[file_format]
     record: Record | None = None
@@ -321,6 +328,8 @@ def _check_record(
     # The content rules read the raw value, so they still report when another field is broken.
     if file_format is DataFormat.MESSAGES:
         problems += _conversation_problems(value)
+    elif file_format is DataFormat.RFT_CHAT:
+        problems += _prompt_problems(value, family_name, limits)
     else:
         text_keys = RECORD_MODELS[file_format].model_fields  # prompt, completion / input
         for key in text_keys:
@@ -338,7 +347,7 @@ def describe_error(detail: Any, model: type) -> tuple[str | None, str]:
     if kind == "missing":
         return field_name, "required key is missing"
     if kind == "extra_forbidden":
-        owner = Message if len(location) > 1 else model
+        owner = (RftMessage if model is RftRecord else Message) if len(location) > 1 else model
         return field_name, f"unexpected key (allowed: {', '.join(owner.model_fields)})"
     if kind == "string_type":
         return field_name, f"must be a string, got {json_type(given)}"
@@ -384,6 +393,64 @@ def _conversation_problems(value: dict[str, Any]) -> list[tuple[str | None, str]
     return problems
 
 
+def _prompt_problems(
+    value: dict[str, Any], family_name: str, limits: DataLimits
+) -> list[tuple[str | None, str]]:
+    """The rules of an RFT prompt beyond its schema: a conversation the model can answer next,
+    and a reference answer for the grader."""
+    problems: list[tuple[str | None, str]] = []
+    messages = value.get("messages")
+    if isinstance(messages, list):  # otherwise the schema check has said so
+        problems += _prompt_turn_problems(messages, family_name, limits)
+    if "system" in value:
+        problems.append(("system", 'put the system prompt in messages, as the first message '
+                                   '{"role": "system", "content": ...}; keys besides messages go '
+                                   "to the grader, not to the model"))
+    return problems + _reference_problems(value)
+
+
+def _prompt_turn_problems(
+    messages: list[Any], family_name: str, limits: DataLimits
+) -> list[tuple[str | None, str]]:
+    if not messages:
+        return [("messages", "needs at least 1 message (the user's turn), got 0")]
+    problems: list[tuple[str | None, str]] = []
+    roles = [message.get("role") if isinstance(message, dict) else None for message in messages]
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and not content.strip():
+            problems.append((f"messages[{index}].content", "must not be empty or only whitespace"))
+        if roles[index] == "system" and index > 0:
+            problems.append((f"messages[{index}].role", "a system message may only be the first message"))
+    if roles[-1] in ("system", "assistant"):
+        problems.append((f"messages[{len(roles) - 1}].role",
+                         f"the last message must be 'user' (the model writes the turn after it), "
+                         f"got {roles[-1]!r}"))
+    turns = [role for role in roles if role != "system"]
+    if limits.single_turn and len(turns) > 1:
+        problems.append(("messages", f"family {family_name} takes single-turn prompts: an optional "
+                                     f"system message, then one user message; got {len(turns)} turns"))
+    return problems
+
+
+def _reference_problems(value: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """A reference answer at the top level or under ``metadata``: exactly one, and not null."""
+    metadata = value.get("metadata")
+    nested = isinstance(metadata, dict) and "reference_answer" in metadata
+    if "reference_answer" in value and nested:
+        return [("reference_answer", "given twice, here and under metadata; keep one")]
+    if not ("reference_answer" in value or nested):
+        return [("reference_answer", "required key is missing (at the top level or under metadata); "
+                                     "it is what the grader compares the model's answer with")]
+    field_name = "reference_answer" if "reference_answer" in value else "metadata.reference_answer"
+    answer = value["reference_answer"] if "reference_answer" in value else metadata["reference_answer"]
+    if answer is None:
+        return [(field_name, "must not be null")]
+    if isinstance(answer, str) and not answer.strip():
+        return [(field_name, "must not be empty or only whitespace")]
+    return []
+
+
 def _reserved(field_name: str, text: str) -> list[tuple[str | None, str]]:
     return [
         (field_name, f"contains the reserved string {reserved!r}; rephrase it or drop the colon")
@@ -397,12 +464,13 @@ def _reserved(field_name: str, text: str) -> list[tuple[str | None, str]]:
 
 
 def _token_limit(
-    family: Family, tokenizer: PreTrainedTokenizerBase | None
+    family_name: str, limits: DataLimits, tokenizer: PreTrainedTokenizerBase | None
 ) -> tuple[int, str] | None:
-    """The tightest of the family's per-record bound and the tokenizer's context, with its source."""
+    """The tightest of the family's per-record bound and the tokenizer's context, with its source.
+    (An RFT prompt is also bounded by the job's maxPromptLength, which training checks.)"""
     candidates: list[tuple[int, str]] = []
-    if family.limits.record_tokens_max is not None:
-        candidates.append((family.limits.record_tokens_max, f"family {family.name}"))
+    if limits.record_tokens_max is not None:
+        candidates.append((limits.record_tokens_max, f"family {family_name}"))
     context = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
     if isinstance(context, int) and 0 < context < SANE_MODEL_MAX_LENGTH:
         candidates.append((context, "the tokenizer's model_max_length"))
@@ -410,14 +478,18 @@ def _token_limit(
 
 
 def count_tokens(record: Record, tokenizer: PreTrainedTokenizerBase | None) -> int:
-    """Tokens the record takes in training: through the chat template for conversations, plain
-    for text. Without a tokenizer, the AWS validator's estimate (characters / 3 per text)."""
+    """Tokens the record takes in training: through the chat template for conversations (an RFT
+    prompt with the generation prompt that follows it), plain for text. Without a tokenizer, the
+    AWS validator's estimate (characters / 3 per text)."""
     if tokenizer is None:
         texts = _texts(record)
         return sum(len(text) // CHARACTERS_PER_ESTIMATED_TOKEN for text in texts)
     if isinstance(record, TextRecord):
         return len(tokenizer(record.input)["input_ids"])
-    encoded = tokenizer.apply_chat_template(chat_messages(record), tokenize=True)
+    if isinstance(record, RftRecord):
+        encoded = tokenizer.apply_chat_template(rft_prompt(record), tokenize=True, add_generation_prompt=True)
+    else:
+        encoded = tokenizer.apply_chat_template(chat_messages(record), tokenize=True)
     # transformers 5 returns a BatchEncoding here, earlier versions a plain list of ids.
     ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
     return len(ids)
@@ -428,6 +500,8 @@ def _texts(record: Record) -> list[str]:
         return [record.system or "", *(message.content for message in record.messages)]
     if isinstance(record, PromptCompletionRecord):
         return [record.prompt, record.completion]
+    if isinstance(record, RftRecord):
+        return [message.content for message in record.messages]
     return [record.input]
 
 

@@ -1,5 +1,5 @@
-"""Tailor's state in SQL: customization and evaluation jobs, custom models, deployments, tags and
-access keys.
+"""Tailor's state in SQL: customization and evaluation jobs, custom models, deployments, graders,
+tags and access keys.
 
 SQLite under TAILOR_HOME by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) via
 ``TAILOR_DATABASE_URL``. The schema is created and upgraded by Alembic migrations
@@ -186,6 +186,24 @@ class AccessKey(Base):
     access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     encrypted_secret: Mapped[str] = mapped_column(Text)
     principal: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Grader(Base):
+    """A registered RFT grader (``tailor.graders.registry``): a Python file's source, run like an AWS
+    Lambda function, or an HTTP endpoint. Installation-wide, like Lambda functions in one account."""
+
+    __tablename__ = "graders"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(256), unique=True)  # arn:aws:lambda:{region}:{account}:function:{name}
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # python | http
+    code: Mapped[str | None] = mapped_column(Text)  # python: the file's source
+    url: Mapped[str | None] = mapped_column(String(2048))  # http: where batches are POSTed
+    environment: Mapped[dict] = mapped_column(JSON, default=dict)  # python: extra environment variables
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -12,17 +12,24 @@ scales the base learning rate of the weights being trained, for the chosen tunin
 
 Tailor adds a few names every family accepts (``TAILOR_EXTENSIONS``): how to tune (full weights or
 LoRA), the LoRA shape, and the seed.
+
+Reinforcement fine-tuning is different on the wire: ``customizationConfig.rftConfig.hyperParameters``
+is a typed structure (JSON numbers and strings, SPEC §2.2). ``parse_rft_hyperparameters`` checks it
+against ``RFT_HYPERPARAMETERS`` (the original's names and ranges; defaults documented in
+docs/training.md, since the original publishes none) and returns an ``RftConfig``. It also takes
+the strings of ``tailor train --hp name=value``, so one function serves the API and the CLI.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from tailor.catalog import ResolvedModel
-from tailor.errors import InvalidHyperparameters
+from tailor.catalog import CustomizationType, ResolvedModel
+from tailor.errors import InvalidHyperparameters, InvalidInput
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,10 @@ class TrainConfig:
 
 def table_for(model: ResolvedModel) -> dict[str, Hyperparameter]:
     """The hyperparameters a model accepts, its own ranges applied."""
+    if model.family.name not in FAMILY_HYPERPARAMETERS:  # a family for reinforcement fine-tuning only
+        supported = ", ".join(model.family.formats)
+        raise InvalidInput(f"Family {model.family.name} takes no string hyperparameters: it supports "
+                           f"{supported}, whose hyperparameters are typed.")
     table = {p.name: p for p in FAMILY_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS}
     for name, (low, high) in MODEL_RANGES.get(model.model_id, {}).items():
         parameter = table[name]
@@ -144,14 +155,24 @@ def _parse_one(parameter: Hyperparameter, raw: object) -> tuple[object, str | No
     try:
         value = parameter.kind(text) if parameter.kind is float else int(text, 10)
     except ValueError:
-        kind = "an integer" if parameter.kind is int else "a number"
-        return None, f"must be {kind}; got {text!r}"
+        return None, f"must be {_kind_name(parameter)}; got {text!r}"
     if parameter.kind is float and not math.isfinite(value):
         return None, f"must be a finite number; got {text!r}"
-    if (parameter.minimum is not None and value < parameter.minimum) or (
-        parameter.maximum is not None and value > parameter.maximum
-    ):
-        return None, f"must be between {parameter.minimum:g} and {parameter.maximum:g}; got {text}"
+    return _in_range(parameter, value, text)
+
+
+def _kind_name(parameter: Hyperparameter) -> str:
+    return "an integer" if parameter.kind is int else "a number"
+
+
+def _in_range(parameter: Hyperparameter, value: int | float, shown: str) -> tuple[object, str | None]:
+    low, high = parameter.minimum, parameter.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            return None, f"must be between {low:g} and {high:g}; got {shown}"
+        if low is not None:
+            return None, f"must be at least {low:g}; got {shown}"
+        return None, f"must be at most {high:g}; got {shown}"
     return value, None
 
 
@@ -200,5 +221,182 @@ def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> Tr
         lora_rank=int(get("loraRank")),
         lora_alpha=float(get("loraAlpha")),
         seed=int(get("seed")),
+        hyperparameters=effective,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reinforcement fine-tuning: typed values (SPEC §2.2, botocore RFTHyperParameters).
+
+REASONING_EFFORTS = ("low", "medium", "high")
+# The names of botocore's RFTHyperParameters, in its order: what the API may echo. Tailor's
+# extensions (tuningMethod, loraRank, loraAlpha, seed) are accepted too but are not on that wire.
+RFT_WIRE_NAMES = ("epochCount", "batchSize", "learningRate", "maxPromptLength",
+                  "trainingSamplePerPrompt", "inferenceMaxTokens", "reasoningEffort", "evalInterval")
+# The KL penalty's weight (beta) against the base model. Not a hyperparameter of the original:
+# FACTS measured beta 0.1 at learning rate 1e-4 as stable on tailor.tiny, where no KL term let
+# the reward rise while greedy answers collapsed (reward hacking).
+KL_COEFFICIENT = 0.1
+
+
+def _rft_table(
+    *, epochs: int, batch_size: int, learning_rate: float, max_prompt_length: int, samples: int,
+    inference_max_tokens: int, eval_interval: int, batch_minimum: int = 16,
+) -> tuple[Hyperparameter, ...]:
+    """The original's names and ranges (botocore), with a family's defaults."""
+    return (
+        _int("epochCount", 1, 50, epochs, EPOCHS),
+        _int("batchSize", batch_minimum, 512, batch_size,
+             "Sampled completions per optimizer step; a multiple of trainingSamplePerPrompt, so a "
+             "step takes batchSize / trainingSamplePerPrompt prompts."),
+        _float("learningRate", 1e-7, 1e-3, learning_rate, "Peak learning rate."),
+        _int("maxPromptLength", 1, None, max_prompt_length,
+             "Most tokens of a prompt (chat template applied)."),
+        _int("trainingSamplePerPrompt", 2, 16, samples,
+             "Completions sampled per prompt: the group whose rewards are compared (GRPO)."),
+        _int("inferenceMaxTokens", 1, None, inference_max_tokens, "Most tokens a sampled completion has."),
+        Hyperparameter("reasoningEffort", str, None, None, None, choices=REASONING_EFFORTS,
+                       description="Recorded; changes nothing for models without a reasoning mode."),
+        _int("evalInterval", 1, 100, eval_interval, "Optimizer steps between evaluations."),
+    )
+
+
+# The original publishes no defaults (SPEC §2.2); these are the values of AWS's RLAIF sample,
+# except reasoningEffort (the sample's "high"), left unset: Nova's SageMaker recipe turns reasoning
+# off when the field is omitted.
+AWS_SAMPLE_RFT = _rft_table(epochs=1, batch_size=16, learning_rate=5e-5, max_prompt_length=2_500,
+                            samples=2, inference_max_tokens=500, eval_interval=10)
+
+RFT_HYPERPARAMETERS: dict[str, tuple[Hyperparameter, ...]] = {
+    # Sized for tailor.tiny on a CPU: 8 samples per prompt and 2 prompts a step, as FACTS measured
+    # (0.25-0.5 s a step); learning rate 1e-4 with KL 0.1 was stable there; prompts and answers
+    # fit its 1,024-token context. Batch sizes below 16 are allowed for small runs.
+    "tailor": _rft_table(epochs=4, batch_size=16, learning_rate=1e-4, max_prompt_length=512, samples=8,
+                         inference_max_tokens=64, eval_interval=10, batch_minimum=2),
+    "amazon.nova-2": AWS_SAMPLE_RFT,
+    "openai.gpt-oss": AWS_SAMPLE_RFT,
+    "qwen.qwen3": AWS_SAMPLE_RFT,
+}
+
+# The tailor family's defaults for real models (named by folder or hub id) instead of tailor.tiny:
+# the AWS sample's lengths, and the usual GRPO learning rates (full ~1e-6; LoRA about 10x that).
+REAL_MODEL_RFT_DEFAULTS: dict[str, int] = {"maxPromptLength": 2_500, "inferenceMaxTokens": 500}
+REAL_MODEL_RFT_LEARNING_RATES: dict[str, float] = {"full": 1e-6, "lora": 1e-5}
+
+
+@dataclass(frozen=True)
+class RftConfig:
+    """Typed, validated reinforcement fine-tuning settings; the RFT recipe reads these fields."""
+
+    epochs: int
+    batch_size: int  # sampled completions per optimizer step: whole groups of samples_per_prompt
+    learning_rate: float
+    max_prompt_length: int  # tokens, chat template applied
+    samples_per_prompt: int  # the GRPO group size
+    inference_max_tokens: int  # most new tokens per sampled completion
+    reasoning_effort: Literal["low", "medium", "high"] | None  # None: not set (the model's own)
+    eval_interval: int  # optimizer steps between evaluations
+    tuning_method: Literal["full", "lora"]
+    lora_rank: int
+    lora_alpha: float
+    kl_coefficient: float  # beta, KL_COEFFICIENT: not settable
+    seed: int
+    # The effective values by name (typed; Tailor's extensions included), for manifests; parsing
+    # them again gives the same config. The API echoes only RFT_WIRE_NAMES.
+    hyperparameters: dict[str, int | float | str]
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.batch_size // self.samples_per_prompt
+
+
+def rft_table_for(model: ResolvedModel, tuning_method: str | None = None) -> dict[str, Hyperparameter]:
+    """The RFT hyperparameters a model accepts, with its defaults (which, in the tailor family,
+    depend on the weights and the tuning method)."""
+    if model.family.name not in RFT_HYPERPARAMETERS:
+        supported = ", ".join(model.family.formats) or "none"
+        raise InvalidInput(f"Family {model.family.name} does not support "
+                           f"{CustomizationType.REINFORCEMENT_FINE_TUNING.value} (supported: {supported}).")
+    table = {p.name: p for p in RFT_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS}
+    if model.family.name == "tailor" and model.weights.kind != "builtin":
+        method = tuning_method or model.weights.default_tuning
+        defaults = {**REAL_MODEL_RFT_DEFAULTS, "learningRate": REAL_MODEL_RFT_LEARNING_RATES[method]}
+        for name, default in defaults.items():
+            parameter = table[name]
+            table[name] = Hyperparameter(parameter.name, parameter.kind, parameter.minimum, parameter.maximum,
+                                         default, parameter.choices, parameter.description)
+    return table
+
+
+def _parse_typed(parameter: Hyperparameter, raw: object) -> tuple[object, str | None]:
+    """A JSON value as the API gives it; a string (the CLI's) is parsed as for FINE_TUNING."""
+    if isinstance(raw, str):
+        return _parse_one(parameter, raw)
+    shown = json.dumps(raw) if isinstance(raw, (bool, int, float, type(None))) else repr(raw)
+    if parameter.kind is str:
+        return None, f"must be one of {', '.join(parameter.choices)}; got {shown}"
+    # A boolean is not a number (though Python says it is an int); an integer is a float's value.
+    wrong = isinstance(raw, bool) or not isinstance(raw, (int, float))
+    if wrong or (parameter.kind is int and isinstance(raw, float)):
+        return None, f"must be {_kind_name(parameter)}; got {shown}"
+    if not math.isfinite(raw):
+        return None, f"must be a finite number; got {shown}"
+    return _in_range(parameter, float(raw) if parameter.kind is float else raw, shown)
+
+
+def parse_rft_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> RftConfig:
+    """Validate RFT hyperparameters (typed JSON values, or strings from the CLI) against the
+    model's family; every problem at once, by field. Raises ``InvalidInput`` when the family
+    does not support reinforcement fine-tuning."""
+    tuning = raw.get("tuningMethod")
+    tuning = tuning.strip() if isinstance(tuning, str) else None
+    table = rft_table_for(model, tuning if tuning in ("full", "lora") else None)
+    problems: dict[str, str] = {}
+    values: dict[str, object] = {}
+    for name, raw_value in raw.items():
+        parameter = table.get(name)
+        if parameter is None:
+            problems[name] = (f"unknown hyperparameter for {CustomizationType.REINFORCEMENT_FINE_TUNING.value} "
+                              f"in the {model.family.name} family (accepted: {', '.join(table)})")
+            continue
+        value, problem = _parse_typed(parameter, raw_value)
+        if problem:
+            problems[name] = problem
+        else:
+            values[name] = value
+
+    def get(name: str):
+        return values[name] if name in values else table[name].default
+
+    batch, samples = get("batchSize"), get("trainingSamplePerPrompt")
+    if "batchSize" not in problems and "trainingSamplePerPrompt" not in problems and batch % samples:
+        why = "each optimizer step takes whole groups of one prompt's samples"
+        if "batchSize" in values or "trainingSamplePerPrompt" not in values:
+            given = "" if "trainingSamplePerPrompt" in values else ", the default"
+            problems["batchSize"] = (f"must be a multiple of trainingSamplePerPrompt ({samples}{given}): "
+                                     f"{why}; got {batch}")
+        else:
+            problems["trainingSamplePerPrompt"] = (f"must divide batchSize ({batch}, the default): {why}; "
+                                                   f"got {samples}")
+    if problems:
+        raise InvalidHyperparameters(problems)
+
+    tuning_method = get("tuningMethod") or model.weights.default_tuning
+    effective = {name: get(name) for name in table if get(name) is not None}
+    effective["tuningMethod"] = tuning_method
+    return RftConfig(
+        epochs=get("epochCount"),
+        batch_size=batch,
+        learning_rate=float(get("learningRate")),
+        max_prompt_length=get("maxPromptLength"),
+        samples_per_prompt=samples,
+        inference_max_tokens=get("inferenceMaxTokens"),
+        reasoning_effort=get("reasoningEffort"),
+        eval_interval=get("evalInterval"),
+        tuning_method=tuning_method,
+        lora_rank=get("loraRank"),
+        lora_alpha=float(get("loraAlpha")),
+        kl_coefficient=KL_COEFFICIENT,
+        seed=get("seed"),
         hyperparameters=effective,
     )

@@ -11,10 +11,15 @@ from tailor.data.formats import (
     Message,
     MessagesRecord,
     PromptCompletionRecord,
+    RftMessage,
+    RftRecord,
     TextRecord,
     chat_messages,
     format_of,
     json_type,
+    rft_fields,
+    rft_prompt,
+    rft_reference,
     to_messages,
 )
 
@@ -88,6 +93,61 @@ def test_format_of_keys():
     assert format_of({"messages", "prompt"}) is None  # ambiguous
 
 
+def test_a_reference_answer_makes_a_chat_record_an_rft_prompt():
+    assert format_of({"messages", "reference_answer", "task_id"}) is DataFormat.RFT_CHAT
+    assert format_of({"reference_answer"}) is DataFormat.RFT_CHAT
+    assert format_of({"messages", "metadata"}) is DataFormat.MESSAGES  # a reference under metadata is not seen
+    assert format_of({"messages", "reference_answer", "prompt"}) is None
+
+
 def test_json_type_names():
     assert [json_type(value) for value in (None, True, 1, 1.5, "s", [], {})] == [
         "null", "boolean", "number", "number", "string", "array", "object"]
+
+
+RFT = {"messages": [{"role": "system", "content": "Answer with a number."},
+                    {"role": "user", "content": "What is 2 + 2?"}],
+       "reference_answer": {"value": 4}, "task_id": "t-1", "domain": "math"}
+
+
+def test_rft_record_keeps_the_graders_keys():
+    record = RftRecord.model_validate(RFT)
+    assert record.messages[0] == RftMessage(role="system", content="Answer with a number.")
+    assert record.reference_answer == {"value": 4} and record.metadata is None
+    assert record.model_extra == {"task_id": "t-1", "domain": "math"}
+    assert record.model_dump(exclude_unset=True) == RFT
+    assert rft_fields(record) == {"reference_answer": {"value": 4}, "task_id": "t-1", "domain": "math"}
+    assert rft_reference(record) == {"value": 4}
+
+
+def test_rft_reference_under_metadata():
+    record = RftRecord.model_validate({"messages": RFT["messages"], "metadata": {"reference_answer": "4", "k": 1}})
+    assert record.reference_answer is None and rft_reference(record) == "4"
+    assert rft_fields(record) == {"metadata": {"reference_answer": "4", "k": 1}}
+    assert rft_reference(RftRecord.model_validate({"messages": []})) is None  # validate.py refuses this one
+
+
+def test_rft_prompt_is_the_conversation_for_a_chat_template():
+    turns = [*RFT["messages"], {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3 + 3?"}]
+    record = RftRecord.model_validate({**RFT, "messages": turns})
+    assert rft_prompt(record) == turns
+    with pytest.raises(TypeError, match="RftRecord has no conversation form"):
+        to_messages(record)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [
+    {"reference_answer": 4},                                                     # no messages
+    {"messages": [{"role": "tool", "content": "x"}], "reference_answer": 4},     # role
+    {"messages": [{"role": "user", "content": "x", "name": "n"}]},               # unknown key inside a message
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]},  # text only
+    {"messages": [], "metadata": "math"},                                        # metadata is an object
+])
+def test_rft_record_refuses(value):
+    with pytest.raises(ValidationError):
+        RftRecord.model_validate(value)
+
+
+def test_rft_records_are_frozen():
+    record = RftRecord.model_validate(RFT)
+    with pytest.raises(ValidationError):
+        record.reference_answer = 5

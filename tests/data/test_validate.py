@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from tailor import tiny
-from tailor.catalog import FAMILIES, CustomizationType, DataFormat
-from tailor.data.formats import MessagesRecord, PromptCompletionRecord, TextRecord
+from tailor.catalog import FAMILIES, FOUNDATION_MODELS, CustomizationType, DataFormat, DataLimits, Family, ResolvedModel
+from tailor.data.formats import MessagesRecord, PromptCompletionRecord, RftRecord, TextRecord, rft_prompt
 from tailor.data.validate import Problem, Report, count_tokens, load_records, validate, validate_dataset
 from tailor.errors import InvalidInput, NotFound
 
 FT = CustomizationType.FINE_TUNING
 CPT = CustomizationType.CONTINUED_PRE_TRAINING
+RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
 
 
 def chat(question: str = "What is 2 + 2?", answer: str = "4.", **extra) -> dict:
@@ -322,7 +323,8 @@ def test_a_broken_file_reports_every_problem_sorted_by_line(write, haiku):
         (5, "messages[0].content", "must not be empty or only whitespace"),
         (6, "messages[0].content", "contains the reserved string '\\nHuman:'; rephrase it or drop the colon"),
     ]
-    assert [problem.line or 0 for problem in report.problems] == sorted(problem.line or 0 for problem in report.problems)
+    lines_found = [problem.line or 0 for problem in report.problems]
+    assert lines_found == sorted(lines_found)
     assert not report.ok
 
 
@@ -498,3 +500,201 @@ def test_haiku_family_limits_match_the_spec():
     assert (limits.train_records, limits.validation_records, limits.total_records_max) == (
         (32, 10_000), (32, 1_000), 10_000)
     assert limits.record_tokens_max == 32_000
+
+
+# ---- reinforcement fine-tuning prompts -----------------------------------------------------
+
+
+LAST_TURN = "the last message must be 'user' (the model writes the turn after it), got "
+
+
+def prompt(question: str = "What is 2 + 2?", reference=4, system: str | None = None, **extra) -> dict:
+    messages = [{"role": "user", "content": question}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return {"messages": messages, "reference_answer": reference, **extra}
+
+
+def rft_model(family_name: str = "tailor", **limits) -> ResolvedModel:
+    """A model of a catalog family, or of a test family whose RFT limits are ``limits``."""
+    weights = FOUNDATION_MODELS["tailor.tiny"].weights
+    if family_name in FAMILIES:
+        family = FAMILIES[family_name]
+    else:
+        family = Family(name=family_name, description="a family for tests", formats={RFT: (DataFormat.RFT_CHAT,)},
+                        limits=DataLimits(), limits_by_type={RFT: DataLimits(**limits)})
+    return ResolvedModel(f"test.{family.name}", family, weights, tuple(family.formats))
+
+
+def test_a_valid_rft_file_passes(write):
+    lines = [
+        prompt(),
+        prompt(system="Answer with a number.", task_id="t-2", domain="math"),
+        prompt(reference={"answer": "4", "steps": ["2 + 2"]}),
+        {"messages": [{"role": "user", "content": "2 + 2?"}], "metadata": {"reference_answer": "4", "k": 1}},
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2 + 2?"}],
+         "reference_answer": "4"},
+        prompt(reference=0), prompt(reference=False), prompt(reference=[]),  # any JSON but null
+    ]
+    report = validate(write(lines), RFT, rft_model())
+    assert report.ok, report.render()
+    assert (report.format, report.record_count) == (DataFormat.RFT_CHAT, 8)
+    assert report.render().endswith("OK, 8 records (training data, rft_chat format)")
+
+
+def test_rft_prompt_conversation_rules(write):
+    lines = [
+        {"reference_answer": 4},
+        {"messages": [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}],
+         "reference_answer": 4},
+        {"messages": [{"role": "tool", "content": "x"}, {"role": "user", "content": " "}], "reference_answer": 4},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": "2 + 2?"}], "reference_answer": 4},
+        {"messages": [{"role": "system", "content": "Be brief."}], "reference_answer": 4},
+        {"messages": [], "reference_answer": 4},
+        {"messages": "2 + 2?", "reference_answer": 4},
+        {"messages": [{"role": "user", "content": 4, "name": "me"}, None], "reference_answer": 4},
+        {"system": "Be brief.", **prompt()},
+    ]
+    assert check(write, rft_model(), [*lines, *[prompt()] * 7], RFT) == [
+        (1, "messages", "required key is missing"),
+        (2, "messages[1].role", LAST_TURN + "'assistant'"),
+        (3, "messages[0].role", "must be 'system', 'user' or 'assistant', got 'tool'"),
+        (3, "messages[1].content", "must not be empty or only whitespace"),
+        (4, "messages[1].role", "a system message may only be the first message"),
+        (5, "messages[0].role", LAST_TURN + "'system'"),
+        (6, "messages", "needs at least 1 message (the user's turn), got 0"),
+        (7, "messages", "must be an array, got string"),
+        (8, "messages[0].content", "must be a string, got number"),
+        (8, "messages[0].name", "unexpected key (allowed: role, content)"),
+        (8, "messages[1]", "must be an object, got null"),
+        (9, "system", 'put the system prompt in messages, as the first message {"role": "system", "content": ...}; '
+                      "keys besides messages go to the grader, not to the model"),
+    ]
+
+
+def test_rft_reference_answer_rules(write):
+    lines = [
+        {"messages": [{"role": "user", "content": "2 + 2?"}], "answer": 4},
+        prompt(reference=None),
+        prompt(reference=" "),
+        {**prompt(), "metadata": {"reference_answer": 4}},
+        {"messages": [{"role": "user", "content": "2 + 2?"}], "metadata": {"reference_answer": None}},
+        {"messages": [{"role": "user", "content": "2 + 2?"}], "metadata": "4"},
+    ]
+    missing = ("required key is missing (at the top level or under metadata); it is what the grader compares "
+               "the model's answer with")
+    assert check(write, rft_model(), [*lines, *[prompt()] * 2], RFT) == [
+        (1, "reference_answer", missing),
+        (2, "reference_answer", "must not be null"),
+        (3, "reference_answer", "must not be empty or only whitespace"),
+        (4, "reference_answer", "given twice, here and under metadata; keep one"),
+        (5, "metadata.reference_answer", "must not be null"),
+        (6, "metadata", "must be an object, got string"),
+        (6, "reference_answer", missing),
+    ]
+
+
+def test_rft_file_lines_that_are_no_records(write):
+    assert check(write, rft_model(), [prompt(), [prompt()], "not json", "", *[prompt()] * 6], RFT) == [
+        (2, None, "expected a JSON object, got array"),
+        (3, None, "invalid JSON: Expecting value (column 1)"),
+        (4, None, "blank line; every line must hold one JSON record"),
+    ]
+
+
+def test_the_rft_format_comes_from_the_customization_type(write):
+    # A fine-tuning record in an RFT file is checked as an RFT prompt: the problems are what it lacks.
+    assert check(write, rft_model(), [chat(), *[prompt()] * 7], RFT) == [
+        (1, "messages[1].role", LAST_TURN + "'assistant'"),
+        (1, "reference_answer", "required key is missing (at the top level or under metadata); it is what the "
+                                "grader compares the model's answer with"),
+    ]
+    assert check(write, rft_model(), [{"prompt": "q", "completion": "a"}, *[prompt()] * 7], RFT) == [
+        (1, None, "record has keys 'prompt', 'completion', the prompt_completion format, but family tailor "
+                  "takes rft_chat records for REINFORCEMENT_FINE_TUNING"),
+    ]
+
+
+def test_an_rft_prompt_in_a_fine_tuning_file(write, tailor_family_model):
+    assert check(write, tailor_family_model, [prompt(), *[chat()] * 7]) == [
+        (1, None, "record has keys 'messages', 'reference_answer', the rft_chat format, but family tailor "
+                  "takes messages or prompt_completion records for FINE_TUNING"),
+    ]
+    # It never decides a file's format: the family does not take it for fine-tuning.
+    report = validate(write([prompt(), *[chat()] * 8]), FT, tailor_family_model)
+    assert report.format is DataFormat.MESSAGES
+    assert [problem.line for problem in report.problems] == [1]
+
+
+def test_nova_takes_single_turn_prompts(write):
+    nova = rft_model("amazon.nova-2")
+    multi_turn = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                               {"role": "user", "content": "2 + 2?"}], "reference_answer": 4}
+    lines = [prompt(system="Be brief."), multi_turn, *[prompt()] * 98]
+    assert check(write, nova, lines, RFT) == [
+        (2, "messages", "family amazon.nova-2 takes single-turn prompts: an optional system message, then one "
+                        "user message; got 3 turns"),
+    ]
+    assert check(write, rft_model("openai.gpt-oss"), lines, RFT) == []
+
+
+def test_rft_record_counts(write):
+    assert check(write, rft_model(), [prompt()] * 7, RFT) == [
+        (None, None, "file has 7 records; training data for family tailor needs at least 8"),
+    ]
+    assert check(write, rft_model("qwen.qwen3"), [prompt()] * 99, RFT) == [
+        (None, None, "file has 99 records; training data for family qwen.qwen3 needs at least 100"),
+    ]
+    assert check(write, rft_model(), [prompt()] * 1_001, RFT, purpose="validation") == [
+        (None, None, "file has 1,001 records; validation data for family tailor allows at most 1,000"),
+    ]
+    small = rft_model("test-rft", train_records=(1, 3), validation_records=(1, 2), total_records_max=4)
+    assert check(write, small, [prompt()] * 4, RFT) == [
+        (None, None, "file has 4 records; training data for family test-rft allows at most 3"),
+    ]
+    reports = validate_dataset(write([prompt()] * 3, "t.jsonl"), [write([prompt()] * 2, "v.jsonl")], RFT, small)
+    assert [problem.message for problem in reports[0].problems] == [
+        "training and validation data together have 5 records (3 + 2); family test-rft allows at most 4"]
+
+
+def test_rft_limits_are_not_the_fine_tuning_limits(write, tailor_family_model):
+    # tailor takes up to 10,000 fine-tuning records but 20,000 RFT prompts; one file proves the split.
+    assert check(write, tailor_family_model, [prompt()] * 10_001, RFT) == []
+    assert check(write, tailor_family_model, [chat()] * 10_001) == [
+        (None, None, "file has 10,001 records; training data for family tailor allows at most 10,000"),
+    ]
+
+
+def test_rft_prompt_tokens(write, tokenizer):
+    long = prompt("Tell me about the Python standard library and its modules, please.", system="Be brief.")
+    record = RftRecord.model_validate(long)
+    ids = tokenizer.apply_chat_template(rft_prompt(record), tokenize=True, add_generation_prompt=True)["input_ids"]
+    assert count_tokens(record, tokenizer) == len(ids) > 10
+    model = rft_model("test-rft", record_tokens_max=10)
+    assert check(write, model, [prompt("Hi"), long], RFT, tokenizer=tokenizer) == [
+        (2, None, f"record is {len(ids)} tokens with the model's tokenizer; the limit is 10 (family test-rft)"),
+    ]
+    assert check(write, model, [prompt("x" * 33)], RFT) == [  # estimated: contents only, characters / 3
+        (1, None, "record is an estimated 11 tokens (characters / 3, no tokenizer given); the limit is 10 "
+                  "(family test-rft)"),
+    ]
+    # Without a family bound, the tokenizer's context still applies.
+    assert check(write, rft_model(), [prompt("word " * 1_500), *[prompt()] * 7], RFT, tokenizer=tokenizer)[0][2] \
+        .endswith("the limit is 1,024 (the tokenizer's model_max_length)")
+
+
+def test_load_records_returns_typed_rft_prompts(write):
+    records = load_records(write([prompt(task_id="t-1")] * 8), RFT, rft_model(), purpose="training")
+    assert all(isinstance(record, RftRecord) for record in records)
+    assert records[0].model_extra == {"task_id": "t-1"} and records[0].reference_answer == 4
+
+
+def test_rft_for_a_family_without_it_is_invalid_input(write, haiku):
+    with pytest.raises(InvalidInput, match=r"^Family anthropic.claude-3-haiku does not support "
+                                           r"REINFORCEMENT_FINE_TUNING \(supported: FINE_TUNING\)\.$"):
+        validate(write([prompt()]), RFT, haiku)
+    with pytest.raises(InvalidInput, match=r"^Family openai.gpt-oss does not support FINE_TUNING "
+                                           r"\(supported: REINFORCEMENT_FINE_TUNING\)\.$"):
+        validate(write([chat()]), FT, rft_model("openai.gpt-oss"))

@@ -1,0 +1,58 @@
+"""HTTP graders: the batch is POSTed as JSON to a URL, and the list of results comes back.
+
+For graders that already run as a service (in another language, on another machine, behind an
+API gateway in front of a real Lambda function). The body is exactly the Lambda event (the JSON list
+of samples); the response body must be exactly what the Lambda would return (the JSON list of
+results), with status 200. Anything else (an HTTP error, a refused connection, no answer within
+the timeout, a body that is not JSON) scores every sample of the batch 0 with an error that says
+which; a JSON list is then read strictly by ``tailor.graders.contract.read_results``.
+
+(Named ``remote`` rather than ``http`` so that it can never shadow the standard library's ``http``.)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from tailor.graders.contract import GradeResult, failed, read_results
+
+_BODY_SHOWN = 300  # characters of an error response quoted in the error
+
+
+def post_batch(url: str, samples: list[dict], *, timeout_seconds: float) -> list[GradeResult]:
+    """Grade ``samples`` at ``url``; one result per sample, in order. Never raises for the grader's
+    failures."""
+    if not samples:
+        return []
+    request = urllib.request.Request(url, json.dumps(samples).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace").strip()[:_BODY_SHOWN]
+        reason = f"the grader at {url} answered HTTP {error.code}"
+        return _all_failed(samples, f"{reason}: {detail}" if detail else reason)
+    except (TimeoutError, socket.timeout):
+        return _all_failed(samples, f"the grader at {url} did not answer within its timeout of {timeout_seconds:g} s")
+    except urllib.error.URLError as error:
+        reason = error.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return _all_failed(samples, f"the grader at {url} did not answer within its timeout of "
+                                        f"{timeout_seconds:g} s")
+        return _all_failed(samples, f"the grader at {url} could not be reached: {reason}")
+    except OSError as error:
+        return _all_failed(samples, f"the grader at {url} failed: {error}")
+    try:
+        returned = json.loads(body)
+    except ValueError:
+        shown = body.decode(errors="replace").strip()[:_BODY_SHOWN]
+        return _all_failed(samples, f"the grader at {url} answered with a body that is not JSON: {shown!r}")
+    return read_results(samples, returned)
+
+
+def _all_failed(samples: list[dict], reason: str) -> list[GradeResult]:
+    return [failed(str(item["id"]), reason) for item in samples]
