@@ -84,7 +84,7 @@ class _Reporter:
 def run_job(job_id: str, settings: Settings) -> str:
     """Run the job and return its final status."""
     from tailor.arns import custom_model_arn, new_resource_id
-    from tailor.train import common, cpt, sft
+    from tailor.train import common, cpt, rft, sft
 
     store = open_store(settings)
     with store.session() as session:
@@ -97,13 +97,16 @@ def run_job(job_id: str, settings: Settings) -> str:
 
     reporter = _Reporter(store, job_id)
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(reporter, "stop", True))
-    recipe = {"FINE_TUNING": sft.run, "CONTINUED_PRE_TRAINING": cpt.run}[job.customization_type]
+    recipe = {"FINE_TUNING": sft.run, "CONTINUED_PRE_TRAINING": cpt.run,
+              "REINFORCEMENT_FINE_TUNING": rft.run}[job.customization_type]
     validators = (request.get("validationDataConfig") or {}).get("validators") or []
+    rft_config = (request.get("customizationConfig") or {}).get("rftConfig") or {}
     spec = common.TrainSpec(
         customization_type=job.customization_type, model=job.base_model_id,
         training_uri=request["trainingDataConfig"]["s3Uri"], output_dir=work_dir / "output",
         validation_uris=tuple(v["s3Uri"] for v in validators),
-        hyperparameters=dict(request.get("hyperParameters") or {}), progress=True,
+        hyperparameters=dict(request.get("hyperParameters") or rft_config.get("hyperParameters") or {}),
+        progress=True, grader=(rft_config.get("graderConfig") or {}).get("lambdaGrader", {}).get("lambdaArn"),
     )
     hooks = common.Hooks(on_training_start=reporter.on_training_start, on_step=reporter.on_step,
                          on_validation=reporter.on_validation, should_stop=reporter.should_stop)

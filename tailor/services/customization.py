@@ -23,7 +23,12 @@ from tailor.settings import Settings
 from tailor.train.hyperparams import parse_hyperparameters
 
 # Types whose recipes Tailor has today; the others are answered with a clear ValidationException.
-TRAINABLE = {CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING}
+TRAINABLE = {CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING,
+             CustomizationType.REINFORCEMENT_FINE_TUNING}
+# What ListFoundationModels may report in customizationsSupported: botocore's ModelCustomization
+# enum has no REINFORCEMENT_FINE_TUNING, so RFT support is documented rather than listed.
+LISTED_CUSTOMIZATIONS = {CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING,
+                         CustomizationType.DISTILLATION}
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
 
 
@@ -55,7 +60,10 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
     if kind not in model.customization_types:
         supported = ", ".join(model.customization_types)
         raise InvalidInput(f"customizationType: {model.model_id} supports {supported}, not {kind}.")
-    parse_hyperparameters(request.get("hyperParameters") or {}, model)  # every bad field, named
+    if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
+        _check_rft(store, request, model)
+    else:
+        parse_hyperparameters(request.get("hyperParameters") or {}, model)  # every bad field, named
 
     job_id = new_resource_id()
     now = utcnow()
@@ -81,6 +89,27 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
         for tag in request.get("jobTags") or []:
             session.add(Tag(resource_arn=job.arn, key=tag["key"], value=tag["value"]))
     return {"jobArn": job.arn}
+
+
+def _check_rft(store: Store, request: dict, model) -> None:
+    """An RFT job names a registered grader and takes typed hyperparameters in rftConfig."""
+    from tailor.graders.registry import get_grader
+    from tailor.train.hyperparams import parse_rft_hyperparameters
+
+    if request.get("hyperParameters"):
+        raise InvalidInput("hyperParameters: REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
+                           "customizationConfig.rftConfig.hyperParameters.")
+    rft = (request.get("customizationConfig") or {}).get("rftConfig")
+    arn = ((rft or {}).get("graderConfig") or {}).get("lambdaGrader", {}).get("lambdaArn")
+    if not arn:
+        raise InvalidInput("customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn: required for "
+                           "REINFORCEMENT_FINE_TUNING (register a grader with `tailor graders create`).")
+    try:
+        get_grader(store, arn)
+    except NotFound as error:
+        raise InvalidInput(f"customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn: {error.message} "
+                           "Register it on the server with `tailor graders create NAME --file grader.py`.") from None
+    parse_rft_hyperparameters(rft.get("hyperParameters") or {}, model)
 
 
 def _find(session, table, principal: str, identifier: str, what: str):
@@ -247,7 +276,8 @@ def foundation_model_summary(settings: Settings, model_id: str) -> dict:
         "modelName": entry.name, "providerName": entry.provider,
         "inputModalities": list(entry.input_modalities), "outputModalities": list(entry.output_modalities),
         "responseStreamingSupported": True,
-        "customizationsSupported": [t.value for t in entry.customization_types if t in TRAINABLE],
+        "customizationsSupported": [t.value for t in entry.customization_types
+                                    if t in TRAINABLE and t in LISTED_CUSTOMIZATIONS],
         "inferenceTypesSupported": list(entry.inference_types), "modelLifecycle": {"status": "ACTIVE"},
     }
 

@@ -352,8 +352,9 @@ class TrainSpec:
     training_uri: str
     output_dir: Path
     validation_uris: tuple[str, ...] = ()
-    hyperparameters: dict[str, str] = field(default_factory=dict)
+    hyperparameters: dict[str, str] = field(default_factory=dict)  # typed values for RFT
     progress: bool = True
+    grader: str | None = None  # REINFORCEMENT_FINE_TUNING: the grader's ARN or name
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "output_dir": str(self.output_dir),
@@ -412,25 +413,10 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
         finally:
             metrics.close()
         plot_losses(metrics, scratch / LOSS_PLOT)
-        manifest = {
-            "tailor_manifest_version": 1,
-            "customization_type": spec.customization_type,
-            "base_model": {
-                "model_id": model_ref.model_id,
-                "family": model_ref.family.name,
-                "weights": {"kind": model_ref.weights.kind, "location": model_ref.weights.location},
-                "alias_of": model_ref.alias_of,
-                "resolved": model_ref.describe(),
-            },
-            "notes": list(model_ref.notes + notes),
-            "tuning_method": config.tuning_method,
-            "model_path": str(MODEL_DIR),
-            "data": data,
-            "hyperparameters": config.hyperparameters,
-            "learning_rate": config.learning_rate,
-            "seed": config.seed,
-            "libraries": library_versions(),
-            "result": {
+        manifest = manifest_for(
+            spec, model_ref, config.tuning_method, data, tuple(model_ref.notes + notes), config.hyperparameters,
+            config.learning_rate, config.seed, started_at, started,
+            result={
                 "epochs_run": result.epochs_run,
                 "steps": result.steps,
                 "stopped_early": result.stopped_early,
@@ -441,20 +427,48 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
                 "training_tokens": result.tokens,
                 "tokens_per_second": round(result.tokens_per_second, 1),
             },
-            "timings": {
-                "started": started_at.isoformat(),
-                "finished": datetime.now(timezone.utc).isoformat(),
-                "load_seconds": round(load_seconds, 2),
-                "train_seconds": round(result.seconds, 2),
-                "total_seconds": round(time.perf_counter() - started, 2),
-            },
-        }
+            timings={"load_seconds": round(load_seconds, 2), "train_seconds": round(result.seconds, 2)},
+        )
         write_manifest(scratch / MANIFEST, manifest)
         publish_output(scratch, spec.output_dir)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return TrainOutcome(spec.output_dir.resolve(), manifest)
+
+
+def manifest_for(spec: TrainSpec, model_ref, tuning_method: str, data: dict, notes: tuple[str, ...],
+                 hyperparameters: dict, learning_rate: float, seed: int, started_at, started: float,
+                 result: dict, timings: dict | None = None) -> dict:
+    """The training output's manifest.json: what was trained from what, how, and how it went."""
+    from datetime import datetime, timezone
+
+    return {
+        "tailor_manifest_version": 1,
+        "customization_type": spec.customization_type,
+        "base_model": {
+            "model_id": model_ref.model_id,
+            "family": model_ref.family.name,
+            "weights": {"kind": model_ref.weights.kind, "location": model_ref.weights.location},
+            "alias_of": model_ref.alias_of,
+            "resolved": model_ref.describe(),
+        },
+        "notes": list(notes),
+        "tuning_method": tuning_method,
+        "model_path": str(MODEL_DIR),
+        "data": data,
+        "hyperparameters": hyperparameters,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "libraries": library_versions(),
+        "result": result,
+        "timings": {
+            "started": started_at.isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            **(timings or {}),
+            "total_seconds": round(time.perf_counter() - started, 2),
+        },
+    }
 
 
 def with_lora(model, config: TrainConfig):
@@ -496,11 +510,14 @@ def main(run, argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare(spec: TrainSpec, settings):
-    """The edge of every recipe: resolve the model, check hyperparameters, load the tokenizer."""
+def prepare(spec: TrainSpec, settings, parse_hyperparameters=None):
+    """The edge of every recipe: resolve the model, check hyperparameters (with the recipe's
+    parser; the supervised one by default), load the tokenizer."""
     from tailor.catalog import CustomizationType, resolve_model
-    from tailor.train.hyperparams import parse_hyperparameters
     from tailor.weights import load_tokenizer
+
+    if parse_hyperparameters is None:
+        from tailor.train.hyperparams import parse_hyperparameters
 
     model_ref = resolve_model(spec.model, settings)
     customization_type = CustomizationType(spec.customization_type)

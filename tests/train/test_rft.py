@@ -1,0 +1,99 @@
+"""Reinforcement fine-tuning runs end to end on the tiny model with real graders in their sandbox:
+metrics under the original names, the held-out greedy reward, grader errors that score 0 and are
+counted, and a grader that fails on every sample failing the run with its error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tailor.errors import InvalidInput
+from tailor.train import rft
+from tailor.train.common import TrainSpec
+
+pytestmark = pytest.mark.slow
+
+HYPERPARAMETERS = {"epochCount": 1, "batchSize": 16, "trainingSamplePerPrompt": 8, "inferenceMaxTokens": 6,
+                   "evalInterval": 2}
+
+# Rewards a completion by its length, except that it throws on completions containing a digit.
+FLAKY = '''
+def lambda_handler(event, context):
+    results = []
+    for sample in event:
+        text = sample["messages"][-1]["content"]
+        if any(c.isdigit() for c in text):
+            raise ValueError("digits are not allowed here")
+        results.append({"id": sample["id"], "aggregate_reward_score": min(len(text), 20) / 20})
+    return results
+'''
+BROKEN = '''
+def lambda_handler(event, context):
+    raise RuntimeError("the grader's database is down")
+'''
+
+
+@pytest.fixture
+def settings(home):
+    from tailor.settings import Settings
+
+    return Settings(home=home)
+
+
+def register(settings, name: str, source: str, tmp_path: Path):
+    from tailor.graders.registry import create_grader
+    from tailor.jobs.store import open_store
+
+    file = tmp_path / f"{name}.py"
+    file.write_text(source)
+    return create_grader(open_store(settings), settings, name, file=file)
+
+
+def prompts(path: Path, count: int = 20) -> Path:
+    rng = random.Random(0)
+    lines = []
+    for _ in range(count):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        lines.append({"messages": [{"role": "user", "content": f"What is {a} + {b}?"}], "reference_answer": a + b,
+                      "task_id": f"add-{a}-{b}"})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_run_records_rewards_and_counts_grader_errors(settings, tmp_path):
+    register(settings, "flaky", FLAKY, tmp_path)
+    spec = TrainSpec("REINFORCEMENT_FINE_TUNING", "tailor.tiny", str(prompts(tmp_path / "train.jsonl")),
+                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader="flaky")
+    outcome = rft.run(spec, settings)
+
+    with open(outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == list(rft.TRAINING_COLUMNS)
+    assert len(rows) == outcome.manifest["result"]["steps"] == 18 * 8 // 16  # 2 held out of 20
+    for row in rows:
+        assert 0.0 <= float(row["critic/rewards/min"]) <= float(row["critic/rewards/mean"]) <= \
+            float(row["critic/rewards/max"]) <= 1.0
+        assert float(row["response_length/mean"]) > 0
+    assert sum(int(row["grader/error_count"]) for row in rows) > 0  # the tiny model does write digits
+    with open(outcome.output_dir / "validation_artifacts" / "post_fine_tuning_validation" /
+              "validation_metrics.csv") as file:
+        held_out = list(csv.DictReader(file))
+    assert [int(row["step"]) for row in held_out] == [0, 2, 4, 6, 8, 9]  # before, every 2 steps, after
+    assert outcome.manifest["result"]["held_out_rewards"] == [float(row["val-score/rewards/mean@1"])
+                                                              for row in held_out]
+    assert (outcome.output_dir / "training_artifacts" / "rewards.png").stat().st_size > 0
+    assert (outcome.output_dir / "model" / "config.json").is_file()
+
+
+def test_a_grader_failing_on_every_sample_fails_the_run_and_publishes_nothing(settings, tmp_path):
+    register(settings, "broken", BROKEN, tmp_path)
+    spec = TrainSpec("REINFORCEMENT_FINE_TUNING", "tailor.tiny", str(prompts(tmp_path / "train.jsonl")),
+                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader="broken")
+    with pytest.raises(InvalidInput) as caught:
+        rft.run(spec, settings)
+    assert "failed on every sample" in caught.value.message and "the grader's database is down" in caught.value.message
+    assert not (tmp_path / "out").exists()
