@@ -77,6 +77,7 @@ class DataType(StrEnum):
 
     FINE_TUNING = CustomizationType.FINE_TUNING.value
     CONTINUED_PRE_TRAINING = CustomizationType.CONTINUED_PRE_TRAINING.value
+    REINFORCEMENT_FINE_TUNING = CustomizationType.REINFORCEMENT_FINE_TUNING.value
 
 
 @app.command()
@@ -220,6 +221,7 @@ def convert_prompt_completion(
 RECIPES = {
     CustomizationType.FINE_TUNING: "tailor.train.sft",
     CustomizationType.CONTINUED_PRE_TRAINING: "tailor.train.cpt",
+    CustomizationType.REINFORCEMENT_FINE_TUNING: "tailor.train.rft",
 }
 
 
@@ -234,7 +236,7 @@ def _parse_assignments(pairs: list[str]) -> dict[str, str]:
 
 
 def run_training(customization_type: CustomizationType, model: str, train: str,
-                 validation: list[str], hyperparameters: dict[str, str], out: Path):
+                 validation: list[str], hyperparameters: dict[str, str], out: Path, grader: str | None = None):
     """Resolve, validate and train; returns the outcome (shared by ``train`` and ``demo``)."""
     from importlib import import_module
 
@@ -245,7 +247,7 @@ def run_training(customization_type: CustomizationType, model: str, train: str,
         say(note)
     spec = TrainSpec(customization_type=customization_type.value, model=model, training_uri=train,
                      output_dir=out, validation_uris=tuple(validation),
-                     hyperparameters=hyperparameters)
+                     hyperparameters=hyperparameters, grader=grader)
     return import_module(RECIPES[customization_type]).run(spec, settings)
 
 
@@ -253,6 +255,13 @@ def _print_outcome(outcome) -> None:
     from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS
 
     result = outcome.manifest["result"]
+    if "held_out_rewards" in result:  # reinforcement fine-tuning
+        say(f"Trained {result['steps']} steps with grader {result['grader']}; held-out greedy reward "
+            f"{result['start_held_out_reward']:.3f} -> {result['final_held_out_reward']:.3f}.")
+        say(f"Model:    {outcome.model_dir}")
+        say(f"Metrics:  {outcome.output_dir / TRAINING_METRICS} (rewards.png beside it)")
+        say(f"Manifest: {outcome.output_dir / 'manifest.json'}")
+        return
     line = (f"Trained {result['epochs_run']} epochs, {result['steps']} steps, "
             f"{result['tokens_per_second']:.0f} tokens/s; final training loss "
             f"{result['final_training_loss']:.4f}")
@@ -280,11 +289,13 @@ def train(
     hp: Annotated[
         list[str] | None, typer.Option("--hp", help="Hyperparameter name=value; repeat for several.")
     ] = None,
+    grader: Annotated[str | None, typer.Option("--grader", help="REINFORCEMENT_FINE_TUNING: a registered "
+                                               "grader's name or ARN (tailor graders create).")] = None,
 ) -> None:
-    """Validate the data, then fine-tune (or continue pre-training) a model into --out."""
+    """Validate the data, then fine-tune, continue pre-training or reinforcement-fine-tune a model into --out."""
     with user_errors():
         outcome = run_training(CustomizationType(customization_type), model, train_file,
-                               validation or [], _parse_assignments(hp or []), out)
+                               validation or [], _parse_assignments(hp or []), out, grader)
     _print_outcome(outcome)
 
 

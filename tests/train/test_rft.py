@@ -97,3 +97,21 @@ def test_a_grader_failing_on_every_sample_fails_the_run_and_publishes_nothing(se
         rft.run(spec, settings)
     assert "failed on every sample" in caught.value.message and "the grader's database is down" in caught.value.message
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_registers_a_grader_and_trains_with_it(home, tmp_path):
+    from typer.testing import CliRunner
+
+    from tailor.cli import app
+
+    grader = tmp_path / "flaky.py"
+    grader.write_text(FLAKY)
+    created = CliRunner().invoke(app, ["graders", "create", "flaky", "--file", str(grader)])
+    assert created.exit_code == 0, created.output
+    assert created.stdout.strip() == "arn:aws:lambda:us-east-1:000000000000:function:flaky"
+    hp = [f"--hp={name}={value}" for name, value in HYPERPARAMETERS.items()]
+    trained = CliRunner().invoke(app, ["train", "--type", "REINFORCEMENT_FINE_TUNING", "--model", "tailor.tiny",
+                                       "--train", str(prompts(tmp_path / "train.jsonl")), "--out",
+                                       str(tmp_path / "out"), "--grader", "flaky", *hp])
+    assert trained.exit_code == 0, trained.output
+    assert "held-out greedy reward" in trained.output and (tmp_path / "out" / "model").is_dir()
