@@ -26,14 +26,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from tailor.jobs.store import EvaluationJob, Job, Store, transition, utcnow
+from tailor.jobs.store import EvaluationJob, Job, JobLifecycle, Store, transition, utcnow
 from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
 WORKERS = {Job: "tailor.jobs.worker", EvaluationJob: "tailor.evaluate.worker"}  # table -> worker module
-AnyJob = Job | EvaluationJob
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
                "or the machine restarted. Its log is {log}. Create the job again to retry.")
 
@@ -50,7 +49,7 @@ def process_start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def worker_alive(job: AnyJob) -> bool:
+def worker_alive(job: JobLifecycle) -> bool:
     if job.pid is None or job.pid_started is None:  # never started, or gone before we saw it
         return False
     return process_start_time(job.pid) == job.pid_started
@@ -98,7 +97,7 @@ class Runner:
                 for job in jobs:
                     self._reap_one(session, job)
 
-    def _reap_one(self, session, job: AnyJob) -> None:
+    def _reap_one(self, session, job: JobLifecycle) -> None:
         if job.phase == "starting" and job.pid is None:
             job.phase = "queued"  # the server died between claiming and spawning
             return
@@ -120,7 +119,7 @@ class Runner:
             for job in stopping:
                 self._stop(table, job)
 
-    def _stop(self, table, job: AnyJob) -> None:
+    def _stop(self, table, job: JobLifecycle) -> None:
         if job.phase == "queued":
             with self.store.session() as session:
                 transition(session.get(table, job.id), "Stopped")
@@ -135,7 +134,7 @@ class Runner:
             self._signal(job, signal.SIGKILL)
 
     @staticmethod
-    def _signal(job: AnyJob, signum: int) -> None:
+    def _signal(job: JobLifecycle, signum: int) -> None:
         try:
             os.killpg(job.pid, signum)  # the worker leads its own session: stop its children too
         except ProcessLookupError:

@@ -64,29 +64,20 @@ class Base(DeclarativeBase):
     pass
 
 
-class Job(Base):
-    __tablename__ = "jobs"
+class JobLifecycle:
+    """The columns the job runner drives, the same for customization and evaluation jobs: where a
+    job is (status, phase), its worker process, a requested stop, its folder and its times."""
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True)
     arn: Mapped[str] = mapped_column(String(1011), unique=True)
     name: Mapped[str] = mapped_column(String(63), index=True)
     principal: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), index=True)
-    # Where an InProgress job is: queued -> running -> finalizing; "done" once terminal.
+    # Where an InProgress job is: queued -> starting -> running; "done" once terminal.
     phase: Mapped[str] = mapped_column(String(16), index=True)
-    customization_type: Mapped[str] = mapped_column(String(32))
-    base_model_id: Mapped[str] = mapped_column(String(256))
-    base_model_arn: Mapped[str] = mapped_column(String(1011))
-    output_model_name: Mapped[str] = mapped_column(String(63))
-    output_model_arn: Mapped[str | None] = mapped_column(String(1011))
     role_arn: Mapped[str] = mapped_column(String(2048))
     client_request_token: Mapped[str | None] = mapped_column(String(256))
-    request: Mapped[dict] = mapped_column(JSON)  # the validated CreateModelCustomizationJob request
-    status_details: Mapped[dict] = mapped_column(JSON, default=dict)
-    progress: Mapped[dict] = mapped_column(JSON, default=dict)
     failure_message: Mapped[str | None] = mapped_column(Text)
-    training_loss: Mapped[float | None] = mapped_column(Float)
-    validation_losses: Mapped[list] = mapped_column(JSON, default=list)
     pid: Mapped[int | None] = mapped_column(Integer)
     pid_started: Mapped[str | None] = mapped_column(String(32))  # /proc start time: pid reuse guard
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -96,30 +87,28 @@ class Job(Base):
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class EvaluationJob(Base):
-    """A model evaluation job (CreateEvaluationJob). Its lifecycle columns (status, phase, pid,
-    stop_requested, work_dir) mean what they mean for ``Job``: one runner starts both kinds."""
+class Job(JobLifecycle, Base):
+    __tablename__ = "jobs"
+
+    customization_type: Mapped[str] = mapped_column(String(32))
+    base_model_id: Mapped[str] = mapped_column(String(256))
+    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    output_model_name: Mapped[str] = mapped_column(String(63))
+    output_model_arn: Mapped[str | None] = mapped_column(String(1011))
+    request: Mapped[dict] = mapped_column(JSON)  # the validated CreateModelCustomizationJob request
+    status_details: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    training_loss: Mapped[float | None] = mapped_column(Float)
+    validation_losses: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class EvaluationJob(JobLifecycle, Base):
+    """A model evaluation job (CreateEvaluationJob): one runner starts both kinds of job."""
 
     __tablename__ = "evaluation_jobs"
 
-    id: Mapped[str] = mapped_column(String(12), primary_key=True)
-    arn: Mapped[str] = mapped_column(String(1011), unique=True)
-    name: Mapped[str] = mapped_column(String(63), index=True)
-    principal: Mapped[str] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    phase: Mapped[str] = mapped_column(String(16), index=True)
     application_type: Mapped[str] = mapped_column(String(32))
-    role_arn: Mapped[str] = mapped_column(String(2048))
-    client_request_token: Mapped[str | None] = mapped_column(String(256))
     request: Mapped[dict] = mapped_column(JSON)  # the validated CreateEvaluationJob request
-    failure_message: Mapped[str | None] = mapped_column(Text)
-    pid: Mapped[int | None] = mapped_column(Integer)
-    pid_started: Mapped[str | None] = mapped_column(String(32))
-    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    work_dir: Mapped[str] = mapped_column(String(4096))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CustomModel(Base):
@@ -219,7 +208,7 @@ JOB_TRANSITIONS: dict[str, set[str]] = {
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
-def transition(job: Job | EvaluationJob, status: str, **changes) -> None:
+def transition(job: JobLifecycle, status: str, **changes) -> None:
     """Move ``job`` to ``status`` (raising Conflict on an illegal edge) and apply ``changes``."""
     if status != job.status and status not in JOB_TRANSITIONS[job.status]:
         raise Conflict(f"Job {job.name} is {job.status}; it cannot become {status}.")

@@ -112,7 +112,7 @@ def _check_rft(store: Store, request: dict, model) -> None:
     parse_rft_hyperparameters(rft.get("hyperParameters") or {}, model)
 
 
-def _find(session, table, principal: str, identifier: str, what: str):
+def find_owned(session, table, principal: str, identifier: str, what: str):
     """A row of ``table`` by ARN or name, owned by ``principal``; another's is as good as missing."""
     column = table.arn if identifier.startswith("arn:") else table.name
     row = session.scalar(select(table).where(column == identifier, table.principal == principal))
@@ -122,7 +122,7 @@ def _find(session, table, principal: str, identifier: str, what: str):
 
 
 def _find_job(session, principal: str, identifier: str) -> Job:
-    return _find(session, Job, principal, identifier, "Customization job")
+    return find_owned(session, Job, principal, identifier, "Customization job")
 
 
 def _metrics(job: Job) -> dict:
@@ -209,7 +209,7 @@ def stop_job(store: Store, principal: str, identifier: str) -> dict:
 
 
 def _find_model(session, principal: str, identifier: str) -> CustomModel:
-    return _find(session, CustomModel, principal, identifier, "Custom model")
+    return find_owned(session, CustomModel, principal, identifier, "Custom model")
 
 
 def get_custom_model(store: Store, principal: str, identifier: str) -> dict:

@@ -24,7 +24,7 @@ from tailor.evaluate.backends import Generation, parse_spec
 from tailor.evaluate.dataset import load_questions
 from tailor.evaluate.run import check_metrics, needs_reference
 from tailor.jobs.store import EvaluationJob, Store, Tag, transition, utcnow
-from tailor.services.customization import common_filters, list_page
+from tailor.services.customization import common_filters, find_owned, list_page
 from tailor.services.inference import weights_for
 from tailor.settings import Settings
 
@@ -140,11 +140,7 @@ def generation_of(bedrock_model: dict, field: str = "bedrockModel") -> Generatio
 
 
 def _find(session, principal: str, identifier: str) -> EvaluationJob:
-    column = EvaluationJob.arn if identifier.startswith("arn:") else EvaluationJob.name
-    job = session.scalar(select(EvaluationJob).where(column == identifier, EvaluationJob.principal == principal))
-    if job is None:
-        raise NotFound(f"Evaluation job {identifier} not found.")
-    return job
+    return find_owned(session, EvaluationJob, principal, identifier, "Evaluation job")
 
 
 def get_evaluation_job(store: Store, principal: str, identifier: str) -> dict:

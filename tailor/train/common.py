@@ -293,28 +293,40 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def plot_losses(metrics: MetricsWriter, path: Path) -> None:
-    """Training loss per step and validation loss per epoch, for people to look at."""
+def new_plot():
+    """A figure and axes for a metrics plot, drawn off-screen (jobs run without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4))
-    steps = [row[0] for row in metrics.training_rows]
-    axes.plot(steps, [row[2] for row in metrics.training_rows], label="training loss", linewidth=1)
-    if metrics.validation_rows:
-        axes.plot([row[0] for row in metrics.validation_rows], [row[2] for row in metrics.validation_rows],
-                  "o-", label="validation loss (end of epoch)")
+    return plt.subplots(figsize=(7, 4))
+
+
+def save_plot(figure, axes, path: Path, ylabel: str, log_scale: bool = False) -> None:
+    import matplotlib.pyplot as plt
+
     axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.set_yscale("log")
+    axes.set_ylabel(ylabel)
+    if log_scale:
+        axes.set_yscale("log")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_losses(metrics: MetricsWriter, path: Path) -> None:
+    """Training loss per step and validation loss per epoch, for people to look at."""
+    figure, axes = new_plot()
+    steps = [row[0] for row in metrics.training_rows]
+    axes.plot(steps, [row[2] for row in metrics.training_rows], label="training loss", linewidth=1)
+    if metrics.validation_rows:
+        axes.plot([row[0] for row in metrics.validation_rows], [row[2] for row in metrics.validation_rows],
+                  "o-", label="validation loss (end of epoch)")
+    save_plot(figure, axes, path, "loss", log_scale=True)
 
 
 def prepare_output(out_dir: Path) -> Path:
@@ -535,9 +547,8 @@ def load_data(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, settin
     Without a validation file, families that define ``evalPercentage`` hold out that share of
     the training records (seeded) to measure validation loss on.
     """
-    from tailor.data.validate import load_records, validate_dataset
-
     from tailor.catalog import CustomizationType
+    from tailor.data.validate import load_records, validate_dataset
 
     kind = CustomizationType(spec.customization_type)
     reports = validate_dataset(spec.training_uri, list(spec.validation_uris), kind,

@@ -176,23 +176,28 @@ def _in_range(parameter: Hyperparameter, value: int | float, shown: str) -> tupl
     return value, None
 
 
-def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> TrainConfig:
-    """Validate wire-form hyperparameters against the model's family; all errors at once."""
-    table = table_for(model)
-    problems: dict[str, str] = {}
+def _parse_all(raw: Mapping[str, object], table: dict[str, Hyperparameter], parse_one,
+               owner: str) -> tuple[dict[str, object], dict[str, str]]:
+    """Each value of ``raw`` parsed by ``parse_one`` against ``table``: (values, problems by name)."""
     values: dict[str, object] = {}
+    problems: dict[str, str] = {}
     for name, raw_value in raw.items():
         parameter = table.get(name)
         if parameter is None:
-            accepted = ", ".join(table)
-            problems[name] = (f"unknown hyperparameter for the {model.family.name} family "
-                              f"(accepted: {accepted})")
+            problems[name] = f"unknown hyperparameter for {owner} (accepted: {', '.join(table)})"
             continue
-        value, problem = _parse_one(parameter, raw_value)
+        value, problem = parse_one(parameter, raw_value)
         if problem:
             problems[name] = problem
         else:
             values[name] = value
+    return values, problems
+
+
+def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> TrainConfig:
+    """Validate wire-form hyperparameters against the model's family; all errors at once."""
+    table = table_for(model)
+    values, problems = _parse_all(raw, table, _parse_one, f"the {model.family.name} family")
     if problems:
         raise InvalidHyperparameters(problems)
 
@@ -351,19 +356,8 @@ def parse_rft_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -
     tuning = raw.get("tuningMethod")
     tuning = tuning.strip() if isinstance(tuning, str) else None
     table = rft_table_for(model, tuning if tuning in ("full", "lora") else None)
-    problems: dict[str, str] = {}
-    values: dict[str, object] = {}
-    for name, raw_value in raw.items():
-        parameter = table.get(name)
-        if parameter is None:
-            problems[name] = (f"unknown hyperparameter for {CustomizationType.REINFORCEMENT_FINE_TUNING.value} "
-                              f"in the {model.family.name} family (accepted: {', '.join(table)})")
-            continue
-        value, problem = _parse_typed(parameter, raw_value)
-        if problem:
-            problems[name] = problem
-        else:
-            values[name] = value
+    values, problems = _parse_all(raw, table, _parse_typed, f"{CustomizationType.REINFORCEMENT_FINE_TUNING.value} "
+                                  f"in the {model.family.name} family")
 
     def get(name: str):
         return values[name] if name in values else table[name].default

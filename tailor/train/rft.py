@@ -49,7 +49,6 @@ TRAINING_COLUMNS = ("step", "epoch", "critic/rewards/mean", "critic/rewards/max"
                     "grader/error_count")
 VALIDATION_COLUMNS = ("step", "epoch", "val-score/rewards/mean@1", "grader/error_count")
 REWARD_PLOT = Path("training_artifacts/rewards.png")
-FAILED_STEPS_LIMIT = 1  # steps in a row where every sample's grading failed before the run fails
 
 
 @dataclass
@@ -64,8 +63,6 @@ class Rewards:
 
     values: list[float] = field(default_factory=list)
     errors: int = 0
-    failed_steps: int = 0  # consecutive batches where every sample errored
-    first_error: str | None = None
     calls: int = 0
 
 
@@ -183,9 +180,7 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
             rewards.values = [result.reward for result in results]
             errors = [result.error for result in results if result.error]
             rewards.errors = len(errors)
-            rewards.first_error = rewards.first_error or (errors[0] if errors else None)
-            rewards.failed_steps = rewards.failed_steps + 1 if len(errors) == len(results) else 0
-            if rewards.failed_steps >= FAILED_STEPS_LIMIT:
+            if len(errors) == len(results):  # no reward at all: training cannot learn anything
                 raise GraderFailed(f"The grader {grader.name} failed on every sample of a step; first error: "
                                    f"{errors[0]}")
             return rewards.values
@@ -352,25 +347,13 @@ class _MetricsFiles:
 
     def plot(self, path: Path) -> None:
         """Sampled reward per step and greedy held-out reward, for people to look at."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(7, 4))
+        figure, axes = common.new_plot()
         axes.plot([r["step"] for r in self.training_rows], [r["critic/rewards/mean"] for r in self.training_rows],
                   label="sampled reward (critic/rewards/mean)", linewidth=1)
         axes.plot([r["step"] for r in self.validation_rows],
                   [r["val-score/rewards/mean@1"] for r in self.validation_rows], "o-",
                   label="held-out greedy reward (val-score/rewards/mean@1)")
-        axes.set_xlabel("step")
-        axes.set_ylabel("reward")
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
+        common.save_plot(figure, axes, path, "reward")
 
 
 if __name__ == "__main__":
