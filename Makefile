@@ -32,6 +32,7 @@ test: install-dev
 bench: install-dev
 	$(PY) bench/sft_throughput.py
 	$(PY) bench/serving.py
+	$(PY) bench/rft.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

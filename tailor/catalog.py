@@ -10,7 +10,10 @@ names while the weights come from elsewhere. Tailor never maps an id silently: t
 returned with a note that callers print and record.
 
 Besides catalog ids, a model can be named by a local directory (a Hugging Face model folder) or a
-hub id (``org/name``); those use the ``tailor`` family.
+hub id (``org/name``); those use the ``tailor`` family. A Tailor training output folder (one with a
+``manifest.json``: a custom model) resolves to the model it was trained from, started from its
+trained weights: that is how a custom model is customized again (iterative customization, e.g.
+reinforcement fine-tuning after supervised fine-tuning).
 
 A family's data limits may differ per customization type (``Family.limits_for``): reinforcement
 fine-tuning takes prompts, not examples, and the original service bounds them differently.
@@ -207,6 +210,8 @@ class Weights:
     full_learning_rate: float  # what learningRateMultiplier=1 means when training all weights
     lora_learning_rate: float  # ... and when training a LoRA adapter
     default_tuning: Literal["full", "lora"]
+    # tailor.tiny, or weights trained from it: hyperparameter defaults sized for the test model.
+    test_model: bool = False
 
     def base_learning_rate(self, tuning_method: str) -> float:
         return self.full_learning_rate if tuning_method == "full" else self.lora_learning_rate
@@ -254,7 +259,8 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             provider="Tailor",
             family="tailor",
             customization_types=(_FT, _CPT, _RFT),
-            weights=Weights("builtin", "tiny", TINY_FULL_LEARNING_RATE, TINY_LORA_LEARNING_RATE, "full"),
+            weights=Weights("builtin", "tiny", TINY_FULL_LEARNING_RATE, TINY_LORA_LEARNING_RATE, "full",
+                            test_model=True),
             note=TINY_NOTE,
         ),
         FoundationModel(
@@ -313,6 +319,10 @@ class ResolvedModel:
     customization_types: tuple[CustomizationType, ...]
     alias_of: str | None = None  # the alias target, when the id was mapped
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Iterative customization: the training output folder of the custom model training starts
+    # from, and its LoRA adapter (on ``weights``) when it is one; full weights are in ``weights``.
+    trained: str | None = None
+    adapter: str | None = None
 
     def describe(self) -> str:
         """One line for logs and manifests that says exactly what will be loaded."""
@@ -383,6 +393,8 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
         return ResolvedModel(model_id, FAMILIES[entry.family], entry.weights,
                              entry.customization_types, notes=notes)
 
+    if (Path(model_id).expanduser() / "manifest.json").is_file():
+        return _resolve_trained(Path(model_id).expanduser().resolve(), settings)
     weights = _weights_for_path_or_hub(model_id)
     if weights is not None:
         return ResolvedModel(model_id, FAMILIES["tailor"], weights, tuple(FAMILIES["tailor"].formats))
@@ -392,3 +404,31 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
         f"Unknown model {identifier!r}. Use a catalog id ({known}), a local model directory, "
         "or a Hugging Face hub id such as 'org/name'."
     )
+
+
+def _resolve_trained(folder: Path, settings: Settings) -> ResolvedModel:
+    """A training output folder (a custom model): the model it was trained from, with training
+    starting from its weights. Full weights replace the base's; a LoRA adapter goes on the base it
+    was trained on (recorded by its weights, not by an alias that may have changed since)."""
+    import json
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        base, tuning = manifest["base_model"], manifest["tuning_method"]
+        recorded = base["weights"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidInput(f"{folder}/manifest.json is not a readable Tailor training manifest ({error}).") from None
+    if recorded["kind"] == "builtin":
+        origin = resolve_model(TINY_MODEL_ID, settings)
+    else:
+        origin = resolve_model(recorded["location"], settings.model_copy(update={"model_aliases": {}}))
+    family = FAMILIES.get(base.get("family"), origin.family)
+    model_dir = (folder / manifest.get("model_path", "model")).resolve()
+    note = (f"Training continues from the custom model in {folder} ({manifest.get('customization_type')}, "
+            f"{tuning}) of {base.get('model_id')}.")
+    if tuning == "lora":
+        weights, adapter = origin.weights, str(model_dir)
+    else:
+        weights, adapter = replace(origin.weights, kind="local", location=str(model_dir)), None
+    return ResolvedModel(base.get("model_id") or origin.model_id, family, weights, origin.customization_types,
+                         notes=(note,), trained=str(folder), adapter=adapter)

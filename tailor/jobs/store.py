@@ -92,7 +92,9 @@ class Job(JobLifecycle, Base):
 
     customization_type: Mapped[str] = mapped_column(String(32))
     base_model_id: Mapped[str] = mapped_column(String(256))
-    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    base_model_arn: Mapped[str] = mapped_column(String(1011))  # always the foundation model's (botocore's shape)
+    # Iterative customization: the custom model training starts from (its base is base_model_arn).
+    source_model_arn: Mapped[str | None] = mapped_column(String(1011))
     output_model_name: Mapped[str] = mapped_column(String(63))
     output_model_arn: Mapped[str | None] = mapped_column(String(1011))
     request: Mapped[dict] = mapped_column(JSON)  # the validated CreateModelCustomizationJob request
@@ -121,6 +123,7 @@ class CustomModel(Base):
     job_id: Mapped[str | None] = mapped_column(String(12))
     base_model_id: Mapped[str] = mapped_column(String(256))
     base_model_arn: Mapped[str] = mapped_column(String(1011))
+    source_model_arn: Mapped[str | None] = mapped_column(String(1011))  # the custom model it was trained from
     customization_type: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # Creating | Active | Failed
     failure_message: Mapped[str | None] = mapped_column(Text)

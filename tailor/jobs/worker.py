@@ -84,6 +84,7 @@ class _Reporter:
 def run_job(job_id: str, settings: Settings) -> str:
     """Run the job and return its final status."""
     from tailor.arns import custom_model_arn, new_resource_id
+    from tailor.services.customization import training_start
     from tailor.train import common, cpt, rft, sft
 
     store = open_store(settings)
@@ -101,8 +102,13 @@ def run_job(job_id: str, settings: Settings) -> str:
               "REINFORCEMENT_FINE_TUNING": rft.run}[job.customization_type]
     validators = (request.get("validationDataConfig") or {}).get("validators") or []
     rft_config = (request.get("customizationConfig") or {}).get("rftConfig") or {}
+    try:
+        start = training_start(store, job)
+    except TailorError as error:
+        return _finish(store, job_id, "Failed", failure=error.message, phase="validationDetails",
+                       phase_status="Failed")
     spec = common.TrainSpec(
-        customization_type=job.customization_type, model=job.base_model_id,
+        customization_type=job.customization_type, model=start,
         training_uri=request["trainingDataConfig"]["s3Uri"], output_dir=work_dir / "output",
         validation_uris=tuple(v["s3Uri"] for v in validators),
         hyperparameters=dict(request.get("hyperParameters") or rft_config.get("hyperParameters") or {}),
@@ -143,7 +149,7 @@ def run_job(job_id: str, settings: Settings) -> str:
         model_arn = custom_model_arn(settings.region, settings.account_id, job.base_model_id, model_id)
         session.add(CustomModel(
             id=model_id, arn=model_arn, name=job.output_model_name, principal=job.principal, job_id=job.id,
-            base_model_id=job.base_model_id, base_model_arn=job.base_model_arn,
+            base_model_id=job.base_model_id, base_model_arn=job.base_model_arn, source_model_arn=job.source_model_arn,
             customization_type=job.customization_type, status="Active", artifacts_dir=str(outcome.output_dir),
             created_at=utcnow(),
         ))

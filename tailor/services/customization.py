@@ -53,8 +53,9 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
         raise InvalidInput(f"customizationType: {kind} is not available in Tailor yet; "
                            f"available: {', '.join(sorted(TRAINABLE))}.")
     base_id = request["baseModelIdentifier"]
+    start = _custom_start(store, principal, base_id, settings)  # a custom model customized again
     try:
-        model = resolve_model(base_id, settings)
+        model = resolve_model(start.artifacts_dir if start else base_id, settings)
     except ModelUnavailable as error:
         raise InvalidInput(f"baseModelIdentifier: {error.message}") from error
     if kind not in model.customization_types:
@@ -72,7 +73,8 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
         name=request["jobName"], principal=principal, status="InProgress", phase="queued",
         customization_type=kind.value, base_model_id=model.model_id,
         base_model_arn=foundation_model_arn(settings.region, model.model_id),
-        output_model_name=request["customModelName"], output_model_arn=None, role_arn=request["roleArn"],
+        source_model_arn=start.arn if start else None, output_model_name=request["customModelName"],
+        output_model_arn=None, role_arn=request["roleArn"],
         client_request_token=token, request=request,
         status_details={phase: {"status": "NotStarted", "creationTime": now.isoformat(),
                                 "lastModifiedTime": now.isoformat()} for phase in PHASES},
@@ -89,6 +91,36 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
         for tag in request.get("jobTags") or []:
             session.add(Tag(resource_arn=job.arn, key=tag["key"], value=tag["value"]))
     return {"jobArn": job.arn}
+
+
+def _custom_start(store: Store, principal: str, identifier: str, settings: Settings) -> CustomModel | None:
+    """The caller's custom model that ``baseModelIdentifier`` names (by ARN, or by a name that is
+    not a foundation model's), or None for a foundation model. Training starts from its weights."""
+    if ":custom-model/" not in identifier:
+        try:
+            resolve_model(identifier, settings)
+            return None
+        except (NotFound, ModelUnavailable, InvalidInput):
+            pass  # not a foundation model: perhaps a custom model's name
+    with store.session() as session:
+        try:
+            return find_owned(session, CustomModel, principal, identifier, "Custom model")
+        except NotFound as error:
+            if ":custom-model/" in identifier:
+                raise InvalidInput(f"baseModelIdentifier: {error.message}") from None
+    return None  # resolve_model says what is wrong with the identifier
+
+
+def training_start(store: Store, job: Job) -> str:
+    """What a job's training loads: its foundation model's id, or the training output folder of
+    the custom model it continues from."""
+    if job.source_model_arn is None:
+        return job.base_model_id
+    with store.session() as session:
+        artifacts = session.scalar(select(CustomModel.artifacts_dir).where(CustomModel.arn == job.source_model_arn))
+    if artifacts is None:
+        raise NotFound(f"The custom model {job.source_model_arn} this job starts from was deleted.")
+    return artifacts
 
 
 def _check_rft(store: Store, request: dict, model) -> None:
@@ -258,6 +290,16 @@ def delete_custom_model(store: Store, principal: str, identifier: str) -> dict:
         if users:
             raise Conflict(f"Custom model {model.name} is deployed ({', '.join(sorted(users))}); "
                            "delete those deployments first.")
+        # A LoRA model trained on top of this one loads these weights as its base; a queued or
+        # running job will load them to start from.
+        children = session.scalars(select(CustomModel.name).where(CustomModel.source_model_arn == model.arn)).all()
+        jobs = session.scalars(select(Job.name).where(Job.source_model_arn == model.arn,
+                                                      Job.status.in_(("InProgress", "Stopping")))).all()
+        if children or jobs:
+            dependents = [f"custom model {name}" for name in sorted(children)]
+            dependents += [f"job {name}" for name in sorted(jobs)]
+            raise Conflict(f"Custom model {model.name} is the starting point of {', '.join(dependents)}; "
+                           "delete those custom models (or wait for the jobs) first.")
         artifacts = Path(model.artifacts_dir)
         session.delete(model)
         session.execute(Tag.__table__.delete().where(Tag.resource_arn == model.arn))

@@ -401,15 +401,11 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
     """Load the model, train it, keep the best checkpoint and publish the output folder."""
     from datetime import datetime, timezone
 
-    from tailor.weights import load_causal_lm
-
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     scratch = prepare_output(spec.output_dir)
     try:
-        model = load_causal_lm(model_ref, settings, progress=spec.progress)
-        if config.tuning_method == "lora":
-            model = with_lora(model, config)
+        model = load_trainable(model_ref, config, settings, progress=spec.progress)
         load_seconds = time.perf_counter() - started
         metrics = MetricsWriter(scratch, with_validation=bool(validation))
         model_dir = scratch / MODEL_DIR
@@ -464,6 +460,7 @@ def manifest_for(spec: TrainSpec, model_ref, tuning_method: str, data: dict, not
             "weights": {"kind": model_ref.weights.kind, "location": model_ref.weights.location},
             "alias_of": model_ref.alias_of,
             "resolved": model_ref.describe(),
+            **({"trained": model_ref.trained, "adapter": model_ref.adapter} if model_ref.trained else {}),
         },
         "notes": list(notes),
         "tuning_method": tuning_method,
@@ -481,6 +478,25 @@ def manifest_for(spec: TrainSpec, model_ref, tuning_method: str, data: dict, not
             "total_seconds": round(time.perf_counter() - started, 2),
         },
     }
+
+
+def load_trainable(model_ref, config, settings, progress: bool = True):
+    """The model a run trains: the base, wrapped in a new LoRA adapter for LoRA runs.
+
+    A run that continues from a LoRA custom model (``model_ref.adapter``) trains that adapter
+    further when it tunes LoRA (its rank is the adapter's), or starts full training from the base
+    with the adapter merged in.
+    """
+    from tailor.weights import load_causal_lm
+
+    model = load_causal_lm(model_ref, settings, progress=progress)
+    if model_ref.adapter:
+        from peft import PeftModel
+
+        if config.tuning_method == "lora":
+            return PeftModel.from_pretrained(model, model_ref.adapter, is_trainable=True)
+        return PeftModel.from_pretrained(model, model_ref.adapter).merge_and_unload()
+    return with_lora(model, config) if config.tuning_method == "lora" else model
 
 
 def with_lora(model, config: TrainConfig):

@@ -323,7 +323,7 @@ def rft_table_for(model: ResolvedModel, tuning_method: str | None = None) -> dic
         raise InvalidInput(f"Family {model.family.name} does not support "
                            f"{CustomizationType.REINFORCEMENT_FINE_TUNING.value} (supported: {supported}).")
     table = {p.name: p for p in RFT_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS}
-    if model.family.name == "tailor" and model.weights.kind != "builtin":
+    if model.family.name == "tailor" and not model.weights.test_model:
         method = tuning_method or model.weights.default_tuning
         defaults = {**REAL_MODEL_RFT_DEFAULTS, "learningRate": REAL_MODEL_RFT_LEARNING_RATES[method]}
         for name, default in defaults.items():

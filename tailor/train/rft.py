@@ -34,7 +34,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tailor.errors import InvalidInput
@@ -72,7 +72,7 @@ def run(spec: common.TrainSpec, settings: Settings | None = None, hooks: common.
     settings = settings or get_settings()
     hooks = hooks or common.Hooks()
     model_ref, config, tokenizer = common.prepare(spec, settings, parse_rft_hyperparameters)
-    _check_context(config, tokenizer)
+    config, context_notes = _fit_context(config, tokenizer, given=spec.hyperparameters)
     if grader is None:
         from tailor.graders.registry import get_grader
         from tailor.jobs.store import open_store
@@ -82,14 +82,24 @@ def run(spec: common.TrainSpec, settings: Settings | None = None, hooks: common.
                                "(rftConfig.graderConfig.lambdaGrader.lambdaArn, or --grader).")
         grader = get_grader(open_store(settings), spec.grader)
     train, held_out, data, notes = load_prompts(spec, model_ref, config, tokenizer, settings)
+    notes = context_notes + notes
     return _fit(spec, model_ref, config, tokenizer, grader, train, held_out, data, notes, settings, hooks)
 
 
-def _check_context(config: RftConfig, tokenizer) -> None:
+def _fit_context(config: RftConfig, tokenizer, given) -> tuple[RftConfig, tuple[str, ...]]:
+    """Prompt and answer must fit the model's context: a default maxPromptLength shrinks to fit
+    (with a note), one the user set is refused."""
     limit = getattr(tokenizer, "model_max_length", None)
-    if limit and limit < 1_000_000 and config.max_prompt_length + config.inference_max_tokens > limit:
+    if not limit or limit >= 1_000_000 or config.max_prompt_length + config.inference_max_tokens <= limit:
+        return config, ()
+    if "maxPromptLength" in given or config.inference_max_tokens >= limit:
         raise InvalidInput(f"maxPromptLength + inferenceMaxTokens = {config.max_prompt_length} + "
                            f"{config.inference_max_tokens} exceeds the model's context of {limit} tokens.")
+    fitted = limit - config.inference_max_tokens
+    note = (f"maxPromptLength defaults to {config.max_prompt_length}, more than the model's context of {limit} "
+            f"tokens leaves after inferenceMaxTokens; it was set to {fitted}.")
+    return replace(config, max_prompt_length=fitted,
+                   hyperparameters={**config.hyperparameters, "maxPromptLength": fitted}), (note,)
 
 
 def load_prompts(spec: common.TrainSpec, model_ref, config: RftConfig, tokenizer, settings):
@@ -153,12 +163,11 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
 
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from tailor.graders.contract import sample
     from tailor.graders.registry import grade
-    from tailor.weights import load_causal_lm
 
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
@@ -166,9 +175,7 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
     log = (lambda text: print(text, flush=True)) if spec.progress else None
     try:
         torch.manual_seed(config.seed)
-        model = load_causal_lm(model_ref, settings, progress=spec.progress)
-        if config.tuning_method == "lora":
-            model = common.with_lora(model, config)
+        model = common.load_trainable(model_ref, config, settings, progress=spec.progress)
         rewards = Rewards()
 
         def grader_reward(prompts, completions, record, **_):
@@ -195,6 +202,8 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
             logging_steps=1, save_strategy="no", report_to=[], seed=config.seed, data_seed=config.seed,
             use_cpu=not torch.cuda.is_available(), bf16=False, optim="adamw_torch", remove_unused_columns=False,
             disable_tqdm=True, lr_scheduler_type="constant",
+            # It saves memory on a GPU; on a CPU it only costs time (~15 %, docs/performance.md).
+            gradient_checkpointing=torch.cuda.is_available(),
         )
         writer = _MetricsFiles(scratch)
         evaluate = _HeldOut(model, tokenizer, grader, held_out, config, settings, log)
@@ -233,6 +242,7 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
 
         trainer = GRPOTrainer(model=model, reward_funcs=grader_reward, args=arguments, train_dataset=dataset,
                               processing_class=tokenizer, callbacks=[Watch()])
+        trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; Watch logs a readable line
         trainer.train()
         if Watch.stopped:
             raise common.StopRequested("training stopped on request")

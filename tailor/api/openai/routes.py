@@ -1,4 +1,6 @@
-"""OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream) and ``GET /v1/models``.
+"""OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``,
+and a customization job's live events (``GET /v1/fine_tuning/jobs/{id}/events``: status changes and
+per-step metrics, RFT rewards included; ``tailor.services.job_events``).
 
 Authentication is a bearer API key (``tailor keys create`` prints one; it is the access key id and
 its secret joined by a dot), so the official ``openai`` client works with ``api_key=`` and
@@ -20,7 +22,7 @@ from tailor.api import serving
 from tailor.api.openai import convert
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import TextDelta
-from tailor.services import inference
+from tailor.services import inference, job_events
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -28,6 +30,8 @@ DEFAULT_MAX_TOKENS = 512
 def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai.chat_completions")
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
+    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/events", list_job_events, methods=["GET"],
+                      name="openai.fine_tuning.jobs.events")
 
 
 def _error(error: Exception) -> JSONResponse:
@@ -84,5 +88,20 @@ async def list_models(request: Request) -> Response:
                                       principal)
         return JSONResponse({"object": "list", "data": [
             {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor"} for model_id in ids]})
+    except Exception as error:
+        return _error(error)
+
+
+async def list_job_events(request: Request, job_id: str) -> Response:
+    """A customization job's events, newest first: ``client.fine_tuning.jobs.list_events(job)``,
+    where ``job`` is the job's id (the last part of its ARN), name or ARN."""
+    try:
+        principal = await _principal(request)
+        limit = request.query_params.get("limit", "20")
+        if not limit.isdigit():
+            raise InvalidInput(f"limit: must be a whole number; got {limit!r}.")
+        page = await run_in_threadpool(job_events.list_events, request.app.state.store, principal, job_id,
+                                       after=request.query_params.get("after"), limit=int(limit))
+        return JSONResponse(page)
     except Exception as error:
         return _error(error)
