@@ -205,7 +205,7 @@ def test_an_rft_job_from_an_sft_custom_model_beats_it_on_held_out_prompts(judged
         ":foundation-model/tailor.tiny")
 
     live = []  # reward events seen while the job was still training
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # queued behind nothing, but a busy 2-core CI machine is slow
     while (status := bedrock.get_model_customization_job(jobIdentifier=job["jobArn"])["status"]) == "InProgress":
         assert time.monotonic() < deadline, "the RFT job took too long"
         live = metrics(all_events(client, job_id), "critic_rewards_mean") or live
