@@ -393,8 +393,9 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
         return ResolvedModel(model_id, FAMILIES[entry.family], entry.weights,
                              entry.customization_types, notes=notes)
 
-    if (Path(model_id).expanduser() / "manifest.json").is_file():
-        return _resolve_trained(Path(model_id).expanduser().resolve(), settings)
+    folder = Path(model_id).expanduser()
+    if (folder / "manifest.json").is_file():  # a training output folder: a custom model
+        return _resolve_trained(folder.resolve(), settings)
     weights = _weights_for_path_or_hub(model_id)
     if weights is not None:
         return ResolvedModel(model_id, FAMILIES["tailor"], weights, tuple(FAMILIES["tailor"].formats))

@@ -30,14 +30,19 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     return models
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch, tiny_models_dir) -> Path:
-    """A fresh TAILOR_HOME whose model cache already holds the built tiny model."""
-    home = tmp_path / "home"
+def tiny_home(home: Path, tiny_models_dir: Path) -> Path:
+    """Make ``home`` a TAILOR_HOME whose model cache links to the session's built tiny model."""
     (home / "models").mkdir(parents=True)
     for entry in tiny_models_dir.iterdir():
         if not entry.name.startswith("."):
             os.symlink(entry, home / "models" / entry.name)
+    return home
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, tiny_models_dir) -> Path:
+    """A fresh TAILOR_HOME whose model cache already holds the built tiny model."""
+    home = tiny_home(tmp_path / "home", tiny_models_dir)
     monkeypatch.setenv("TAILOR_HOME", str(home))
     monkeypatch.delenv("TAILOR_MODEL_ALIASES", raising=False)
     return home
@@ -85,11 +90,7 @@ def trained(tmp_path_factory, tiny_models_dir) -> Trained:
     from tailor.train.common import TrainSpec
 
     root = tmp_path_factory.mktemp("serving")
-    home = root / "home"
-    (home / "models").mkdir(parents=True)
-    for entry in tiny_models_dir.iterdir():
-        if not entry.name.startswith("."):
-            os.symlink(entry, home / "models" / entry.name)
+    home = tiny_home(root / "home", tiny_models_dir)
     settings = Settings(home=home)
 
     faq_file = root / "faq.jsonl"

@@ -24,6 +24,7 @@ from tailor.arns import custom_model_arn, foundation_model_arn, new_resource_id
 from tailor.jobs.store import CustomModel, Store, database_url, utcnow
 from tailor.services import deployments as service
 from tests.api.conftest import ALIASES, TITAN, Server, free_port, kill_workers
+from tests.conftest import tiny_home
 
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::000000000000:role/TailorCustomization"
@@ -59,11 +60,7 @@ def trained(tmp_path_factory, tiny_models_dir):
     from tailor.services.keys import create_key
     from tailor.settings import Settings
 
-    home = tmp_path_factory.mktemp("deployments") / "home"
-    (home / "models").mkdir(parents=True)
-    for entry in tiny_models_dir.iterdir():
-        if not entry.name.startswith("."):
-            os.symlink(entry, home / "models" / entry.name)
+    home = tiny_home(tmp_path_factory.mktemp("deployments") / "home", tiny_models_dir)
     settings = Settings(home=home)
     store = Store(database_url(home, None))
     keys = {name: create_key(store, settings, name) for name in ("alice", "bob")}

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from tailor import rft_demo
 from tests.api.conftest import ALIASES, running_server
+from tests.conftest import tiny_home
 
 pytestmark = pytest.mark.slow
 
@@ -137,8 +138,6 @@ def judged(tmp_path_factory, tiny_models_dir):
     """A server whose JUDGE is the tiny model taught to rate, in the instruction-following judge
     template's exact prompt, a bare fruit name 10 and the sentence style 2 (a test judge: it knows
     nothing else), plus the task's files in its buckets."""
-    import os
-
     from tailor.evaluate.judge import FORM, SYSTEM
     from tailor.graders.contract import sample
     from tailor.graders.template_files import template_path
@@ -147,11 +146,7 @@ def judged(tmp_path_factory, tiny_models_dir):
     from tailor.train.common import TrainSpec
 
     root = tmp_path_factory.mktemp("rft-jobs")
-    home = root / "home"
-    (home / "models").mkdir(parents=True)
-    for entry in tiny_models_dir.iterdir():
-        if not entry.name.startswith("."):
-            os.symlink(entry, home / "models" / entry.name)
+    home = tiny_home(root / "home", tiny_models_dir)
     files = rft_demo.write_task(root / "task")
 
     spec = importlib.util.spec_from_file_location("judge_template", template_path("judge_instruction_following"))

@@ -13,6 +13,7 @@ import pytest
 from tailor import rft_demo
 from tailor.train import rft, sft
 from tailor.train.common import TrainSpec
+from tests.conftest import tiny_home
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +21,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def start(tmp_path_factory, tiny_models_dir):
     """The task's files, a home with the strict grader registered, and the SFT starting point."""
-    import os
-
     from tailor.graders.registry import create_grader
     from tailor.jobs.store import open_store
     from tailor.settings import Settings
 
     root = tmp_path_factory.mktemp("rft-learning")
-    (root / "home" / "models").mkdir(parents=True)
-    for entry in tiny_models_dir.iterdir():
-        if not entry.name.startswith("."):
-            os.symlink(entry, root / "home" / "models" / entry.name)
-    settings = Settings(home=root / "home")
+    settings = Settings(home=tiny_home(root / "home", tiny_models_dir))
     files = rft_demo.write_task(root / "task")
     create_grader(open_store(settings), settings, "exact-answer", file=files.grader)
     outcome = sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(files.sft), root / "sft",
