@@ -96,8 +96,8 @@ def _fit_context(config: RftConfig, tokenizer, given) -> tuple[RftConfig, tuple[
         raise InvalidInput(f"maxPromptLength + inferenceMaxTokens = {config.max_prompt_length} + "
                            f"{config.inference_max_tokens} exceeds the model's context of {limit} tokens.")
     fitted = limit - config.inference_max_tokens
-    note = (f"maxPromptLength defaults to {config.max_prompt_length}, more than the model's context of {limit} "
-            f"tokens leaves after inferenceMaxTokens; it was set to {fitted}.")
+    note = (f"The default maxPromptLength ({config.max_prompt_length}) does not fit the model's {limit}-token "
+            f"context with inferenceMaxTokens ({config.inference_max_tokens}); it was lowered to {fitted}.")
     return replace(config, max_prompt_length=fitted,
                    hyperparameters={**config.hyperparameters, "maxPromptLength": fitted}), (note,)
 

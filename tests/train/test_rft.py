@@ -115,3 +115,22 @@ def test_the_cli_registers_a_grader_and_trains_with_it(home, tmp_path):
                                        str(tmp_path / "out"), "--grader", "flaky", *hp])
     assert trained.exit_code == 0, trained.output
     assert "held-out greedy reward" in trained.output and (tmp_path / "out" / "model").is_dir()
+
+
+def test_a_default_prompt_length_shrinks_to_the_context_and_a_chosen_one_is_refused(settings):
+    """tailor.tiny's weights named by folder get a real model's defaults (maxPromptLength 2,500),
+    which do not fit its 1,024-token context."""
+    from tailor.catalog import resolve_model
+    from tailor.tiny import tiny_model_dir
+    from tailor.train.hyperparams import parse_rft_hyperparameters
+    from tailor.weights import load_tokenizer
+
+    model = resolve_model(str(tiny_model_dir(settings.models_dir, progress=False)), settings)
+    tokenizer = load_tokenizer(model, settings)
+    config, notes = rft._fit_context(parse_rft_hyperparameters({}, model), tokenizer, given={})
+    assert config.max_prompt_length + config.inference_max_tokens == tokenizer.model_max_length == 1024
+    assert config.hyperparameters["maxPromptLength"] == config.max_prompt_length
+    assert "lowered to" in notes[0]
+    chosen = {"maxPromptLength": 1000}
+    with pytest.raises(InvalidInput, match="exceeds the model's context of 1024 tokens"):
+        rft._fit_context(parse_rft_hyperparameters(chosen, model), tokenizer, given=chosen)
