@@ -27,7 +27,7 @@ from pathlib import Path
 from tailor.errors import InvalidInput
 from tailor.jobs.store import Job, Store
 from tailor.services.customization import find_owned
-from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS
+from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS, output_in_progress
 
 MAX_LIMIT = 1000
 ENDINGS = {"Completed": "The job has successfully completed.", "Stopped": "The job was stopped."}
@@ -67,17 +67,15 @@ def job_events(job: Job) -> list[dict]:
                     f"({job.customization_type} of {job.base_model_id}).")]
     total = (job.progress or {}).get("totalSteps")
     folder = _metrics_folder(Path(job.work_dir))
-    nothing = ([], 0.0)
-    training = _rows(folder / TRAINING_METRICS) if folder else nothing
-    validation = _rows(folder / VALIDATION_METRICS) if folder else nothing
-    measured = []  # (step, 0 for training and 1 for held-out: an evaluation follows its step, event)
-    for order, (kind, (rows, modified)) in enumerate((("step", training), ("validation", validation))):
+    measured = []  # ((step, 0 for training, 1 for held-out: an evaluation follows its step), event)
+    files = (("step", TRAINING_METRICS, "training metrics"), ("validation", VALIDATION_METRICS, "held-out metrics"))
+    for order, (kind, relative, what) in enumerate(files):
+        rows, modified = _rows(folder / relative) if folder else ([], 0.0)
         for index, row in enumerate(rows):
             data = {"step": row.pop("step"), "total_steps": total, **row}
-            what = "training metrics" if kind == "step" else "held-out metrics"
-            measured.append((data["step"], order, event(kind, index, modified,
-                                                        f"Step {data['step']}/{total or '?'}: {what}", data)))
-    events += [item[2] for item in sorted(measured, key=lambda item: item[:2])]
+            message = f"Step {data['step']}/{total or '?'}: {what}"
+            measured.append(((data["step"], order), event(kind, index, modified, message, data)))
+    events += [item for _, item in sorted(measured, key=lambda pair: pair[0])]
     if job.end_time is not None:
         message = ENDINGS.get(job.status) or f"The job failed: {job.failure_message}"
         events.append(event("end", 0, job.end_time.timestamp(), message, level="info" if job.status != "Failed"
@@ -87,10 +85,8 @@ def job_events(job: Job) -> list[dict]:
 
 def _metrics_folder(work_dir: Path) -> Path | None:
     """The published output, else the folder the running training writes into."""
-    if (work_dir / "output").is_dir():
-        return work_dir / "output"
-    partial = sorted(work_dir.glob(".output.partial-*"), key=lambda path: path.stat().st_mtime)
-    return partial[-1] if partial else None
+    output = work_dir / "output"
+    return output if output.is_dir() else output_in_progress(output)
 
 
 def _rows(path: Path) -> tuple[list[dict], float]:

@@ -34,6 +34,7 @@ VALIDATION_METRICS = Path("validation_artifacts/post_fine_tuning_validation/vali
 LOSS_PLOT = Path("training_artifacts/loss.png")
 MODEL_DIR = Path("model")
 MANIFEST = Path("manifest.json")
+PARTIAL = ".partial-"  # a scratch folder beside the output: .{output name}.partial-{pid}
 
 
 @dataclass
@@ -338,10 +339,17 @@ def prepare_output(out_dir: Path) -> Path:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InvalidInput(f"Output folder {out_dir} already exists and is not empty.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    scratch = out_dir.parent / f".{out_dir.name}{PARTIAL}{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     return scratch
+
+
+def output_in_progress(out_dir: Path) -> Path | None:
+    """The newest scratch folder ``prepare_output`` made for ``out_dir``, where a running training
+    writes (and flushes) its metrics; None when there is none."""
+    partial = sorted(out_dir.parent.glob(f".{out_dir.name}{PARTIAL}*"), key=lambda path: path.stat().st_mtime)
+    return partial[-1] if partial else None
 
 
 def publish_output(scratch: Path, out_dir: Path) -> None:
