@@ -2,8 +2,10 @@
 
     contract.py        the batch a grader receives (``sample``) and reading what it returns
                        (``read_results`` -> ``GradeResult``); readers for grader authors
-    sandbox.py         runs a Python grader's ``lambda_handler`` in its own process, with a timeout
-                       and a memory limit
+    sandbox.py         runs a Python grader's ``lambda_handler`` confined by bubblewrap: as nobody,
+                       without the server's files, environment or network, with CPU, memory,
+                       process and wall-clock limits; refused where bubblewrap cannot run
+    judge_egress.py    the sandbox's one network path: a judge grader's proxy to its judge
     remote.py          HTTP graders: the batch POSTed as JSON to a URL
     registry.py        registered graders (table ``graders``, Lambda-form ARNs) and ``grade``
     judging.py         the shared half of the judge (LLM-as-judge) templates

@@ -118,3 +118,20 @@ def lambda_handler(event, context):
 
 def test_an_empty_batch_starts_nothing(tmp_path):
     assert run(tmp_path / "missing.py", []) == []
+
+
+def test_a_flood_of_log_output_is_cut_and_the_batch_still_scored(tmp_path):
+    from tailor.graders.sandbox import LOG_LIMIT
+
+    path = grader(tmp_path, """
+import sys
+def lambda_handler(event, context):
+    block = "x" * (1 << 20)
+    for _ in range(100):  # 100 MB of log: the trainer keeps a bounded part of it
+        sys.stderr.write(block)
+    return [{"id": item["id"], "aggregate_reward_score": 1.0} for item in event]
+""")
+    logs: list[str] = []
+    results = run(path, batch("a", "b"), log=logs.append)
+    assert [result.reward for result in results] == [1.0, 1.0]
+    assert logs and LOG_LIMIT // 2 < len(logs[0]) <= LOG_LIMIT
