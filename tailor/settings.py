@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     slots_per_model_unit: int = Field(default=8, ge=1, description="Requests one provisioned model unit runs at "
                                       "once; more wait their turn.")
 
+    # 1,000,000: the longest window in the catalog is 200k tokens (Claude 3 Haiku's id), about 800k
+    # characters of English at ~4 per token, so a prompt that could fit any window served here passes,
+    # while tokenizing this many takes ~0.8 s on a 2-core CPU (a 10 MB prompt took ~10 s). Even
+    # JSON-escaped at 6 bytes a character, 1M characters stay under a 20 MB request body limit.
+    max_prompt_characters: int = Field(default=1_000_000, ge=1, description="Longest prompt one inference "
+                                       "request may carry, in characters (messages and stop sequences "
+                                       "together); longer ones are refused before tokenizing (HTTP 400).")
+
     # Evaluation (tailor/evaluate).
     evaluation_encoder: str | None = Field(
         default=None, description="Encoder for BERTScore and embedding cosine: a local folder or a hub id "

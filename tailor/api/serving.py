@@ -1,7 +1,9 @@
 """What both inference dialects (bedrock-runtime, OpenAI) do between parsing and answering.
 
 Find the weights a model id names (``tailor.services.inference``), wait for one of the
-deployment's slots (its model units), and run the request on the engine. ``answer_stream``
+deployment's slots (its model units), and run the request on the engine. A prompt longer than
+``max_prompt_characters`` is refused first, before it waits for a slot or travels to the engine
+(whose tokenizing of it would otherwise cost seconds). ``answer_stream``
 waits for the engine's first event before returning, so that an error found before any text
 (a prompt over the context window, a model that cannot load) is answered with a proper error
 status instead of a stream that breaks off.
@@ -16,7 +18,7 @@ from contextlib import AsyncExitStack
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from tailor.serve.protocol import ChatRequest, Completion, TextDelta
+from tailor.serve.protocol import ChatRequest, Completion, TextDelta, check_prompt_size
 from tailor.services import inference
 from tailor.services.inference import Invocable
 
@@ -39,6 +41,7 @@ def _slots(app: FastAPI, invocable: Invocable) -> asyncio.Semaphore | None:
 
 
 async def answer(app: FastAPI, invocable: Invocable, chat: ChatRequest) -> Completion:
+    check_prompt_size(chat, app.state.settings.max_prompt_characters)
     async with AsyncExitStack() as stack:
         if (semaphore := _slots(app, invocable)) is not None:
             await stack.enter_async_context(semaphore)
@@ -47,6 +50,7 @@ async def answer(app: FastAPI, invocable: Invocable, chat: ChatRequest) -> Compl
 
 async def answer_stream(app: FastAPI, invocable: Invocable, chat: ChatRequest) -> AsyncIterator[Event]:
     """The engine's events; the first one is already received (errors raised here, not mid-stream)."""
+    check_prompt_size(chat, app.state.settings.max_prompt_characters)
     stack = AsyncExitStack()
     if (semaphore := _slots(app, invocable)) is not None:
         await stack.enter_async_context(semaphore)

@@ -20,7 +20,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tailor.errors import InvalidInput, ModelFailed, ModelTimeout
-from tailor.serve.protocol import ChatRequest, Completion, Target, TextDelta, completion_from_json, to_json
+from tailor.serve.protocol import (
+    ChatRequest,
+    Completion,
+    Target,
+    TextDelta,
+    check_prompt_size,
+    completion_from_json,
+    to_json,
+)
 from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,6 +143,9 @@ class EngineClient:
         raise ModelFailed("The inference engine ended without an answer.")
 
     async def count_tokens(self, target: Target, request: ChatRequest) -> int:
+        # CountTokens does not pass through tailor.api.serving: refuse an oversized prompt here,
+        # before it is sent to the engine (which would refuse it too, after reading it whole).
+        check_prompt_size(request, self.settings.max_prompt_characters)
         async for reply in self._exchange({"op": "count_tokens", "target": to_json(target),
                                            "request": to_json(request)}):
             return reply["input_tokens"]

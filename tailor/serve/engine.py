@@ -4,14 +4,18 @@ How a request travels:
 
 1. ``Engine.submit`` queues it with a callback that receives ``TextDelta`` events and one final
    ``Completion`` (or an ``EngineError``).
-2. The scheduler thread admits queued requests into the running batch of their base model as soon
-   as the base is loaded (*continuous batching*: a request joins between two decoding steps; it
-   does not wait for the batch to finish). New requests are pre-filled together, and their KV
-   cache is merged into the batch's cache, left-padded to a common length.
-3. Every step decodes one token for every running sequence of a base model in one forward pass.
+   A prompt over ``max_prompt_characters`` is refused right there, before anything tokenizes it.
+2. Once its base model is loaded, the request's prompt is rendered and tokenized in a tokenizer
+   thread, never in the scheduler thread: a long prompt (about a second per million characters)
+   must not pause the decoding of everyone else's running sequences.
+3. The scheduler thread admits tokenized requests into the running batch of their base model
+   (*continuous batching*: a request joins between two decoding steps; it does not wait for the
+   batch to finish). New requests are pre-filled together, and their KV cache is merged into the
+   batch's cache, left-padded to a common length.
+4. Every step decodes one token for every running sequence of a base model in one forward pass.
    Rows of the same batch may use different LoRA adapters: peft's mixed-adapter forward
    (``adapter_names=[...]``, ``"__base__"`` for the plain base) applies each row's own adapter.
-4. Each row samples with its own parameters (greedy, temperature, top-k, top-p, seed), checks its
+5. Each row samples with its own parameters (greedy, temperature, top-k, top-p, seed), checks its
    own stop sequences and token limit, and leaves the batch when done; its cache rows go with it.
 
 Weights: base models load in a loader thread (a big model does not stall decoding for others);
@@ -38,11 +42,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tailor.serve.protocol import ChatRequest, Completion, Sampling, Target, TextDelta
+from tailor.errors import InvalidInput
+from tailor.serve.protocol import ChatRequest, Completion, Sampling, Target, TextDelta, check_prompt_size
 
 log = logging.getLogger(__name__)
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+# Tokenizers (Rust) release the GIL while they work, so prompts tokenize in parallel with decoding.
+# Several threads, so that one long prompt (bounded by max_prompt_characters: ~1 s) does not hold
+# up the short prompts that arrive behind it.
+TOKENIZER_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class _Request:
     deadline: float
     submitted: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    tokenizing: Future | None = None  # the prompt's ids, computed in a tokenizer thread
     # Filled in when the request joins a batch:
     prompt: list[int] = field(default_factory=list)
     generated: list[int] = field(default_factory=list)
@@ -162,6 +172,7 @@ class Engine:
         self._loads: dict[str, Future] = {}
         self._loads_lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailor-loader")
+        self._tokenizers = ThreadPoolExecutor(max_workers=TOKENIZER_THREADS, thread_name_prefix="tailor-tokenize")
         self._closed = threading.Event()
         self._wake = threading.Event()
         self.stats = {"steps": 0, "rows_decoded": 0, "adapter_loads": 0, "base_loads": 0}
@@ -173,6 +184,11 @@ class Engine:
     def submit(self, target: Target, chat: ChatRequest, emit: Emit, *, timeout_s: float | None = None) -> Handle:
         timeout = timeout_s or self.settings.inference_timeout_seconds
         request = _Request(target, chat, emit, deadline=time.monotonic() + timeout)
+        try:  # the API checked already; this guards every other caller (evaluation, benchmarks)
+            check_prompt_size(chat, self.settings.max_prompt_characters)
+        except InvalidInput as error:
+            emit(EngineError("ValidationException", error.message))
+            return Handle(request)
         self._load_base(target.base)  # start loading now, while the request waits
         self._queue.put(request)
         self._wake.set()
@@ -194,6 +210,8 @@ class Engine:
         return future
 
     def count_tokens(self, target: Target, chat: ChatRequest) -> int:
+        """The prompt's length in tokens; runs in the caller's thread, not the scheduler's."""
+        check_prompt_size(chat, self.settings.max_prompt_characters)
         _, tokenizer = self._load_base(target.base).result()
         return len(self._prompt_ids(tokenizer, chat))
 
@@ -206,6 +224,7 @@ class Engine:
         self._wake.set()
         self._thread.join(timeout=10)
         self._loader.shutdown(wait=False, cancel_futures=True)
+        self._tokenizers.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ loading
 
@@ -326,12 +345,18 @@ class Engine:
         return stepped
 
     def _admit(self) -> None:
-        """Move waiting requests into their base's batch (pre-filling them together)."""
+        """Move waiting requests into their base's batch (pre-filling them together).
+
+        A request waits here for its base model to load, then for its prompt to be tokenized in a
+        tokenizer thread (started here, once the base's tokenizer exists), then for room in the batch.
+        """
         now = time.monotonic()
         joining: dict[str, list[_Request]] = {}
         still_waiting = []
         for request in self._waiting:
             if request.cancelled:
+                if request.tokenizing is not None:
+                    request.tokenizing.cancel()  # if it has not started, it never will
                 continue
             if now > request.deadline:
                 request.emit(EngineError("ModelTimeoutException", "The model was not ready before the "
@@ -345,7 +370,10 @@ class Engine:
                 continue
             base = self._install(request.target.base)
             group = joining.setdefault(request.target.base, [])
-            if base is None or len(base.rows) + len(group) >= self.max_batch:
+            if base is not None and request.tokenizing is None:
+                request.tokenizing = self._tokenizers.submit(self._prompt_ids, base.tokenizer, request.chat)
+                request.tokenizing.add_done_callback(lambda _: self._wake.set())
+            if base is None or not request.tokenizing.done() or len(base.rows) + len(group) >= self.max_batch:
                 still_waiting.append(request)
                 continue
             if self._prepare(base, request):
@@ -362,12 +390,12 @@ class Engine:
                         request.emit(EngineError("ModelErrorException", "The model failed on this input."))
 
     def _prepare(self, base: _Base, request: _Request) -> bool:
-        """Tokenize and check a request; emits the error and returns False when it cannot run."""
+        """Check a tokenized request; emits the error and returns False when it cannot run."""
         import torch
 
         sampling = request.sampling
         try:
-            request.prompt = self._prompt_ids(base.tokenizer, request.chat)
+            request.prompt = request.tokenizing.result()
             if request.target.adapter:
                 self._use_adapter(base, request.target.adapter)
         except Exception as error:

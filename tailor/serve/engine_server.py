@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from tailor.errors import InvalidInput
 from tailor.serve.engine import Engine
 from tailor.serve.protocol import Completion, Target, TextDelta, chat_request_from_json, to_json
 from tailor.settings import Settings
@@ -92,6 +93,8 @@ async def _handle(engine: Engine, reader: asyncio.StreamReader, writer: asyncio.
             writer.write(_error("ValidationException", f"unknown op {op!r}"))
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except InvalidInput as error:  # the caller's fault (a prompt over max_prompt_characters): a 400
+        writer.write(_error("ValidationException", error.message))
     except Exception as error:  # loading failed, bad weights, ...: the caller gets the reason
         log.exception("request failed")
         reason = getattr(error, "message", None) or str(error) or type(error).__name__

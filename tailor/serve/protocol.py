@@ -8,12 +8,17 @@ process uses these types without loading a model.
 ``Target`` names *which weights* answer: a base model (anything ``tailor.catalog.resolve_model``
 understands, or a folder of full fine-tuned weights) plus, optionally, a LoRA adapter folder that
 the engine applies on top of that shared base.
+
+``check_prompt_size`` is the one rule on a prompt's length in characters: the API applies it
+before a request reaches the engine, and the engine again for callers that bypass the API.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from tailor.errors import InvalidInput
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 Role = Literal["system", "user", "assistant"]
@@ -48,6 +53,10 @@ class ChatRequest:
         """The messages as chat-template dicts, the form training rendered too."""
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
+    def characters(self) -> int:
+        """The request's text in characters: what its tokenizing costs, known without tokenizing."""
+        return sum(len(m.content) for m in self.messages) + sum(len(s) for s in self.sampling.stop)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -76,6 +85,17 @@ class Completion:
     stop_sequence: str | None = None
     latency_ms: int = 0
     first_token_ms: int = 0
+
+
+def check_prompt_size(chat: ChatRequest, limit: int) -> None:
+    """Refuse a prompt longer than ``limit`` characters (``max_prompt_characters``), before anyone
+    tokenizes it: tokenizing takes about a second per million characters, and a prompt that long
+    would not fit any served model's context window anyway."""
+    size = chat.characters()
+    if size > limit:
+        raise InvalidInput(f"The prompt is {size:,} characters (messages and stop sequences together), over "
+                           f"this server's limit of {limit:,} characters per request "
+                           f"(TAILOR_MAX_PROMPT_CHARACTERS). Shorten the prompt.")
 
 
 def to_json(value) -> dict:

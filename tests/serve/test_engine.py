@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tailor.errors import InvalidInput
 from tailor.serve.engine import Engine, EngineError, find_stop, held_back
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, Target, TextDelta
 
@@ -156,6 +157,48 @@ def test_an_input_over_the_context_window_is_refused_naming_the_limit(engine):
     final = ask(engine, Target("tailor.tiny"), "word " * 1200, max_tokens=10).wait()
     assert isinstance(final, EngineError) and final.code == "ValidationException"
     assert "context window of 1024 tokens" in final.message
+
+
+def test_a_prompt_over_the_character_limit_is_refused_before_tokenizing(engine):
+    limit = engine.settings.max_prompt_characters
+    answer = ask(engine, Target("tailor.tiny"), "word " * (limit // 5 + 1), max_tokens=10)
+    assert answer.done.is_set()  # refused inside submit: nothing was tokenized
+    final = answer.wait()
+    assert isinstance(final, EngineError) and final.code == "ValidationException"
+    assert f"limit of {limit:,} characters" in final.message
+    oversized = ChatRequest((Message("user", "word " * (limit // 5 + 1)),), Sampling(max_tokens=10))
+    with pytest.raises(InvalidInput, match="limit of"):
+        engine.count_tokens(Target("tailor.tiny"), oversized)
+
+
+def test_a_long_prompt_is_tokenized_without_pausing_running_sequences(engine):
+    # A running answer records when each of its pieces arrives.
+    story, arrivals = Answer(), []
+
+    def timed(event):
+        arrivals.append(time.perf_counter())
+        story(event)
+
+    handle = engine.submit(Target("tailor.tiny"), ChatRequest((Message("user", "Tell me a story."),),
+                                                              Sampling(max_tokens=900)), timed)
+    try:
+        waiting_until = time.monotonic() + 120
+        while len(arrivals) < 5 and time.monotonic() < waiting_until:  # decoding has begun
+            time.sleep(0.01)
+        # 900,000 characters: under max_prompt_characters, about a second of tokenizing, then
+        # refused as over the context window.
+        began = time.perf_counter()
+        final = ask(engine, Target("tailor.tiny"), "word " * 180_000, max_tokens=10).wait()
+        ended = time.perf_counter()
+        assert isinstance(final, EngineError) and "context window of 1024 tokens" in final.message
+        assert not story.done.is_set(), "the story ended too soon to show anything"
+    finally:
+        handle.cancel()
+    # Tokenized in the decoding loop, the story would have stopped for the whole time the long
+    # prompt was in the engine; off the loop, its pieces kept coming (gaps of tens of ms at most).
+    moments = [began] + [t for t in arrivals if began < t < ended] + [ended]
+    longest_gap = max(later - earlier for earlier, later in zip(moments, moments[1:]))
+    assert longest_gap < (ended - began) / 3, (longest_gap, ended - began)
 
 
 def test_a_request_past_its_time_limit_times_out(engine, trained):
