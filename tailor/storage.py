@@ -49,12 +49,13 @@ def local_path(uri: str, settings: Settings | None = None) -> Path:
 
     A path or ``file://`` URI is returned as is; an ``s3://`` URI names a file in its local bucket
     or, with an S3 endpoint configured, the object's copy in the download cache (downloaded first
-    if missing or stale). Raises ``NotFound`` when the remote object or its bucket does not exist.
+    if missing or stale). Raises ``NotFound`` when the file, or the remote object or its bucket,
+    does not exist.
     """
     settings = settings or get_settings()
     remote = _remote_object(uri, settings)
     if remote is None:
-        return _local_file(uri, settings)
+        return _existing_local_file(uri, settings)
     bucket, key = remote
     return _cached_download(uri, bucket, key, settings)
 

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 
+from tailor.api import fallback
 from tailor.api.bedrock import control, runtime
 from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import verify_request
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
     control.add_routes(app)
     runtime.add_routes(app)
     openai_routes.add_routes(app)
+    fallback.add_handlers(app)  # unknown paths, wrong methods, crashes: in the path's dialect
 
     @app.get("/ping", include_in_schema=False)
     def ping() -> dict:

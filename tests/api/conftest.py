@@ -36,6 +36,7 @@ class Server:
     keys: dict[str, tuple[str, str]]  # principal -> (access key id, secret)
     process: subprocess.Popen | None = None
     env: dict | None = None
+    args: tuple[str, ...] = ()  # extra ``tailor serve`` options, e.g. ("--no-runner",)
 
     def client(self, service: str = "bedrock", principal: str = "alice", secret: str | None = None):
         import boto3
@@ -56,7 +57,8 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tailor", "serve", "--host", "127.0.0.1", "--port", self.endpoint.rsplit(":", 1)[1]],
+            [sys.executable, "-m", "tailor", "serve", "--host", "127.0.0.1", "--port", self.endpoint.rsplit(":", 1)[1],
+             *self.args],
             env=self.env, stdout=open(self.home / "server.log", "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -102,8 +104,11 @@ def kill_workers(home: Path) -> None:
 
 
 @contextmanager
-def running_server(home: Path, aliases: dict[str, str]) -> Iterator[Server]:
-    """``tailor serve`` on a free port with access keys for alice and bob; stopped afterwards."""
+def running_server(home: Path, aliases: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """``tailor serve`` on a free port with access keys for alice and bob; stopped afterwards.
+
+    ``args`` are extra ``tailor serve`` options (``("--no-runner",)``: the API without the job runner).
+    """
     from tailor.jobs.store import open_store
     from tailor.services.keys import create_key
     from tailor.settings import Settings
@@ -113,7 +118,7 @@ def running_server(home: Path, aliases: dict[str, str]) -> Iterator[Server]:
     keys = {name: create_key(store, settings, name) for name in ("alice", "bob")}
     env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_MODEL_ALIASES": json.dumps(aliases),
            "TAILOR_STRICT_OUTPUT": "1"}
-    running = Server(home, f"http://127.0.0.1:{free_port()}", keys, env=env)
+    running = Server(home, f"http://127.0.0.1:{free_port()}", keys, env=env, args=tuple(args))
     running.start()
     try:
         yield running

@@ -9,7 +9,6 @@ it in step with SPEC §0).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from tailor.api.bedrock.errors import error_response
-from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
-from tailor.errors import InvalidInput
+from tailor.api.bedrock.shapes import http_binding, parse_json, shape_output, validate_input
+from tailor.errors import InvalidInput, show_value
 from tailor.jobs.store import Store
 from tailor.services import customization as jobs
 from tailor.services import deployments, evaluations
@@ -78,16 +77,18 @@ def error_json(error: Exception) -> JSONResponse:
 
 
 def _params(request: Request, body: bytes) -> dict:
-    params: dict = {}
-    if body.strip():
-        try:
-            params = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise InvalidInput(f"The request body is not valid JSON: {error.msg} (column {error.colno}).") from None
-        if not isinstance(params, dict):
-            raise InvalidInput("The request body must be a JSON object.")
+    params: dict = json_object(body) if body.strip() else {}
     params.update(request.query_params)
     params.update(request.path_params)
+    return params
+
+
+def json_object(body: bytes) -> dict:
+    """A request body's JSON object (``shapes.parse_json``: bad UTF-8, nesting, numbers or text are
+    a ValidationException naming where, not a 500)."""
+    params = parse_json(body)
+    if not isinstance(params, dict):
+        raise InvalidInput(f"body: must be a JSON object, got {show_value(params)}")
     return params
 
 

@@ -39,6 +39,10 @@ Decisions, so that nobody has to rediscover them:
   operation decides whether to stream); Converse ``cachePoint`` blocks, ``requestMetadata``,
   ``performanceConfig``, ``serviceTier`` and ``additionalModelResponseFieldPaths`` (no additional
   fields are returned).
+* **Bodies are read strictly** (``shapes.parse_json``): UTF-8, finite numbers, no lone surrogates,
+  bounded nesting; an integer field without a limit of its own (``max_tokens``, ``top_k``) stops at
+  2147483647, a Java int, as the original parses it. Such input is refused by field here, never
+  passed to the engine to fail there.
 * **Refused** with the field named: images, documents, audio and video (Tailor's models take text
   only), tools, guardrails, prompt variables, structured output, extended thinking, Cohere
   ``num_generations`` > 1, and any key the native body does not define.
@@ -53,7 +57,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tailor.api.bedrock.shapes import problems_message
+from tailor.api.bedrock.shapes import INTEGER_LIMITS, parse_json, problems_message
 from tailor.api.openai import convert as openai_convert
 from tailor.errors import InvalidInput, show_value
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
@@ -123,14 +127,21 @@ def _number(obj: dict, key: str, prefix: str, problems: list[str], *, low: float
     return float(value)
 
 
+# The largest integer a body field without a limit of its own takes: a Java int, as the original
+# service parses these fields. A token count or top_k past it is a mistake, not a request.
+MAX_INTEGER = INTEGER_LIMITS["integer"][1]
+
+
 def _integer(obj: dict, key: str, prefix: str, problems: list[str], *, low: int, high: int | None = None,
              default: int) -> int:
     value = obj.get(key)
     if value is None:
         return default
-    in_range = isinstance(value, int) and value >= low and (high is None or value <= high)
+    in_range = isinstance(value, int) and low <= value <= (MAX_INTEGER if high is None else high)
     if isinstance(value, bool) or not in_range:
-        bounds = f"between {low} and {high}" if high is not None else f"of at least {low}"
+        bounds = (f"between {low} and {high}" if high is not None
+                  else f"of at most {MAX_INTEGER}" if isinstance(value, int) and value > MAX_INTEGER
+                  else f"of at least {low}")
         problems.append(f"{_path(prefix, key)}: must be an integer {bounds}, got {show_value(value)}")
         return default
     return value
@@ -226,16 +237,7 @@ def parse_invoke_body(kind: str, body: bytes | str, *, default_max_tokens: int) 
 
 
 def _json_object(body: bytes | str) -> dict:
-    if isinstance(body, (bytes, bytearray)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidInput(f"body: must be UTF-8 JSON; byte {error.start} is not UTF-8") from None
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"body: not valid JSON: {error.msg} at line {error.lineno}, "
-                           f"column {error.colno}") from None
+    data = parse_json(body)  # UTF-8, finite numbers, no lone surrogates, bounded nesting
     if not isinstance(data, dict):
         raise InvalidInput(f"body: must be a JSON object, got {show_value(data)}")
     return data
@@ -323,7 +325,7 @@ def _anthropic_blocks(blocks: list, path: str, problems: list[str]) -> str:
         kind = block.get("type") if isinstance(block, dict) else None
         if not isinstance(block, dict):
             problems.append(f"{block_path}: must be a content block object, got {show_value(block)}")
-        elif kind in _ANTHROPIC_REFUSED_BLOCKS:
+        elif isinstance(kind, str) and kind in _ANTHROPIC_REFUSED_BLOCKS:
             problems.append(f"{block_path}.type: {kind!r} blocks are {_ANTHROPIC_REFUSED_BLOCKS[kind]}")
         elif kind != "text":
             problems.append(f"{block_path}.type: " + ("required: 'text'" if kind is None

@@ -62,5 +62,20 @@ def error_response(error: Exception) -> tuple[int, dict[str, str], dict[str, str
         message = INTERNAL_MESSAGE
     else:
         message = getattr(error, "message", None) or str(error)
+    return envelope(code, status, message)
+
+
+def envelope(code: str, status: int, message: str) -> tuple[int, dict[str, str], dict[str, str]]:
+    """``(status, headers, JSON body)`` of an error with this code and message.
+
+    The message is made writable first: text a client sent may hold a lone surrogate (JSON's
+    ``"\\ud800"``), which no UTF-8 encoder accepts, and an error echoing it must still be sent --
+    so such characters become ``\\udXXX`` escapes instead of failing the response.
+    """
     headers = {"x-amzn-ErrorType": code, "Content-Type": "application/json"}
-    return status, headers, {"message": message}
+    return status, headers, {"message": writable(message)}
+
+
+def writable(text: str) -> str:
+    """``text`` with whatever UTF-8 cannot encode (lone surrogates) written as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

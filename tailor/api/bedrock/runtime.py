@@ -9,7 +9,6 @@ as an exception event, as the original does.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -19,9 +18,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import serving
 from tailor.api.bedrock import convert, eventstream
-from tailor.api.bedrock.control import error_json
+from tailor.api.bedrock.control import error_json, json_object
 from tailor.api.bedrock.errors import error_code
-from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
+from tailor.api.bedrock.shapes import http_binding, input_locations, shape_output, validate_input
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Completion, TextDelta
 
@@ -59,18 +58,16 @@ async def _begin(request: Request, operation: str, params: dict) -> tuple[str, d
     return principal, validated, invocable
 
 
-def _headers_params(request: Request, names: tuple[str, ...]) -> dict:
-    return {name: request.headers[name] for name in names if name in request.headers}
-
-
-_INVOKE_HEADERS = ("content-type", "accept", "x-amzn-bedrock-trace", "x-amzn-bedrock-guardrailidentifier",
-                   "x-amzn-bedrock-guardrailversion", "x-amzn-bedrock-performanceconfig-latency",
-                   "x-amzn-bedrock-service-tier")
+def _headers_params(request: Request, operation: str) -> dict:
+    """The request's headers that the operation's input binds (every one the model names, so each
+    is checked against its shape), keyed by wire name."""
+    return {wire: request.headers[wire] for location, wire in input_locations(operation).values()
+            if location == "header" and wire in request.headers}
 
 
 async def _invoke_parts(request: Request, operation: str):
     raw = await request.body()
-    params = {**_headers_params(request, _INVOKE_HEADERS), "body": raw}
+    params = {**_headers_params(request, operation), "body": raw}
     _, validated, invocable = await _begin(request, operation, params)
     content_type = validated.get("contentType") or "application/json"
     if not content_type.startswith("application/json"):
@@ -136,15 +133,7 @@ def _converse_params(payload: dict) -> dict:
 
 async def _json_body(request: Request) -> dict:
     raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as error:
-        raise InvalidInput(f"The request body is not valid JSON: {error}.") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return data
+    return json_object(raw) if raw.strip() else {}
 
 
 async def converse(request: Request) -> Response:

@@ -14,6 +14,14 @@ rest-json). Tailor uses them at the HTTP edge instead of restating them:
   lacks left out. In strict mode it raises instead when ``data`` breaks the output shape, so
   tests prove our responses keep the contract.
 * ``http_binding(operation)`` gives the method, URI template and success status.
+* ``parse_json(data)`` reads a request's JSON as the edge accepts it: UTF-8, at most
+  ``MAX_JSON_DEPTH`` levels deep, finite numbers, no lone surrogates — anything else is one
+  ``InvalidInput`` naming where, never an exception that would end as a 500.
+
+Client input never reaches a 500 from here: integers without a ``min``/``max`` in the model are
+held to the range of the Java ``int``/``long`` the original service parses them into (which a
+64-bit database column also holds), timestamps must be representable in UTC, text must be valid
+Unicode, and the one string the model documents as JSON (``inferenceParams``) is read as such.
 
 Field paths name members as they appear in the wire JSON: ``validationDataConfig.validators[0].s3Uri``,
 ``hyperParameters.epochCount``. Patterns in the model are Java regexes; they are matched against
@@ -28,14 +36,17 @@ import binascii
 import datetime as dt
 import difflib
 import functools
+import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from botocore.loaders import Loader
 
+from tailor.api.bedrock.errors import writable
 from tailor.errors import InvalidInput, show_value
 
 SERVICE_NAME = "bedrock"
@@ -53,7 +64,24 @@ _LINEAR_EQUIVALENTS = ((r"(-*[a-zA-Z0-9\+\-\.])", r"([a-zA-Z0-9\+\-\.])"),)
 
 _LOCATED = ("uri", "querystring", "header")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+# Numbers in a query string or header. 40 digits is past every integer shape's range and far below
+# the 4300 digits past which Python refuses to convert text to int.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,40}")
+_DECIMAL_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+# The original service parses integer shapes into Java ints and longs; where the model gives no
+# min or max, those are the bounds (10**20 model units must be a ValidationException, not an
+# overflow in the database).
+INTEGER_LIMITS = {"integer": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
+
+# How deep request JSON may nest. The deepest request the models define nests about a dozen levels;
+# much deeper input only exhausts the recursion of whatever walks it next (the parser, the checker,
+# the JSON encoder, the database driver) and would end as a 500.
+MAX_JSON_DEPTH = 100
+_MAX_JSON_PROBLEMS = 10
+
+# String shapes whose text the model documents as JSON, which Tailor reads: checked like a body.
+JSON_TEXT = ("EvaluationModelInferenceParams",)
 
 
 # The runtime's shapes are read under a prefix: both models define, differently, shapes of the
@@ -145,6 +173,91 @@ def compiled_pattern(pattern: str) -> re.Pattern[str] | None:
         return re.compile(pattern, re.ASCII)  # Java's \s, \d, \w are ASCII-only by default
     except re.error:
         return None
+
+
+# ---------------------------------------------------------------- request JSON
+
+
+def parse_json(data: bytes | str, field: str = "body") -> Any:
+    """The JSON value of a request body (or of JSON text in a member), or one ``InvalidInput``.
+
+    Stricter than ``json.loads``, and each refusal names where: bytes must be UTF-8 (not guessed,
+    no encoded surrogates); nesting at most ``MAX_JSON_DEPTH`` levels; numbers finite (``NaN``,
+    ``Infinity`` and literals past a double's range like ``1e999`` are not JSON numbers); no text
+    or key holding a lone surrogate (``"\\ud800"``), which no UTF-8 encoder -- of a response, a
+    log line or the database -- can write.
+    """
+    value, problems = json_problems(data, field)
+    if problems:
+        lines = [f"{path}: {problem}" for path, problem in problems]
+        raise InvalidInput(lines[0] if len(lines) == 1 else problems_message(lines))
+    return value
+
+
+def json_problems(data: bytes | str, field: str = "body", *,
+                  inside: bool = False) -> tuple[Any, list[tuple[str, str]]]:
+    """``(value, [(path, problem), ...])`` for request JSON; see ``parse_json``.
+
+    Paths name members as the wire JSON does (``messages[0].content``); a problem with the text as
+    a whole, or with a value at its root, is reported under ``field``. ``inside``: the JSON is the
+    text of the member ``field``, so its paths start there (``...inferenceParams.inferenceConfig``).
+    """
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as error:
+            return None, [(field, f"must be UTF-8 JSON; byte {error.start} is not UTF-8")]
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as error:
+        return None, [(field, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}")]
+    except RecursionError:
+        return None, [(field, f"nested more than {MAX_JSON_DEPTH} levels deep")]
+    except ValueError:  # an integer literal past Python's limit on digits
+        return None, [(field, f"not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits")]
+    problems: list[tuple[str, str]] = []
+    _walk_json(value, field if inside else "", field, 1, problems)
+    return value, problems
+
+
+def _walk_json(value: Any, path: str, field: str, depth: int, problems: list[tuple[str, str]]) -> None:
+    if len(problems) >= _MAX_JSON_PROBLEMS:
+        return
+    where = path or field
+    if depth > MAX_JSON_DEPTH:  # the path down there is a hundred "[0]"s: its start says where
+        problems.append((where if len(where) <= 120 else where[:117] + "...",
+                         f"nested more than {MAX_JSON_DEPTH} levels deep"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key_path = _key_path(path, key)
+            if (at := lone_surrogate(key)) is not None:
+                problems.append((key_path, f"the key is not valid Unicode: a lone surrogate at character {at}"))
+            _walk_json(item, key_path, field, depth + 1, problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_json(item, f"{path}[{index}]" if path else f"{field}[{index}]", field, depth + 1, problems)
+    elif isinstance(value, float) and not math.isfinite(value):
+        problems.append((where, "must be a finite number; NaN, Infinity and numbers beyond 1.8e308 are not"))
+    elif isinstance(value, str) and (at := lone_surrogate(value)) is not None:
+        problems.append((where, f"not valid Unicode: a lone surrogate at character {at}"))
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate in ``text`` (``"\\ud800"`` in JSON), or None.
+
+    Such text cannot be encoded as UTF-8, so nothing can write it: a request holding one is refused.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def _key_path(path: str, key: str) -> str:
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{key!r}]"  # repr escapes what cannot be printed, lone surrogates included
 
 
 # ---------------------------------------------------------------- requests
@@ -267,7 +380,10 @@ def parse_timestamp(value: Any) -> dt.datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except (OverflowError, ValueError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        return None
 
 
 def _to_wire(shape_name: str, value: Any) -> Any:
@@ -296,7 +412,11 @@ def _to_wire(shape_name: str, value: Any) -> Any:
 
 def _check(shape_name: str, value: Any, path: str, problems: list[str], text: bool = False) -> Any:
     shape = _shape(shape_name)
-    return _CHECKERS[shape["type"]](shape, value, path, problems, text)
+    before = len(problems)
+    checked = _CHECKERS[shape["type"]](shape, value, path, problems, text)
+    if shape_name in JSON_TEXT and len(problems) == before:
+        problems.extend(f"{where}: {problem}" for where, problem in json_problems(value, path, inside=True)[1])
+    return checked
 
 
 def _check_structure(shape: dict, value: Any, path: str, problems: list[str], text: bool) -> Any:
@@ -318,7 +438,7 @@ def _check_structure(shape: dict, value: Any, path: str, problems: list[str], te
         if key not in members:
             close = difflib.get_close_matches(str(key), list(members), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{_join(path, str(key))}: unknown member{hint}")
+            problems.append(f"{_join(path, writable(str(key)))}: unknown member{hint}")
     if shape.get("union"):
         chosen = [name for name in members if name in present]
         if len(chosen) != 1:
@@ -360,7 +480,9 @@ def _check_string(shape: dict, value: Any, path: str, problems: list[str], text:
         problems.append(f"{path}: must be a string, got {show_value(value)}")
         return value
     got = "" if shape.get("sensitive") else f", got {show_value(value)}"
-    if (bounds := _outside(shape, len(value))) is not None:
+    if (at := lone_surrogate(value)) is not None:
+        problems.append(f"{path}: not valid Unicode: a lone surrogate at character {at}")
+    elif (bounds := _outside(shape, len(value))) is not None:
         problems.append(f"{path}: length must be {bounds}, got {len(value)}")
     elif "enum" in shape and value not in shape["enum"]:
         problems.append(f"{path}: must be one of {', '.join(shape['enum'])}{got}")
@@ -379,19 +501,26 @@ def _check_number(shape: dict, value: Any, path: str, problems: list[str], text:
     if wrong_type or (not integral and not math.isfinite(value)):
         problems.append(f"{path}: must be {expected}, got {show_value(value)}")
         return value
-    if (bounds := _outside(shape, value)) is not None:
-        problems.append(f"{path}: must be {bounds}, got {value}")
+    if (bounds := _outside(shape, value)) is None and integral:
+        # Past the model's own limits only the Java type's remain, and only their words are news.
+        low, high = INTEGER_LIMITS[shape["type"]]
+        bounds = _outside({"min": low}, value) or _outside({"max": high}, value)
+    if bounds is not None:
+        problems.append(f"{path}: must be {bounds}, got {_show_number(value)}")
     return value
+
+
+def _show_number(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"a {len(str(abs(value)))}-digit number"
+    return str(value)
 
 
 def _number_from_text(value: str, integral: bool) -> Any:
     """A query-string number as int or float; the text itself when it is not one."""
     if integral:
         return int(value) if _INTEGER_TEXT.fullmatch(value) else value
-    try:
-        return float(value)
-    except ValueError:
-        return value
+    return float(value) if _DECIMAL_TEXT.fullmatch(value) else value
 
 
 def _check_boolean(shape: dict, value: Any, path: str, problems: list[str], text: bool) -> Any:

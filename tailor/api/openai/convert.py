@@ -23,6 +23,9 @@ Decisions, so that nobody has to rediscover them:
   ``prompt_cache_key``. Unsupported features are refused rather than silently dropped:
   ``n`` > 1, non-zero penalties, ``logit_bias``, ``logprobs``, tools, JSON response formats.
   Any other key is an error naming it, as OpenAI's "Unrecognized request argument".
+* **Bodies are read strictly** (``parse_body``): UTF-8, finite numbers, no lone surrogates, bounded
+  nesting. ``max_tokens`` stops at 2147483647 and ``seed`` is an int64, so that nothing a client
+  sends fails in the engine instead of here.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tailor.api.bedrock.errors import writable
+from tailor.api.bedrock.shapes import INTEGER_LIMITS, json_problems
 from tailor.errors import (
     AccessDenied,
     Conflict,
@@ -48,6 +53,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_TEMPERATURE = 0.0
 PART_SEPARATOR = "\n"
 MAX_STOP_SEQUENCES = 4
+# Integer bounds: a token count is a 32-bit int at most (as Bedrock's bodies take them); a seed is
+# OpenAI's int64, which the engine's random generator takes whole.
+MAX_TOKENS_LIMIT = INTEGER_LIMITS["integer"][1]
+SEED_RANGE = INTEGER_LIMITS["long"]
 
 FINISH_REASONS: dict[StopReason, str] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
@@ -80,6 +89,16 @@ class InvalidParameter(InvalidInput):
 
 
 # ---------------------------------------------------------------- requests
+
+
+def parse_body(raw: bytes) -> Any:
+    """The JSON of a request body, or ``InvalidParameter`` naming where it is wrong: not UTF-8 or
+    not JSON, nested too deep, a non-finite number, text with a lone surrogate (the strict reader
+    the Bedrock routes use, ``tailor.api.bedrock.shapes.json_problems``)."""
+    value, problems = json_problems(raw)
+    if problems:
+        raise InvalidParameter(problems)
+    return value
 
 
 def chat_request(body: dict, *, default_max_tokens: int, require_model: bool = True) -> ChatRequest:
@@ -178,6 +197,9 @@ def _role(item: dict, path: str, problems: list[tuple[str, str]]) -> str | None:
         elif key not in _MESSAGE_KEYS and key not in ("refusal", "audio"):
             problems.append((f"{path}.{key}", "unknown message field"))
     role = item.get("role")
+    if not isinstance(role, str) and role is not None:
+        problems.append((f"{path}.role", f"must be system, developer, user or assistant, got {show_value(role)}"))
+        return None
     if role in ("tool", "function"):
         problems.append((f"{path}.role", f"{role!r} messages are not supported: Tailor's models do not call tools"))
         return None
@@ -231,6 +253,9 @@ def _sampling(body: dict, default_max_tokens: int, problems: list[tuple[str, str
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         problems.append(("seed", f"must be an integer, got {show_value(seed)}"))
         seed = None
+    elif seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        problems.append(("seed", f"must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}, got {show_value(seed)}"))
+        seed = None
     _unsupported_outputs(body, problems)
     return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                     stop=_stop(body.get("stop"), problems), seed=seed)
@@ -244,6 +269,8 @@ def _max_tokens(body: dict, default: int, problems: list[tuple[str, str]]) -> in
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             problems.append((key, f"must be an integer of at least 1, got {show_value(value)}"))
+        elif value > MAX_TOKENS_LIMIT:
+            problems.append((key, f"must be an integer of at most {MAX_TOKENS_LIMIT}, got {show_value(value)}"))
         else:
             values[key] = value
     if len(set(values.values())) > 1:
@@ -383,7 +410,13 @@ def error_body(error: Exception) -> tuple[int, dict]:
         if cls in _ERRORS:
             status, kind, code = _ERRORS[cls]
             message = getattr(error, "message", None) or str(error)
-            return status, {"error": {"message": message, "type": kind,
-                                      "param": getattr(error, "param", None), "code": code}}
+            return status, envelope(message, kind, code, getattr(error, "param", None))
     logger.error("internal error answered as server_error", exc_info=error)
-    return 500, {"error": {"message": INTERNAL_MESSAGE, "type": "server_error", "param": None, "code": None}}
+    return 500, envelope(INTERNAL_MESSAGE, "server_error", None)
+
+
+def envelope(message: str, kind: str, code: str | None, param: str | None = None) -> dict:
+    """``{"error": {"message", "type", "param", "code"}}``, its text made writable: a message echoing
+    client text may hold a lone surrogate, which no UTF-8 encoder accepts; it becomes an escape."""
+    return {"error": {"message": writable(message), "type": kind,
+                      "param": writable(param) if isinstance(param, str) else param, "code": code}}

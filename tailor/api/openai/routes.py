@@ -11,6 +11,7 @@ deployment and provisioned-throughput ARNs or names.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -20,11 +21,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import serving
 from tailor.api.openai import convert
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidInput, show_value
 from tailor.serve.protocol import TextDelta
 from tailor.services import inference, job_events
 
 DEFAULT_MAX_TOKENS = 512
+_LIMIT = re.compile(r"[0-9]{1,9}")
 
 
 def add_routes(app: FastAPI) -> None:
@@ -46,10 +48,7 @@ async def _principal(request: Request) -> str:
 async def chat_completions(request: Request) -> Response:
     try:
         principal = await _principal(request)
-        try:
-            body = json.loads(await request.body())
-        except ValueError as error:
-            raise InvalidInput(f"The request body is not valid JSON: {error}.") from None
+        body = convert.parse_body(await request.body())
         chat = convert.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
         streaming, include_usage = convert.stream_settings(body)
         invocable = await serving.resolve(request.app, principal, body["model"])
@@ -98,8 +97,10 @@ async def list_job_events(request: Request, job_id: str) -> Response:
     try:
         principal = await _principal(request)
         limit = request.query_params.get("limit", "20")
-        if not limit.isdigit():
-            raise InvalidInput(f"limit: must be a whole number; got {limit!r}.")
+        # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough of
+        # them for int() -- the service checks the range.
+        if not _LIMIT.fullmatch(limit):
+            raise InvalidInput(f"limit: must be a whole number; got {show_value(limit)}.")
         page = await run_in_threadpool(job_events.list_events, request.app.state.store, principal, job_id,
                                        after=request.query_params.get("after"), limit=int(limit))
         return JSONResponse(page)

@@ -194,6 +194,32 @@ def test_a_body_that_is_not_a_json_object_says_where(raw, expected, kind):
     assert problems_of(kind, raw) == expected
 
 
+@pytest.mark.parametrize(("raw", "expected"), [
+    ('{"prompt": "hi\\ud800"}', "prompt: not valid Unicode: a lone surrogate at character 2"),
+    (b'{"prompt": "hi\xed\xa0\x80"}', "body: must be UTF-8 JSON; byte 14 is not UTF-8"),
+    ('{"prompt": "hi", "temperature": NaN}', "temperature: must be a finite number"),
+    ('{"prompt": "hi", "max_tokens": 1e999}', "max_tokens: must be a finite number"),
+    ('{"prompt": ' + "[" * 5000 + "]" * 5000 + "}", "body: nested more than 100 levels deep"),
+    ('{"prompt": "hi", "max_tokens": ' + "9" * 5000 + "}", "body: not valid JSON: a number has more than"),
+])
+@pytest.mark.parametrize("kind", ["cohere", "llama"])
+def test_bodies_the_engine_could_not_take_are_refused_by_field(raw, expected, kind):
+    # A lone surrogate in a prompt used to reach the engine, whose tokenizer failed: a 424.
+    assert problems_of(kind, raw).startswith(expected)
+
+
+@pytest.mark.parametrize(("kind", "body", "expected"), [
+    ("anthropic", anthropic_body(max_tokens=10**20), "max_tokens: must be an integer of at most 2147483647"),
+    ("anthropic", anthropic_body(top_k=2**63), "top_k: must be an integer of at most 2147483647"),
+    ("anthropic", anthropic_body(messages=[{"role": "user", "content": [{"type": ["text"], "text": "hi"}]}]),
+     "messages[0].content[0].type: unknown block type a list"),
+    ("openai", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**20},
+     "max_tokens: must be an integer of at most 2147483647"),
+])
+def test_numbers_and_types_no_request_needs_are_refused_not_crashed_on(kind, body, expected):
+    assert expected in problems_of(kind, body)
+
+
 def test_unknown_kinds_are_a_programming_error():
     with pytest.raises(ValueError, match="unknown body kind 'mistral'"):
         parse("mistral", {})

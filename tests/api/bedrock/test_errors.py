@@ -98,3 +98,50 @@ def test_a_real_boto3_client_raises_the_modeled_exception():
     assert isinstance(raised.value, ClientError)
     assert raised.value.response["Error"] == {"Code": "ConflictException", "Message": error.message}
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_a_message_echoing_a_lone_surrogate_is_still_sent():
+    # "\ud800" arrives as a JSON escape; UTF-8 cannot encode it, so it goes back escaped.
+    status, headers, body = error_response(InvalidInput("jobName: unknown value 'a\ud800'"))
+    wire = json.dumps(body, ensure_ascii=False).encode("utf-8")  # how the response is rendered
+    assert parse(status, headers, body)["Error"] == {"Code": "ValidationException",
+                                                     "Message": "jobName: unknown value 'a\\ud800'"}
+    assert b"\\\\ud800" in wire
+
+
+# ------------------------------------------------------------ what answers when no route does
+
+
+def fallback_client():
+    """An app with one route and Tailor's fallback handlers, called in-process."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tailor.api import fallback
+
+    app = FastAPI()
+    app.add_api_route("/model-customization-jobs", lambda: {"modelSummaries": []}, methods=["GET"])
+
+    def crash():
+        raise KeyError("/var/tailor/secret")
+
+    app.add_api_route("/crash", crash, methods=["GET"])
+    fallback.add_handlers(app)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/guardrails", 404, "UnknownOperationException"),  # a Bedrock operation Tailor lacks
+    ("GET", "/model-customization-jobs/", 404, "UnknownOperationException"),  # no redirect to add a slash
+    ("DELETE", "/model-customization-jobs", 405, "UnknownOperationException"),
+    ("GET", "/v1/data_retention/storage/openai", 404, "UnknownOperationException"),  # Bedrock's own /v1 path
+    ("GET", "/crash", 500, "InternalServerException"),
+])
+def test_unknown_routes_wrong_methods_and_crashes_answer_in_the_aws_envelope(method, path, status, code):
+    response = fallback_client().request(method, path)
+    assert response.status_code == status
+    parsed = parse(status, dict(response.headers), response.json())
+    assert parsed["Error"]["Code"] == code and parsed["Error"]["Message"]
+    assert "secret" not in response.text
+    if status == 405:
+        assert response.headers["allow"] == "GET"

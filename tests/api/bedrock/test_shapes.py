@@ -454,3 +454,85 @@ def test_what_boto3_serializes_validates_and_coerces_back():
                            lambda client: client.create_model_customization_job(**request))
     coerced = shapes.validate_input("CreateModelCustomizationJob", params)
     assert coerced == {**request, "clientRequestToken": params["clientRequestToken"]}
+
+
+# ------------------------------------------------------------ hostile input: refused, named, never a crash
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b'{"jobName": "a\xff"}', "body: must be UTF-8 JSON; byte 14 is not UTF-8"),
+    (b'{"jobName": "\xed\xa0\x80"}', "body: must be UTF-8 JSON; byte 13 is not UTF-8"),  # an encoded surrogate
+    (b"[" * 5000 + b"]" * 5000, f"body: nested more than {shapes.MAX_JSON_DEPTH} levels deep"),
+    (b"1" * 5000, "body: not valid JSON: a number has more than 4300 digits"),
+    (b'{"a": ', "body: not valid JSON: Expecting value at line 1, column 7"),
+])
+def test_request_json_that_cannot_be_read_is_one_problem(data, problem):
+    with pytest.raises(InvalidInput) as error:
+        shapes.parse_json(data)
+    assert error.value.message == problem
+
+
+@pytest.mark.parametrize("text, path, problem", [
+    ('{"modelUnits": NaN}', "modelUnits", "must be a finite number"),
+    ('{"modelUnits": 1e999}', "modelUnits", "must be a finite number"),
+    ('{"tags": [{"key": "k", "value": -Infinity}]}', "tags[0].value", "must be a finite number"),
+    ('{"provisionedModelName": "a\\ud800"}', "provisionedModelName", "not valid Unicode: a lone surrogate at character 1"),
+    ('{"\\udc00": 1}', "['\\udc00']", "the key is not valid Unicode"),
+    ('{"m": ' + "[" * 150 + "]" * 150 + "}", "m[0][0]", f"nested more than {shapes.MAX_JSON_DEPTH} levels deep"),
+])
+def test_request_json_names_the_member_holding_what_nothing_could_write(text, path, problem):
+    _, found = shapes.json_problems(text)
+    assert len(found) == 1
+    assert found[0][0].startswith(path) and found[0][1].startswith(problem)
+    with pytest.raises(InvalidInput) as error:
+        shapes.parse_json(text)
+    error.value.message.encode("utf-8")  # the message itself is writable: the surrogate is escaped
+
+
+def test_integers_without_a_model_bound_keep_to_the_java_int():
+    request = {"provisionedModelName": "faq-pt", "modelId": "faq-model"}
+    assert problems("CreateProvisionedModelThroughput", {**request, "modelUnits": 10**20}) == [
+        "modelUnits: must be at most 2147483647, got 100000000000000000000"]
+    assert problems("CreateProvisionedModelThroughput", {**request, "modelUnits": 2**31 - 1}) == []
+    assert problems("CreateProvisionedModelThroughput", {**request, "modelUnits": -10**60}) == [
+        "modelUnits: must be at least 1, got a 61-digit number"]
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "99999999999999999999", "1e999", "NaN", "²"])
+def test_query_string_numbers_of_any_length_are_checked_not_converted_blindly(text):
+    [problem] = problems("ListModelCustomizationJobs", {"maxResults": text})
+    assert problem.startswith("maxResults: must be")
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "-1e20", "1e20",
+                                    "NaN", "1e999", -1e20, float("inf")])
+def test_timestamps_outside_what_utc_can_hold_are_a_problem_not_an_overflow(moment):
+    assert shapes.parse_timestamp(moment) is None
+    [problem] = problems("ListModelCustomizationJobs", {"creationTimeAfter": moment})
+    assert problem.startswith("creationTimeAfter: must be an ISO-8601 timestamp")
+
+
+def test_text_with_a_lone_surrogate_is_refused_by_name_and_never_echoed_raw():
+    found = problems("CreateModelCustomizationJob", seed_request(jobName="a\ud800", hyperParameters={"\udc01": "1"},
+                                                                 **{"\ud802x": 1}))
+    assert "jobName: not valid Unicode: a lone surrogate at character 1" in found
+    assert any(problem.startswith("hyperParameters[") and "lone surrogate" in problem for problem in found)
+    assert "\\ud802x: unknown member" in found
+    shapes.problems_message(found).encode("utf-8")
+
+
+def test_inference_params_are_read_as_the_json_the_model_documents():
+    def evaluation(params: str) -> dict:
+        return {"jobName": "eval", "roleArn": ROLE_ARN, "outputDataConfig": {"s3Uri": "s3://bucket/out/"},
+                "evaluationConfig": {"automated": {"datasetMetricConfigs": [{
+                    "taskType": "Generation", "dataset": {"name": "d", "datasetLocation": {"s3Uri": "s3://bucket/d.jsonl"}},
+                    "metricNames": ["ExactMatch"]}]}},
+                "inferenceConfig": {"models": [{"bedrockModel": {"modelIdentifier": "tailor.tiny",
+                                                                 "inferenceParams": params}}]}}
+
+    field = "inferenceConfig.models[0].bedrockModel.inferenceParams"
+    assert problems("CreateEvaluationJob", evaluation('{"inferenceConfig": {"maxTokens": 8}}')) == []
+    [problem] = problems("CreateEvaluationJob", evaluation('{"inferenceConfig": {"maxTokens": 1e999}}'))
+    assert problem.startswith(f"{field}.inferenceConfig.maxTokens: must be a finite number")
+    [problem] = problems("CreateEvaluationJob", evaluation("not json"))
+    assert problem.startswith(f"{field}: not valid JSON")

@@ -147,6 +147,58 @@ def test_a_body_that_is_not_an_object():
     assert problem([1]).message == "body: must be a JSON object, got a list"
 
 
+@pytest.mark.parametrize(("raw", "param", "text"), [
+    (b'{"model": "m", "messages": [{"role": "user", "content": "hi\\ud800"}]}', "messages[0].content",
+     "not valid Unicode: a lone surrogate at character 2"),
+    (b'{"model": "m", "messages": [], "temperature": NaN}', "temperature", "must be a finite number"),
+    (b'{"model": "m", "max_tokens": 1e999}', "max_tokens", "must be a finite number"),
+    (b'{"model": "m\xff"}', "body", "must be UTF-8 JSON; byte 12 is not UTF-8"),
+    (b"[" * 5000 + b"]" * 5000, "body", "nested more than 100 levels deep"),
+])
+def test_a_body_no_encoder_could_write_back_is_refused_with_its_param(raw, param, text):
+    with pytest.raises(convert.InvalidParameter) as raised:
+        convert.parse_body(raw)
+    assert raised.value.param == param and text in raised.value.message
+    status, envelope = convert.error_body(raised.value)
+    json.dumps(envelope, ensure_ascii=False).encode("utf-8")  # the envelope is writable
+    assert status == 400
+
+
+@pytest.mark.parametrize(("changes", "param", "text"), [
+    ({"messages": [{"role": [1], "content": "hi"}]}, "messages[0].role",
+     "must be system, developer, user or assistant, got a list"),
+    ({"messages": [{"role": {"a": 1}, "content": "hi"}]}, "messages[0].role", "got an object"),
+    ({"max_tokens": 10**20}, "max_tokens", "must be an integer of at most 2147483647"),
+    ({"seed": 2**64}, "seed", "must be between -9223372036854775808 and 9223372036854775807"),
+])
+def test_values_that_would_crash_the_server_or_the_engine_are_refused(changes, param, text):
+    error = problem(body(**changes))
+    assert any(field == param and text in message for field, message in error.problems), error.problems
+
+
+def test_an_error_echoing_a_lone_surrogate_is_escaped():
+    _, envelope = convert.error_body(InvalidInput("model: unknown 'x\ud800'"))
+    assert envelope["error"]["message"] == "model: unknown 'x\\ud800'"
+    json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1/fuzz", 404), ("GET", "/v1", 404), ("GET", "/v1/models/", 404), ("POST", "/v1/models", 405)])
+def test_unknown_routes_and_wrong_methods_answer_in_openais_envelope(method, path, status):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tailor.api import fallback
+
+    app = FastAPI()
+    app.add_api_route("/v1/models", lambda: {"object": "list", "data": []}, methods=["GET"])
+    fallback.add_handlers(app)
+    response = TestClient(app).request(method, path)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"] and {"param", "code"} <= set(error)
+
+
 def test_stream_settings():
     assert convert.stream_settings(body()) == (False, False)
     assert convert.stream_settings(body(stream=True)) == (True, False)
