@@ -407,6 +407,19 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
     )
 
 
+def resolve_registered_model(identifier: str, settings: Settings) -> ResolvedModel:
+    """Resolve a model the operator made available: a catalog id (or its ARN) or an alias key.
+
+    What an API caller may name. Unlike ``resolve_model`` it never looks at the server's folders
+    or at a hub, so a caller can neither read a server path nor learn which folders exist.
+    """
+    model_id = strip_foundation_arn((identifier or "").strip())
+    if model_id in settings.model_aliases or model_id in FOUNDATION_MODELS:
+        return resolve_model(model_id, settings)
+    raise NotFound(f"Unknown model {identifier!r}: not in Tailor's catalog ({', '.join(sorted(FOUNDATION_MODELS))}) "
+                   "and not mapped by the operator (TAILOR_MODEL_ALIASES).")
+
+
 def _resolve_trained(folder: Path, settings: Settings) -> ResolvedModel:
     """A training output folder (a custom model): the model it was trained from, with training
     starting from its weights. Full weights replace the base's; a LoRA adapter goes on the base it

@@ -17,6 +17,7 @@ code raises them with a message a user can act on, naming the file, line or fiel
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -84,3 +85,11 @@ def show_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return type(value).__name__
+
+
+def without_home(text: str, home: Path) -> str:
+    """``text`` with the server's state folder written as ``$TAILOR_HOME``: a message an API caller
+    reads (a job's failure, say) must not show where the server keeps its files."""
+    for path in {str(Path(home).resolve()), str(home)}:
+        text = text.replace(path, "$TAILOR_HOME")
+    return text

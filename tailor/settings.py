@@ -9,11 +9,12 @@ then from the defaults below.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +25,37 @@ from pydantic_settings import (
 
 def default_home() -> Path:
     return Path(os.environ.get("TAILOR_HOME") or Path.home() / ".tailor").expanduser()
+
+
+class RemoteModel(BaseModel):
+    """A model on another service, configured by the operator under a name (``remote_models``).
+
+    The server sends prompts there with the credentials given here, so only the operator decides
+    where they go: an API request names the entry, never an address.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    api: Literal["openai", "bedrock"] = Field(description="openai: an OpenAI-compatible chat-completions "
+                                              "API; bedrock: Amazon Bedrock's Converse API (boto3).")
+    model: str = Field(min_length=1, description="The model's id on that service.")
+    url: str | None = Field(default=None, description="openai: the API's base URL (required), e.g. "
+                            "https://api.openai.com/v1; bedrock: an endpoint URL (default: AWS's).")
+    api_key: SecretStr | None = Field(default=None, description="openai: the bearer key sent to url.")
+    region: str | None = Field(default=None, description="bedrock: the region (default: the AWS chain's).")
+    aws_access_key_id: str | None = Field(default=None, description="bedrock: the access key (default: the "
+                                          "server's AWS credential chain).")
+    aws_secret_access_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> RemoteModel:
+        if self.url is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.url):
+            raise ValueError(f"url must be an http:// or https:// URL, got {self.url!r}")
+        if self.api == "openai" and not self.url:
+            raise ValueError("an openai remote model needs its url")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("give aws_access_key_id and aws_secret_access_key together, or neither")
+        return self
 
 
 class Settings(BaseSettings):
@@ -48,6 +80,17 @@ class Settings(BaseSettings):
                             description="Account id written into ARNs.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
 
+    # The API server's edge (tailor/api/app.py, tailor/api/edge.py; docs/security.md).
+    max_request_bytes: int = Field(
+        default=25_000_000, ge=1024, description="Largest request body the API reads, in bytes; larger ones "
+        "get 413 before authentication. The default is the largest InvokeModel body the original allows.")
+    public_hosts: list[str] = Field(
+        default_factory=list, description="The Host names (NAME or NAME:PORT) clients use to reach this server, "
+        "e.g. [\"tailor.example.com:8080\"]. SigV4 requests signed for any other host are refused. Unset: the "
+        "loopback names and the address `tailor serve` listens on.")
+    api_docs: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json (they need no "
+                           "credentials, so they are off unless the operator wants them).")
+
     # Serving (tailor/serve/engine.py): one engine process answers every deployed model.
     engine_max_batch: int = Field(default=32, ge=1, description="Sequences decoded together per base model.")
     engine_max_models: int = Field(default=2, ge=1, description="Base (or full-weight) models kept in memory; "
@@ -57,11 +100,10 @@ class Settings(BaseSettings):
                                              "run before it ends with ModelTimeoutException.")
     slots_per_model_unit: int = Field(default=8, ge=1, description="Requests one provisioned model unit runs at "
                                       "once; more wait their turn.")
-
     # 1,000,000: the longest window in the catalog is 200k tokens (Claude 3 Haiku's id), about 800k
     # characters of English at ~4 per token, so a prompt that could fit any window served here passes,
     # while tokenizing this many takes ~0.8 s on a 2-core CPU (a 10 MB prompt took ~10 s). Even
-    # JSON-escaped at 6 bytes a character, 1M characters stay under a 20 MB request body limit.
+    # JSON-escaped at 6 bytes a character, 1M characters stay under the 25 MB request-body limit.
     max_prompt_characters: int = Field(default=1_000_000, ge=1, description="Longest prompt one inference "
                                        "request may carry, in characters (messages and stop sequences "
                                        "together); longer ones are refused before tokenizing (HTTP 400).")
@@ -74,11 +116,12 @@ class Settings(BaseSettings):
     evaluation_encoder_layers: int | None = Field(
         default=None, ge=1, description="Which hidden layer BERTScore reads; unset: 6 for the bundled encoder, "
         "else bert-score's tuned default for the named model (17 for roberta-large).")
-    judge_endpoints: dict[str, str] = Field(
-        default_factory=dict, description="Judge model ids that evaluation jobs send elsewhere than Tailor's "
-        "own models, e.g. {\"anthropic.claude-3-5-sonnet-20240620-v1:0\": \"bedrock:anthropic.claude-3-5-"
-        "sonnet-20240620-v1:0\"} or {\"gpt-4o\": \"openai:gpt-4o@https://api.openai.com/v1\"} "
-        "(docs/evaluation.md lists the forms).")
+    remote_models: dict[str, RemoteModel] = Field(
+        default_factory=dict, description="Models on other services that evaluation jobs may use, by name, as "
+        "a model under test or as the judge, e.g. {\"anthropic.claude-3-5-sonnet-20240620-v1:0\": {\"api\": "
+        "\"bedrock\", \"model\": \"anthropic.claude-3-5-sonnet-20240620-v1:0\"}} or {\"gpt-4o\": {\"api\": "
+        "\"openai\", \"model\": \"gpt-4o\", \"url\": \"https://api.openai.com/v1\", \"api_key\": \"sk-...\"}}. "
+        "API callers name these; they never give a URL (docs/security.md).")
 
     # s3:// URIs: with no endpoint they name local buckets under TAILOR_HOME/buckets; with one,
     # objects on that S3-compatible service (MinIO, Ceph, AWS S3 itself, ...) through boto3.

@@ -85,7 +85,7 @@ def size(uri: str, settings: Settings | None = None) -> int:
 def _existing_local_file(uri: str, settings: Settings) -> Path:
     path = _local_file(uri, settings)
     if not path.is_file():
-        raise NotFound(f"No file at {uri}" + (f" ({path})" if str(path) != uri else "") + ".")
+        raise NotFound(f"No file at {uri}.")  # never the local path: callers of the API read this
     return path
 
 
@@ -146,6 +146,61 @@ def copy_tree(source: Path, uri: str, settings: Settings | None = None) -> Path 
         with _service_errors(f"s3://{bucket}/{key}", settings, bucket):
             client.upload_file(str(path), bucket, key)
     return uri
+
+
+def bucket_of(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of an ``s3://`` URI, refusing what could name a file outside the bucket:
+    a ``.`` or ``..`` segment. The key may be empty (the whole bucket) or end in ``/`` (a folder)."""
+    if urlparse(uri).scheme != "s3":
+        raise InvalidInput(f"{uri!r} is not an s3:// URI.")
+    bucket, key = _bucket_and_key(uri)
+    _inside(Path("/"), bucket, key, uri)  # the same segment rule as local buckets
+    return bucket, key
+
+
+def ensure_bucket(bucket: str, settings: Settings | None = None) -> None:
+    """Make sure the bucket exists: a local bucket's folder, or the bucket on the S3 endpoint
+    (created there when missing)."""
+    settings = settings or get_settings()
+    uri = f"s3://{bucket}/"
+    if not _endpoint(settings):
+        try:
+            _inside(settings.home / "buckets", bucket, "", uri).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidInput(f"Cannot create the local bucket {bucket}: {error.strerror or error}.") from None
+        return
+    if _bucket_exists(bucket, settings, strict=True):
+        return
+    with _service_errors(uri, settings, bucket):
+        _client(settings).create_bucket(Bucket=bucket)
+
+
+def local_bucket_exists(bucket: str, settings: Settings) -> bool:
+    """Whether a local bucket of that name has a folder (with no S3 endpoint configured)."""
+    return (settings.home / "buckets" / bucket).is_dir()
+
+
+def check_writable(uri: str, settings: Settings | None = None) -> None:
+    """Prove that files can be written under the folder a URI names, before any work is spent on
+    results that would then have nowhere to go: a probe file is written and removed again.
+    Raises ``InvalidInput`` (or the endpoint's ``AccessDenied``/``NotFound``) saying why not."""
+    settings = settings or get_settings()
+    bucket_and_prefix = _remote_prefix(uri, settings)
+    if bucket_and_prefix is None:
+        folder = _local_file(uri, settings)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".tailor-write-check."):
+                pass
+        except OSError as error:
+            raise InvalidInput(f"Cannot write under {uri}: {error.strerror or error}.") from None
+        return
+    bucket, prefix = bucket_and_prefix
+    key = f"{prefix}.tailor-write-check"
+    with _service_errors(uri, settings, bucket, check_bucket=True):
+        client = _client(settings)
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+        client.delete_object(Bucket=bucket, Key=key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,14 +413,21 @@ def _service_errors(uri: str, settings: Settings, bucket: str, check_bucket: boo
         raise InvalidInput(f"S3 request for {uri} failed {where}: {error}") from None
 
 
-def _bucket_exists(bucket: str, settings: Settings) -> bool:
-    """False only when the endpoint says the bucket does not exist (any other answer: True)."""
+def _bucket_exists(bucket: str, settings: Settings, strict: bool = False) -> bool:
+    """False only when the endpoint says the bucket does not exist; any other answer is True, or,
+    with ``strict``, the domain error it stands for (access denied, endpoint unreachable)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         _client(settings).head_bucket(Bucket=bucket)
     except ClientError as error:
-        return str(error.response.get("Error", {}).get("Code", "")) not in _MISSING_CODES
+        if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+            return False
+        if strict:
+            with _service_errors(f"s3://{bucket}/", settings, bucket):
+                raise
     except BotoCoreError:
-        return True
+        if strict:
+            with _service_errors(f"s3://{bucket}/", settings, bucket):
+                raise
     return True

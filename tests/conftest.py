@@ -23,9 +23,13 @@ SEED_002_SYSTEM = ("You are a high-performance QA assistant that responds to que
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
+    """The built tiny model. ``TAILOR_TEST_MODELS`` names a folder that keeps it between runs (the
+    build is deterministic and takes a minute); CI leaves it unset and builds afresh."""
     from tailor.tiny import tiny_model_dir
 
-    models = tmp_path_factory.mktemp("models")
+    kept = os.environ.get("TAILOR_TEST_MODELS")
+    models = Path(kept) if kept else tmp_path_factory.mktemp("models")
+    models.mkdir(parents=True, exist_ok=True)
     tiny_model_dir(models, progress=False)
     return models
 

@@ -73,7 +73,7 @@ def test_copy_tree_into_a_local_bucket(tailor_home, tmp_path):
 
 
 def test_missing_local_files_are_not_found_naming_the_uri(tailor_home, tmp_path):
-    expected = r"^No file at s3://my-bucket/missing.jsonl \(.*buckets/my-bucket/missing.jsonl\)\.$"
+    expected = r"^No file at s3://my-bucket/missing.jsonl\.$"  # the URI, never the server's path
     with pytest.raises(NotFound, match=expected):
         storage.size("s3://my-bucket/missing.jsonl")
     with pytest.raises(NotFound, match=f"^No file at {tmp_path}/missing.jsonl\\.$"):
@@ -270,17 +270,43 @@ def test_validate_reads_a_dataset_from_the_server(bucket, s3):
     assert [problem.line for problem in report.problems] == [4]  # the changed object was read again
 
 
-def test_cli_data_upload_goes_to_the_server(bucket, s3, tmp_path, remote):
+def test_cli_data_upload_goes_to_the_server_into_the_principals_buckets(bucket, s3, tmp_path, remote):
     from tailor.cli import app
 
     source = tmp_path / "train.jsonl"
     source.write_text(DATASET)
-    result = CliRunner().invoke(app, ["data", "upload", str(source), f"s3://{bucket}/train.jsonl"])
+    upload = ["data", "upload", str(source)]
+    result = CliRunner().invoke(app, [*upload, f"s3://{bucket}/train.jsonl", "--principal", "alice"])
     assert result.exit_code == 0, result.output
-    assert f"(S3 endpoint {remote})" in result.output
+    assert f"(S3 endpoint {remote}) for alice" in result.output
     assert s3.get_object(Bucket=bucket, Key="train.jsonl")["Body"].read() == DATASET.encode()
 
-    result = CliRunner().invoke(app, ["data", "upload", str(source), "s3://no-such-bucket-here/train.jsonl"])
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
-    assert "No bucket 'no-such-bucket-here'" in result.output
+    # A bucket new to the endpoint is created for the principal; nobody else may then write there.
+    fresh = f"fresh-{uuid.uuid4().hex[:12]}"
+    result = CliRunner().invoke(app, [*upload, f"s3://{fresh}/train.jsonl", "--principal", "bob"])
+    assert result.exit_code == 0, result.output
+    assert s3.get_object(Bucket=fresh, Key="train.jsonl")["Body"].read() == DATASET.encode()
+    result = CliRunner().invoke(app, [*upload, f"s3://{fresh}/other.jsonl", "--principal", "alice"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"you may not write to s3://{fresh}/other.jsonl" in result.output
+    assert "Contents" not in s3.list_objects_v2(Bucket=fresh, Prefix="other")
+
+    result = CliRunner().invoke(app, [*upload, f"s3://{bucket}/x.jsonl"])
+    assert result.exit_code == 2 and "--principal" in result.output  # the owner must be named
+
+
+def test_output_locations_on_the_endpoint_are_registered_by_the_operator_only(bucket, remote, tailor_home):
+    from tailor.jobs.store import open_store
+    from tailor.services.buckets import claim_output, create_bucket
+
+    settings = Settings()
+    store = open_store(settings)
+    # A bucket the server's credentials reach, but that nobody registered: no caller may claim it.
+    with pytest.raises(AccessDenied, match="^out: you may not write to s3://"):
+        claim_output(store, settings, "alice", f"s3://{bucket}/out/", "out")
+    create_bucket(store, settings, bucket, "alice")
+    claim_output(store, settings, "alice", f"s3://{bucket}/out/", "out")  # registered: writable, checked
+    with pytest.raises(AccessDenied):
+        claim_output(store, settings, "bob", f"s3://{bucket}/out/", "out")
+    with pytest.raises(InvalidInput, match=r"^out: .* has a '\.' or '\.\.' path segment"):
+        claim_output(store, settings, "alice", f"s3://{bucket}/a/../../b/", "out")

@@ -5,10 +5,14 @@ registers three families of routes: the Bedrock control plane, bedrock-runtime, 
 OpenAI-compatible API. The inference engine runs in its own process, started on first use
 (``tailor.serve.client``).
 
-Every request is authenticated against Tailor's access keys: AWS SigV4, or the key as a bearer
-token (OpenAI clients; Bedrock API keys). With ``insecure_local`` any signature or token is
-accepted and the caller is named by the access key id it claims (so principals still see only
-their own resources) — for a single-user machine, bound to loopback only.
+Every request first passes the edge (``tailor.api.edge``): a body limit enforced while reading,
+before anything else runs. Then it is authenticated against Tailor's access keys: AWS SigV4 signed
+for this server (its hosts, region and service), or the key as a bearer token (OpenAI clients;
+Bedrock API keys). Every authentication failure gets the same message, so a caller cannot tell an
+unknown key from a wrong secret; the reason goes to the server log. With ``insecure_local`` any
+signature or token is accepted and the caller is named by the access key id it claims (so
+principals still see only their own resources) — for a single-user machine: bound to loopback, and
+only for requests addressed to a loopback name that no other web site sent.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from fastapi import FastAPI, Request
 
 from tailor.api import fallback
 from tailor.api.bedrock import control, runtime
+from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly
 from tailor.api.openai import routes as openai_routes
-from tailor.api.sigv4 import verify_request
-from tailor.errors import AccessDenied
+from tailor.api.sigv4 import SigningScope, verify_request
+from tailor.errors import AccessDenied, InvalidInput
 from tailor.jobs.runner import Runner
-from tailor.jobs.store import open_store
+from tailor.jobs.store import check_integrity, open_store
 from tailor.serve import activation
 from tailor.serve.client import EngineClient
 from tailor.services.keys import bearer_principal, principal_of, secret_lookup
@@ -33,6 +38,11 @@ from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCAL_PRINCIPAL = "local"
+AUTHENTICATION_FAILED = (
+    "The request could not be authenticated. Sign it with AWS SigV4 using an access key from `tailor keys "
+    "create`, or send that key as 'Authorization: Bearer ID.SECRET'; check the secret, the region, the "
+    "endpoint and the clock.")
+EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 
 def _claimed_access_key(request: Request) -> str | None:
@@ -48,31 +58,68 @@ def _bearer_token(request: Request) -> str | None:
     return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
-def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bool = True) -> FastAPI:
+def allowed_hosts(settings: Settings, listen: tuple[str, int] | None) -> tuple[str, ...]:
+    """The Host headers SigV4 requests may be signed for: ``public_hosts`` when the operator set
+    them, else the loopback names and the address the server listens on (any port, when unknown)."""
+    if settings.public_hosts:
+        return tuple(settings.public_hosts)
+    if listen is None:
+        return LOOPBACK_NAMES
+    host, port = listen
+    if host in EVERY_INTERFACE:
+        raise InvalidInput(f"Listening on every interface ({host or 'all'}) needs TAILOR_PUBLIC_HOSTS: the names "
+                           "clients use to reach this server (e.g. '[\"tailor.example.com:8080\"]'), so that "
+                           "requests signed for another host are refused.")
+    names = dict.fromkeys([*LOOPBACK_NAMES, host])
+    return tuple(f"[{name}]:{port}" if ":" in name else f"{name}:{port}" for name in names)
+
+
+def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bool = True,
+               listen: tuple[str, int] | None = None) -> FastAPI:
     store = open_store(settings)
+    damage = check_integrity(store)
+    if damage:  # a damaged database would answer some calls and fail others: refuse to start instead
+        raise InvalidInput(f"The database is damaged ({'; '.join(damage[:3])}). Stop here: restore it from a "
+                           "backup; `tailor doctor` reports what is wrong.")
     secret_for = secret_lookup(store, settings)
+    signing_scope = SigningScope(region=settings.region, hosts=allowed_hosts(settings, listen))
+
+    def one_message(check):
+        """Run an authentication check; any failure becomes the one message callers see."""
+        try:
+            return check()
+        except AccessDenied as error:
+            log.warning("authentication failed: %s", error.message)
+            raise AccessDenied(AUTHENTICATION_FAILED) from None
 
     def authenticate_bearer(request: Request) -> str:
         token = _bearer_token(request)
         if insecure_local:
             return (token or "").partition(".")[0] or LOCAL_PRINCIPAL
         if not token:
-            raise AccessDenied("Missing API key: send it as 'Authorization: Bearer KEY'.")
-        return bearer_principal(store, secret_for, token)
+            log.warning("authentication failed: no bearer token")
+            raise AccessDenied(AUTHENTICATION_FAILED)
+        return one_message(lambda: bearer_principal(store, secret_for, token))
 
     def authenticate(request: Request, body: bytes) -> str:
         if _bearer_token(request) is not None:
             return authenticate_bearer(request)
         if insecure_local:
             return _claimed_access_key(request) or LOCAL_PRINCIPAL
-        credential = verify_request(
-            method=request.method, raw_path=request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
-            query_string=request.scope.get("query_string", b"").decode("latin-1"),
-            headers={k.lower(): v for k, v in request.headers.items()}, body=body, secret_for=secret_for)
-        principal = principal_of(store, credential.access_key_id)
-        if principal is None:  # deleted between the signature check and now
-            raise AccessDenied(f"Unknown access key id {credential.access_key_id!r}.")
-        return principal
+
+        def signed_principal() -> str:
+            credential = verify_request(
+                method=request.method,
+                raw_path=request.scope.get("raw_path", b"").decode("latin-1") or request.url.path,
+                query_string=request.scope.get("query_string", b"").decode("latin-1"),
+                headers={k.lower(): v for k, v in request.headers.items()}, body=body, secret_for=secret_for,
+                scope=signing_scope)
+            principal = principal_of(store, credential.access_key_id)
+            if principal is None:  # deleted between the signature check and now
+                raise AccessDenied(f"Unknown access key id {credential.access_key_id!r}.")
+            return principal
+
+        return one_message(signed_principal)
 
     runner = Runner(store, settings)
     engine = EngineClient(settings)
@@ -89,7 +136,13 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
         engine.close()
         runner.close()
 
-    app = FastAPI(title="Tailor", lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
+    docs = settings.api_docs
+    app = FastAPI(title="Tailor", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None)
+    # Added last, so it runs first: nothing — not even authentication — reads past the limit.
+    if insecure_local:
+        app.add_middleware(LoopbackOnly)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.state.store, app.state.settings, app.state.authenticate = store, settings, authenticate
     app.state.authenticate_bearer = authenticate_bearer
     app.state.runner, app.state.engine, app.state.slots = runner, engine, {}

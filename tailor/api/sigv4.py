@@ -16,8 +16,15 @@ HMAC, so this module mirrors botocore's ``SigV4Auth`` (the non-S3 variant) exact
   request verifies if it matches either form (see ``canonical_query_forms``).
 * **headers** — the ones named in ``SignedHeaders``, lowercased, values trimmed with runs of
   whitespace collapsed to one space.
-* **payload** — ``x-amz-content-sha256`` when sent (it must then match the body, unless it is
-  ``UNSIGNED-PAYLOAD``), else the SHA-256 of the body.
+* **payload** — ``x-amz-content-sha256`` when sent (it must then match the body; the
+  ``UNSIGNED-PAYLOAD`` marker is accepted only for a request without a body, or a swapped body
+  would pass), else the SHA-256 of the body.
+
+A valid signature is not enough: it must also be *for this server* (``SigningScope``) — the
+signed ``Host`` one this server answers to, the credential scope's region this server's region
+and its service ``bedrock`` (the signing name of both botocore models), and the request time
+within 15 minutes of the server's clock. So a request signed for another host, region or
+service cannot be replayed here.
 
 Every failure raises ``AccessDenied`` with a message saying what was wrong; no message ever
 contains the expected signature or a secret.
@@ -28,11 +35,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from tailor.errors import AccessDenied
 
@@ -42,6 +49,15 @@ AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _CREDENTIAL_DATE = re.compile(r"\d{8}")
+
+
+@dataclass(frozen=True)
+class SigningScope:
+    """What a request must be signed for to be accepted by this server."""
+
+    region: str
+    service: str = "bedrock"
+    hosts: tuple[str, ...] | None = None  # Host headers this server answers to; None: not checked
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ def verify_request(
     secret_for: Callable[[str], str | None],
     now: datetime | None = None,
     max_skew: timedelta = timedelta(minutes=15),
+    scope: SigningScope | None = None,
 ) -> Credential:
     """Check the SigV4 ``Authorization`` header of one request; return its credential or raise.
 
@@ -76,11 +93,13 @@ def verify_request(
     authorization = headers.get("authorization")
     if not authorization:
         raise AccessDenied("Missing Authorization header: requests must be signed with AWS SigV4.")
-    access_key_id, scope, signed_headers, signature = _parse_authorization(authorization)
-    date, region, service = scope
+    access_key_id, credential_scope, signed_headers, signature = _parse_authorization(authorization)
+    date, region, service = credential_scope
     for name in signed_headers:
         if name not in headers:
             raise AccessDenied(f"Signed header {name!r} is missing from the request.")
+    if scope is not None:
+        _check_scope(scope, region, service, headers["host"])
 
     # The date must be signed, or a captured request could be replayed with a fresh one.
     request_time, timestamp = _request_time(headers, signed_headers)
@@ -131,6 +150,42 @@ def verify_request(
             "path, query, signed headers or body on the way."
         )
     return Credential(access_key_id=access_key_id, date=date, region=region, service=service)
+
+
+def _check_scope(scope: SigningScope, region: str, service: str, host: str) -> None:
+    if region != scope.region:
+        raise AccessDenied(f"The request is signed for region {region!r}; this server is {scope.region!r}.")
+    if service != scope.service:
+        raise AccessDenied(f"The request is signed for service {service!r}, not {scope.service!r}.")
+    if scope.hosts is not None and not host_allowed(host, scope.hosts):
+        raise AccessDenied(f"The request is signed for host {host!r}, which is not this server.")
+
+
+def _name_and_port(host: str) -> tuple[str, int | None]:
+    """``[::1]:8080`` -> ``("::1", 8080)``; ``localhost`` -> ``("localhost", None)``; junk -> ``("", None)``."""
+    try:
+        parts = urlsplit(f"//{host.strip()}")
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port that is not a number
+        return "", None
+
+
+def host_name(host: str) -> str:
+    """The name part of a ``Host`` header: ``[::1]:8080`` -> ``::1``, ``localhost:80`` -> ``localhost``."""
+    return _name_and_port(host)[0]
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a ``Host`` header names this server: an allowed entry with a port must match exactly,
+    one without a port matches the name on any port."""
+    name, port = _name_and_port(host or "")
+    if not name:
+        return False
+    for entry in allowed:
+        entry_name, entry_port = _name_and_port(entry)
+        if entry_name == name and entry_port in (None, port):
+            return True
+    return False
 
 
 def canonical_request(
@@ -236,6 +291,8 @@ def _payload_hash(headers: Mapping[str, str], body: bytes) -> str:
     declared = headers.get("x-amz-content-sha256")
     if declared is None:
         return body_hash
+    if declared == UNSIGNED_PAYLOAD and body:
+        raise AccessDenied("UNSIGNED-PAYLOAD is not accepted for a request with a body: sign the body's hash.")
     if declared != UNSIGNED_PAYLOAD and declared != body_hash:
         raise AccessDenied(
             "The x-amz-content-sha256 header does not match the SHA-256 of the body."

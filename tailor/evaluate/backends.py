@@ -1,17 +1,21 @@
 """Where an evaluation's answers (and a judge's ratings) come from.
 
-A *model spec* names one of three kinds of model; the models under evaluation and the judge take
+A *model spec* names one of these kinds of model; the models under evaluation and the judge take
 the same specs:
 
 - ``MODEL`` — a model Tailor runs itself: a foundation model id or alias, a custom model (ARN or
-  name; it need not be deployed), a deployment (ARN or name), or a training output folder. It is
-  loaded into an engine inside the evaluating process (continuous batching, shared LoRA bases),
-  so an evaluation never competes with live traffic on the server's engine.
-- ``openai:MODEL@URL`` — any OpenAI-compatible chat-completions API, e.g.
-  ``openai:gpt-4o@https://api.openai.com/v1``; the key comes from ``OPENAI_API_KEY``.
-- ``bedrock:MODEL`` or ``bedrock:MODEL@ENDPOINT_URL`` — Amazon Bedrock's Converse API through
+  name; it need not be deployed), a deployment (ARN or name), or (the CLI only) a training output
+  folder. It is loaded into an engine inside the evaluating process (continuous batching, shared
+  LoRA bases), so an evaluation never competes with live traffic on the server's engine.
+- ``NAME`` of an entry in the operator's ``remote_models`` setting: a model on another service,
+  with the address and credentials the operator configured there.
+- On the command line only (``Opener(allow_urls=True)``), addresses chosen by the user who runs
+  it: ``openai:MODEL@URL`` — any OpenAI-compatible chat-completions API, e.g.
+  ``openai:gpt-4o@https://api.openai.com/v1``, the key from ``OPENAI_API_KEY``; and
+  ``bedrock:MODEL`` or ``bedrock:MODEL@ENDPOINT_URL`` — Amazon Bedrock's Converse API through
   boto3 with the standard AWS credential chain (an endpoint URL points it elsewhere, e.g. at
-  another Tailor server).
+  another Tailor server). A server never opens these for an API caller: it would send the
+  caller's prompts, with the operator's credentials, wherever the caller said.
 
 Every backend answers a batch of conversations with one reply each: the text, or a ``Failure``
 saying why there is none. A failed request never raises: one bad question must not sink the rest.
@@ -31,6 +35,7 @@ from typing import Protocol
 
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Target
+from tailor.settings import RemoteModel
 
 HTTP_CONCURRENCY = 4  # requests in flight to a remote API
 
@@ -175,6 +180,8 @@ class BedrockModel:
     model: str
     endpoint_url: str | None = None
     timeout_s: float = 120.0
+    region: str | None = None
+    credentials: dict[str, str] = field(default_factory=dict)  # aws_access_key_id, aws_secret_access_key
     _client: object = None
 
     def chat(self, conversations, generation, on_reply=None):
@@ -182,7 +189,7 @@ class BedrockModel:
         from botocore.config import Config
 
         self._client = self._client or boto3.client(
-            "bedrock-runtime", endpoint_url=self.endpoint_url,
+            "bedrock-runtime", endpoint_url=self.endpoint_url, region_name=self.region, **self.credentials,
             config=Config(read_timeout=self.timeout_s, retries={"max_attempts": 3, "mode": "standard"}))
         return _in_threads(lambda c: self._one(with_system(c, generation), generation), conversations, on_reply)
 
@@ -221,17 +228,38 @@ def _in_threads(one: Callable[[list[dict]], Reply], conversations: list[list[dic
 # ---------------------------------------------------------------------------------------------
 
 
+def remote_backend(name: str, remote: RemoteModel, timeout_s: float) -> Backend:
+    """A backend for an operator's ``remote_models`` entry, with the credentials configured there."""
+    if remote.api == "openai":
+        key = remote.api_key.get_secret_value() if remote.api_key else None
+        return OpenAIModel(name, remote.model, remote.url, api_key=key, timeout_s=timeout_s)
+    credentials = {}
+    if remote.aws_access_key_id and remote.aws_secret_access_key:
+        credentials = {"aws_access_key_id": remote.aws_access_key_id,
+                       "aws_secret_access_key": remote.aws_secret_access_key.get_secret_value()}
+    return BedrockModel(name, remote.model, remote.url, timeout_s=timeout_s, region=remote.region,
+                        credentials=credentials)
+
+
 class Opener:
     """Opens model specs as backends. Tailor's own models share one engine in this process, started
-    when the first of them is opened (``max_models`` bases kept loaded); ``close`` stops it."""
+    when the first of them is opened (``max_models`` bases kept loaded); ``close`` stops it.
 
-    def __init__(self, settings, resolve_target: Callable[[str], Target], *, max_models: int = 2):
+    ``allow_urls`` lets specs name an address (``openai:MODEL@URL``, ``bedrock:MODEL@URL``): for the
+    command line, where the user chooses where their own prompts go; never for API callers.
+    """
+
+    def __init__(self, settings, resolve_target: Callable[[str], Target], *, max_models: int = 2,
+                 allow_urls: bool = False):
         self.settings, self.resolve_target, self.max_models = settings, resolve_target, max_models
+        self.allow_urls = allow_urls
         self._engine = None
 
     def open(self, spec_text: str) -> Backend:
-        spec = parse_spec(spec_text)
         timeout = self.settings.inference_timeout_seconds
+        if spec_text in self.settings.remote_models:
+            return remote_backend(spec_text, self.settings.remote_models[spec_text], timeout)
+        spec = parse_spec(spec_text) if self.allow_urls else Spec("tailor", spec_text)
         if spec.kind == "openai":
             return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout)
         if spec.kind == "bedrock":

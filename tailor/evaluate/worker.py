@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tailor import storage
-from tailor.errors import TailorError
+from tailor.errors import TailorError, without_home
 from tailor.evaluate.backends import Opener
 from tailor.evaluate.dataset import load_questions
 from tailor.evaluate.results import Comparison, summarize
@@ -60,7 +60,7 @@ def run_evaluation_job(job_id: str, settings: Settings) -> str:
         model_configs = [m["bedrockModel"] for m in request["inferenceConfig"]["models"]]
         models = [opener.open(m["modelIdentifier"]) for m in model_configs]
         generations = [generation_of(m) for m in model_configs]
-        judge_text = judge_spec(settings, automated)
+        judge_text = judge_spec(automated)
         judge = opener.open(judge_text) if judge_text else None
         training_uri = _training_data(store, principal, [m["modelIdentifier"] for m in model_configs])
 
@@ -86,23 +86,25 @@ def run_evaluation_job(job_id: str, settings: Settings) -> str:
             reason = error.message if isinstance(error, TailorError) else str(error)
             raise TailorError(f"Could not write the results to {prefix}: {reason}") from None
     except StopRequested:
-        return _finish(store, job_id, "Stopped")
+        return _finish(store, settings, job_id, "Stopped")
     except TailorError as error:
-        return _finish(store, job_id, "Failed", error.message)
+        return _finish(store, settings, job_id, "Failed", error.message)
     except Exception as error:  # a bug or an OOM: the job fails, the server lives on
         traceback.print_exc()
-        return _finish(store, job_id, "Failed", f"Evaluation failed: {type(error).__name__}: {error}")
+        return _finish(store, settings, job_id, "Failed", f"Evaluation failed: {type(error).__name__}: {error}")
     finally:
         opener.close()
-    return _finish(store, job_id, "Completed")
+    return _finish(store, settings, job_id, "Completed")
 
 
-def _finish(store: Store, job_id: str, status: str, failure: str | None = None) -> str:
+def _finish(store: Store, settings: Settings, job_id: str, status: str, failure: str | None = None) -> str:
     with store.session() as session:
         job = session.get(EvaluationJob, job_id)
         if job.stop_requested:
             status = "Stopped"  # a stop that arrived while failing or publishing still wins
-        changes = {"failure_message": failure[:FAILURE_MESSAGE_LIMIT]} if failure and status == "Failed" else {}
+        changes = {}
+        if failure and status == "Failed":
+            changes["failure_message"] = without_home(failure, settings.home)[:FAILURE_MESSAGE_LIMIT]
         transition(job, status, **changes)
     return status
 

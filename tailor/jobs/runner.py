@@ -10,13 +10,19 @@ server restarted after a crash (even SIGKILL) continues where the last one left 
   watches them again and they finish on their own;
 - a job whose worker is gone without a result (killed, out of memory, machine rebooted) is
   marked Failed with that reason, or Stopped if a stop had been requested — never left InProgress;
-- a stop request (status Stopping) becomes SIGTERM to the worker, then SIGKILL after a grace period.
+- a stop request (status Stopping) becomes SIGTERM to the worker, then SIGKILL after a grace period;
+- a job whose worker cannot even be started (its folder cannot be created: a full disk, an
+  unwritable ``$TAILOR_HOME/jobs``) fails with that reason, and the queue goes on;
+- scratch left by a worker that died mid-write (training's ``.*.partial-*`` folders, an
+  evaluation's staging folder, a failed job's unpublished output) is removed once the job has
+  ended: at start for every ended job, and for each job the runner itself sees end.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,13 +34,17 @@ from sqlalchemy import func, select, update
 
 from tailor.jobs.store import EvaluationJob, Job, JobLifecycle, Store, transition, utcnow
 from tailor.settings import Settings
+from tailor.train.common import PARTIAL
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
 WORKERS = {Job: "tailor.jobs.worker", EvaluationJob: "tailor.evaluate.worker"}  # table -> worker module
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
-               "or the machine restarted. Its log is {log}. Create the job again to retry.")
+               "or the machine restarted. Its log stays on the server (`tailor jobs logs JOB`). "
+               "Create the job again to retry.")
+UNSTARTABLE = ("The server could not start this job's worker ({reason}); the operator should check "
+               "that TAILOR_HOME is writable and has space. Create the job again to retry.")
 
 
 def process_start_time(pid: int) -> str | None:
@@ -65,6 +75,7 @@ class Runner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.clean_ended()
         self._thread = threading.Thread(target=self._loop, name="tailor-runner", daemon=True)
         self._thread.start()
 
@@ -109,8 +120,9 @@ class Runner:
         if job.stop_requested:
             transition(job, "Stopped")
         else:
-            transition(job, "Failed", failure_message=LOST_WORKER.format(log=Path(job.work_dir) / "job.log"))
+            transition(job, "Failed", failure_message=LOST_WORKER)
         self._terminated_at.pop(job.id, None)
+        clean_scratch(Path(job.work_dir), keep_output=False)
 
     def _deliver_stops(self) -> None:
         for table in WORKERS:
@@ -132,6 +144,14 @@ class Runner:
             self._terminated_at[job.id] = time.monotonic()
         elif time.monotonic() - sent > self.settings.stop_grace_seconds:
             self._signal(job, signal.SIGKILL)
+
+    def clean_ended(self) -> None:
+        """Remove the scratch of every job that has ended (what workers killed mid-write left)."""
+        for table in WORKERS:
+            with self.store.session() as session:
+                ended = session.execute(select(table.work_dir, table.status).where(table.phase == "done")).all()
+            for work_dir, status in ended:
+                clean_scratch(Path(work_dir), keep_output=status == "Completed")
 
     @staticmethod
     def _signal(job: JobLifecycle, signum: int) -> None:
@@ -162,14 +182,34 @@ class Runner:
                 self._spawn(table, job.id, Path(job.work_dir))
 
     def _spawn(self, table, job_id: str, work_dir: Path) -> None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        with open(work_dir / "job.log", "ab") as log_file:
-            child = subprocess.Popen(
-                [sys.executable, "-m", WORKERS[table], job_id],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, "TAILOR_HOME": str(self.settings.home)},
-            )
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            with open(work_dir / "job.log", "ab") as log_file:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", WORKERS[table], job_id],
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    start_new_session=True, env={**os.environ, "TAILOR_HOME": str(self.settings.home)},
+                )
+        except OSError as error:
+            log.error("job %s: cannot start its worker in %s: %s", job_id, work_dir, error)
+            with self.store.session() as session:
+                transition(session.get(table, job_id), "Failed",
+                           failure_message=UNSTARTABLE.format(reason=error.strerror or type(error).__name__))
+            return
         self._children[job_id] = child
         with self.store.session() as session:
             job = session.get(table, job_id)
             job.pid, job.pid_started, job.phase = child.pid, process_start_time(child.pid), "running"
+
+
+def clean_scratch(work_dir: Path, *, keep_output: bool) -> None:
+    """Remove what an ended job's worker left half-written in its folder: training scratch
+    (``.output.partial-PID``), and unless the job completed, its output (a failed training's
+    weights, an evaluation's staging folder), which nothing will ever publish. The log stays."""
+    if not work_dir.is_dir():
+        return
+    leftovers = list(work_dir.glob(f".*{PARTIAL}*"))
+    if not keep_output:
+        leftovers.append(work_dir / "output")
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Tailor's state in SQL: customization and evaluation jobs, custom models, deployments, graders,
-tags and access keys.
+tags, access keys, and who owns which bucket.
 
 SQLite under TAILOR_HOME by default; any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) via
 ``TAILOR_DATABASE_URL``. The schema is created and upgraded by Alembic migrations
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -33,7 +34,8 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from tailor.errors import Conflict, InvalidInput
@@ -181,6 +183,29 @@ class AccessKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Bucket(Base):
+    """A bucket and the principal it belongs to (``tailor.services.buckets``): its owner reads and
+    writes it; others only what the operator granted them in ``bucket_grants``."""
+
+    __tablename__ = "buckets"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BucketGrant(Base):
+    """Access to another principal's bucket, granted by the operator: ``read`` or ``write``
+    (which includes read)."""
+
+    __tablename__ = "bucket_grants"
+
+    bucket: Mapped[str] = mapped_column(String(63), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(256), primary_key=True)
+    access: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Grader(Base):
     """A registered RFT grader (``tailor.graders.registry``): a Python file's source, run like an AWS
     Lambda function, or an HTTP endpoint. Installation-wide, like Lambda functions in one account."""
@@ -262,13 +287,22 @@ def migrate(engine: Engine) -> None:
 
 
 class Store:
-    """A migrated database and a session factory; one per process."""
+    """A migrated database and a session factory; one per process.
+
+    A database that cannot be read (not a database at all, or one a migration cannot run on)
+    is refused with ``InvalidInput`` saying so, never a driver traceback.
+    """
 
     def __init__(self, url: str):
+        self.url = url
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(url.removeprefix("sqlite:///")))
         self.engine = make_engine(url)
-        migrate(self.engine)
+        try:
+            migrate(self.engine)
+        except DatabaseError as error:
+            raise InvalidInput(f"The database {_shown(url)} cannot be used: {_reason(error)}. Restore it from a "
+                               "backup, or move it aside to start afresh; `tailor doctor` checks it.") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -280,6 +314,41 @@ class Store:
 
 def open_store(settings) -> Store:
     return Store(database_url(settings.home, settings.database_url))
+
+
+def check_integrity(store: Store, *, thorough: bool = False) -> list[str]:
+    """What is wrong inside the database's pages (SQLite's own check); empty when nothing is.
+
+    ``quick_check`` reads every page but skips comparing indexes with their tables, so a server can
+    afford it at every start; ``thorough`` (``tailor doctor``) runs the full ``integrity_check``.
+    Other databases check themselves; for them this reports nothing.
+    """
+    if store.engine.dialect.name != "sqlite":
+        return []
+    try:
+        with store.engine.connect() as connection:
+            rows = connection.exec_driver_sql("PRAGMA integrity_check" if thorough else "PRAGMA quick_check")
+            problems = [str(row[0]) for row in rows]
+    except DatabaseError as error:
+        return [_reason(error)]
+    return [] if problems == ["ok"] else problems
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file with mode 0600 (its -wal and -shm files take the same mode), or make
+    an existing one private: it holds every principal's jobs and encrypted keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _reason(error: DatabaseError) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from tailor import storage
-from tailor.errors import TailorError
+from tailor.errors import TailorError, without_home
 from tailor.jobs.store import CustomModel, Job, Store, open_store, transition, utcnow
 from tailor.settings import Settings, get_settings
 
@@ -105,7 +105,7 @@ def run_job(job_id: str, settings: Settings) -> str:
     try:
         start = training_start(store, job)
     except TailorError as error:
-        return _finish(store, job_id, "Failed", failure=error.message, phase="validationDetails",
+        return _finish(store, settings, job_id, "Failed", failure=error.message, phase="validationDetails",
                        phase_status="Failed")
     spec = common.TrainSpec(
         customization_type=job.customization_type, model=start,
@@ -119,15 +119,15 @@ def run_job(job_id: str, settings: Settings) -> str:
     try:
         outcome = recipe(spec, settings, hooks)
     except common.StopRequested:
-        return _finish(store, job_id, "Stopped", phase="trainingDetails", phase_status="Stopped")
+        return _finish(store, settings, job_id, "Stopped", phase="trainingDetails", phase_status="Stopped")
     except TailorError as error:
         training = reporter.total_steps > 0
-        return _finish(store, job_id, "Failed", failure=error.message,
+        return _finish(store, settings, job_id, "Failed", failure=error.message,
                        phase="trainingDetails" if training else "validationDetails", phase_status="Failed")
     except Exception as error:  # a bug or an OOM in training: the job fails, the server lives on
         traceback.print_exc()
-        return _finish(store, job_id, "Failed", failure=f"Training failed: {type(error).__name__}: {error}",
-                       phase="trainingDetails", phase_status="Failed")
+        return _finish(store, settings, job_id, "Failed", phase="trainingDetails", phase_status="Failed",
+                       failure=f"Training failed: {type(error).__name__}: {error}")
 
     # Publish: metrics to the output location, then the custom model, then Completed.
     prefix = output_prefix(job)
@@ -137,8 +137,8 @@ def run_job(job_id: str, settings: Settings) -> str:
                 storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
     except (TailorError, OSError) as error:  # e.g. the output bucket does not exist
         reason = error.message if isinstance(error, TailorError) else str(error)
-        return _finish(store, job_id, "Failed", failure=f"Could not write the output files to {prefix}: {reason}",
-                       phase="trainingDetails", phase_status="Failed")
+        return _finish(store, settings, job_id, "Failed", phase="trainingDetails", phase_status="Failed",
+                       failure=f"Could not write the output files to {prefix}: {reason}")
     with store.session() as session:
         job = session.get(Job, job_id)
         if job.stop_requested:  # a stop that arrived while publishing still wins
@@ -160,7 +160,7 @@ def run_job(job_id: str, settings: Settings) -> str:
     return "Completed"
 
 
-def _finish(store: Store, job_id: str, status: str, *, phase: str, phase_status: str,
+def _finish(store: Store, settings: Settings, job_id: str, status: str, *, phase: str, phase_status: str,
             failure: str | None = None) -> str:
     with store.session() as session:
         job = session.get(Job, job_id)
@@ -168,7 +168,7 @@ def _finish(store: Store, job_id: str, status: str, *, phase: str, phase_status:
             status = "Stopped"  # stopped while failing: the user asked for a stop
         changes = {"status_details": details({phase: phase_status}, job.status_details)}
         if failure:
-            changes["failure_message"] = failure[:FAILURE_MESSAGE_LIMIT]
+            changes["failure_message"] = without_home(failure, settings.home)[:FAILURE_MESSAGE_LIMIT]
         transition(job, status, **changes)
     return status
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
-from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model
+from tailor.catalog import FOUNDATION_MODELS, CustomizationType, resolve_model, resolve_registered_model
 from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
 from tailor.jobs.store import CustomModel, Deployment, EvaluationJob, Job, Store, Tag, page, transition, utcnow
+from tailor.services import buckets
 from tailor.settings import Settings
 from tailor.train.hyperparams import parse_hyperparameters
 
@@ -55,9 +56,11 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
     base_id = request["baseModelIdentifier"]
     start = _custom_start(store, principal, base_id, settings)  # a custom model customized again
     try:
-        model = resolve_model(start.artifacts_dir if start else base_id, settings)
+        model = resolve_model(start.artifacts_dir, settings) if start else resolve_registered_model(base_id, settings)
     except ModelUnavailable as error:
         raise InvalidInput(f"baseModelIdentifier: {error.message}") from error
+    except NotFound as error:
+        raise NotFound(f"baseModelIdentifier: {error.message} Nor is it one of your custom models.") from None
     if kind not in model.customization_types:
         supported = ", ".join(model.customization_types)
         raise InvalidInput(f"customizationType: {model.model_id} supports {supported}, not {kind}.")
@@ -65,6 +68,7 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
         _check_rft(store, request, model)
     else:
         parse_hyperparameters(request.get("hyperParameters") or {}, model)  # every bad field, named
+    _authorize_data(store, settings, principal, request)
 
     job_id = new_resource_id()
     now = utcnow()
@@ -93,12 +97,22 @@ def create_job(store: Store, settings: Settings, principal: str, request: dict) 
     return {"jobArn": job.arn}
 
 
+def _authorize_data(store: Store, settings: Settings, principal: str, request: dict) -> None:
+    """Every URI the job names must be the caller's to read, and its output location the caller's to
+    write — checked (and the output claimed) now, before the job is queued."""
+    buckets.authorize(store, principal, request["trainingDataConfig"]["s3Uri"], "read", "trainingDataConfig.s3Uri")
+    for position, validator in enumerate((request.get("validationDataConfig") or {}).get("validators") or []):
+        buckets.authorize(store, principal, validator["s3Uri"], "read",
+                          f"validationDataConfig.validators[{position}].s3Uri")
+    buckets.claim_output(store, settings, principal, request["outputDataConfig"]["s3Uri"], "outputDataConfig.s3Uri")
+
+
 def _custom_start(store: Store, principal: str, identifier: str, settings: Settings) -> CustomModel | None:
     """The caller's custom model that ``baseModelIdentifier`` names (by ARN, or by a name that is
     not a foundation model's), or None for a foundation model. Training starts from its weights."""
     if ":custom-model/" not in identifier:
         try:
-            resolve_model(identifier, settings)
+            resolve_registered_model(identifier, settings)
             return None
         except (NotFound, ModelUnavailable, InvalidInput):
             pass  # not a foundation model: perhaps a custom model's name

@@ -6,24 +6,28 @@ dataset (each line, with its line number), every model and the judge — and que
 job runner then runs ``tailor.evaluate.worker`` in a process of its own, as it does training.
 
 Tailor accepts more than the original in two places, on purpose (docs/evaluation.md): the models
-may be any model Tailor can run (custom models need not be deployed) or an ``openai:``/``bedrock:``
-spec, and ``inferenceParams`` may carry a ``system`` prompt. Human and RAG evaluations, built-in
-datasets and custom judge metrics are refused with a clear message.
+may be any model Tailor can run (custom models need not be deployed) or a remote model the
+operator configured by name (``remote_models``), and ``inferenceParams`` may carry a ``system``
+prompt. Human and RAG evaluations, built-in datasets and custom judge metrics are refused with a
+clear message. Every dataset must be the caller's to read and the output location the caller's to
+write (``tailor.services.buckets``); a caller never names an address the server would call.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 from sqlalchemy import select
 
 from tailor.arns import evaluation_job_arn, new_resource_id
-from tailor.errors import Conflict, InvalidInput, NotFound, TailorError
+from tailor.errors import Conflict, InvalidInput, NotFound, TailorError, show_value
 from tailor.evaluate.backends import Generation, parse_spec
 from tailor.evaluate.dataset import load_questions
 from tailor.evaluate.run import check_metrics, needs_reference
 from tailor.jobs.store import EvaluationJob, Store, Tag, transition, utcnow
+from tailor.services import buckets
 from tailor.services.customization import common_filters, find_owned, list_page
 from tailor.services.inference import weights_for
 from tailor.settings import Settings
@@ -73,7 +77,7 @@ def check_request(store: Store, settings: Settings, principal: str, request: dic
     if not models:
         raise InvalidInput("inferenceConfig.models: required (RAG configurations are not available in Tailor).")
 
-    judge = judge_spec(settings, automated)
+    judge = judge_spec(automated)
     for position, config in enumerate(automated["datasetMetricConfigs"]):
         field = f"evaluationConfig.automated.datasetMetricConfigs[{position}]"
         metrics = config["metricNames"]
@@ -82,6 +86,7 @@ def check_request(store: Store, settings: Settings, principal: str, request: dic
         if not uri:
             raise InvalidInput(f"{field}.dataset.datasetLocation.s3Uri: required; Tailor bundles none of the "
                                f"built-in datasets ({config['dataset']['name']}).")
+        buckets.authorize(store, principal, uri, "read", f"{field}.dataset.datasetLocation.s3Uri")
         load_questions(uri, settings, reference_required=needs_reference(metrics),
                        needed_for="the automatic metrics")
 
@@ -89,51 +94,77 @@ def check_request(store: Store, settings: Settings, principal: str, request: dic
         field = f"inferenceConfig.models[{position}]"
         if "bedrockModel" not in config:
             raise InvalidInput(f"{field}: only bedrockModel is available in Tailor (no precomputed inference).")
-        generation_of(config["bedrockModel"], field)
+        generation_of(config["bedrockModel"], f"{field}.bedrockModel")
         _check_model(store, settings, principal, config["bedrockModel"]["modelIdentifier"], f"{field}.bedrockModel")
     if judge is not None:
         _check_model(store, settings, principal, judge,
                      "evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]")
+    buckets.claim_output(store, settings, principal, request["outputDataConfig"]["s3Uri"], "outputDataConfig.s3Uri")
 
 
-def judge_spec(settings: Settings, automated: dict) -> str | None:
-    """The judge's model spec: ``TAILOR_JUDGE_ENDPOINTS`` may send its identifier to a remote API."""
+def judge_spec(automated: dict) -> str | None:
+    """The judge's model identifier, if the evaluation has one."""
     evaluators = (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
-    if not evaluators:
-        return None
-    identifier = evaluators[0]["modelIdentifier"]
-    return settings.judge_endpoints.get(identifier, identifier)
+    return evaluators[0]["modelIdentifier"] if evaluators else None
 
 
-def _check_model(store: Store, settings: Settings, principal: str, spec_text: str, field: str) -> None:
-    spec = parse_spec(spec_text)
-    if spec.kind != "tailor":
-        return  # a remote model is checked when the job runs
+def _check_model(store: Store, settings: Settings, principal: str, identifier: str, field: str) -> None:
+    """A model Tailor runs for this caller, or a remote model the operator configured by name."""
+    if identifier in settings.remote_models:
+        return
     try:
-        weights_for(store, settings, principal, spec.model)
+        weights_for(store, settings, principal, identifier)
     except TailorError as error:
-        raise InvalidInput(f"{field}.modelIdentifier: {error.message}") from None
+        hint = ""
+        if parse_spec(identifier).kind != "tailor":
+            hint = (" A request cannot name an address for the server to call; the operator can configure a "
+                    "remote model under a name (remote_models, docs/security.md).")
+        raise InvalidInput(f"{field}.modelIdentifier: {error.message}{hint}") from None
+
+
+MAX_ANSWER_TOKENS = 8192  # an evaluation's answers are short; more only ties up the engine
+MAX_STOP_SEQUENCES = 4  # as Bedrock's inferenceConfig allows
 
 
 def generation_of(bedrock_model: dict, field: str = "bedrockModel") -> Generation:
     """How a model answers: ``inferenceParams`` as the original takes it,
-    ``{"inferenceConfig": {"maxTokens", "temperature", "topP", "stopSequences"}}``, plus ``system``."""
+    ``{"inferenceConfig": {"maxTokens", "temperature", "topP", "stopSequences"}}``, plus ``system``.
+    Every value is checked here, at create time, with the field it came from."""
     text = bedrock_model.get("inferenceParams")
     if not text:
         return Generation()
+    field = f"{field}.inferenceParams"
     try:
         params = json.loads(text)
-        config = params.get("inferenceConfig") or {}
-        system = params.get("system")
-        return Generation(
-            max_tokens=int(config.get("maxTokens", Generation.max_tokens)),
-            temperature=float(config.get("temperature", Generation.temperature)),
-            top_p=float(config.get("topP", Generation.top_p)),
-            stop=tuple(config.get("stopSequences") or ()),
-            system=str(system) if system else None)
-    except (ValueError, TypeError, AttributeError) as error:
-        raise InvalidInput(f"{field}.inferenceParams: expected JSON like {{\"inferenceConfig\": {{\"maxTokens\": "
-                           f"512, \"temperature\": 0}}}} ({error}).") from None
+    except (ValueError, RecursionError):
+        raise InvalidInput(f"{field}: expected JSON like {{\"inferenceConfig\": {{\"maxTokens\": 512, "
+                           "\"temperature\": 0}}}}.") from None
+    if not isinstance(params, dict) or not isinstance(params.get("inferenceConfig") or {}, dict):
+        raise InvalidInput(f"{field}: expected a JSON object with an optional inferenceConfig object.")
+    config = params.get("inferenceConfig") or {}
+    system = params.get("system")
+    if system is not None and not isinstance(system, str):
+        raise InvalidInput(f"{field}.system: must be a string.")
+    stop = config.get("stopSequences") or []
+    if (not isinstance(stop, list) or len(stop) > MAX_STOP_SEQUENCES
+            or not all(isinstance(item, str) and item for item in stop)):
+        raise InvalidInput(f"{field}.inferenceConfig.stopSequences: at most {MAX_STOP_SEQUENCES} non-empty strings.")
+    return Generation(
+        max_tokens=_number(config, "maxTokens", Generation.max_tokens, 1, MAX_ANSWER_TOKENS, field, whole=True),
+        temperature=_number(config, "temperature", Generation.temperature, 0.0, 1.0, field),
+        top_p=_number(config, "topP", Generation.top_p, 0.0, 1.0, field),
+        stop=tuple(stop), system=system or None)
+
+
+def _number(config: dict, name: str, default, low, high, field: str, whole: bool = False):
+    """``config[name]`` as a finite number in ``[low, high]`` (a whole one if ``whole``)."""
+    value = config.get(name, default)
+    kind = "a whole number" if whole else "a number"
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (whole and value != int(value)) or not low <= value <= high):
+        raise InvalidInput(f"{field}.inferenceConfig.{name}: must be {kind} from {low} to {high}; "
+                           f"got {show_value(value)}.")
+    return int(value) if whole else float(value)
 
 
 # ---------------------------------------------------------------------------------------------

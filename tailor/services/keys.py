@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 
+from sqlalchemy import select
+
 from tailor.api.secrets import (
     decrypt_secret,
     encrypt_secret,
@@ -63,3 +65,19 @@ def bearer_principal(store: Store, secret_for: Callable[[str], str | None], toke
     if principal is None:
         raise AccessDenied("The API key is not valid.")
     return principal
+
+
+def unreadable_keys(store: Store, settings: Settings) -> tuple[int, int]:
+    """``(keys whose secret this server.key cannot decrypt, all keys)``: a replaced key file shows here."""
+    with store.session() as session:
+        tokens = session.scalars(select(AccessKey.encrypted_secret)).all()
+    if not tokens:
+        return 0, 0
+    server_key = load_or_create_server_key(settings.home)
+    unreadable = 0
+    for token in tokens:
+        try:
+            decrypt_secret(server_key, token)
+        except AccessDenied:
+            unreadable += 1
+    return unreadable, len(tokens)

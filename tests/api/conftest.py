@@ -47,13 +47,25 @@ class Server:
                             aws_access_key_id=access_key_id, aws_secret_access_key=secret or real_secret,
                             config=Config(retries={"max_attempts": 1}))
 
-    def put(self, uri: str, lines: list[dict]) -> str:
-        """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY)."""
+    def put(self, uri: str, lines: list[dict], principal: str = "alice") -> str:
+        """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY) for
+        ``principal``, as ``tailor data upload --principal`` does: a new bucket becomes theirs."""
+        from tailor.jobs.store import open_store
+        from tailor.services.buckets import prepare_upload
+        from tailor.settings import Settings
+
+        settings = Settings(home=self.home)
+        prepare_upload(open_store(settings), settings, principal, uri)
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         path = self.home / "buckets" / bucket / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         return uri
+
+    def tailor(self, *args: str) -> subprocess.CompletedProcess:
+        """Run ``tailor ARGS`` on the server's machine, as its operator (same TAILOR_HOME)."""
+        return subprocess.run([sys.executable, "-m", "tailor", *args], env=self.env, capture_output=True,
+                              text=True, timeout=120)
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -101,6 +113,30 @@ def kill_workers(home: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+@contextmanager
+def insecure_local_server(home: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``tailor serve --insecure-local`` on a free loopback port: ``(port, process)``; it writes its
+    output to ``home / "server.log"``."""
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-m", "tailor", "serve", "--insecure-local", "--port", str(port)],
+                               stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "TAILOR_HOME": str(home)})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        kill_workers(home)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ def tailor(server, *args: str, principal: str = "alice") -> subprocess.Completed
 def test_upload_create_watch_and_list(server, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n" for i in range(8)))
-    done = tailor(server, "data", "upload", str(data), "s3://cli-bucket/train.jsonl")
+    done = tailor(server, "data", "upload", str(data), "s3://cli-bucket/train.jsonl", "--principal", "alice")
     assert done.returncode == 0, done.stderr
     assert (server.home / "buckets" / "cli-bucket" / "train.jsonl").read_text() == data.read_text()
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.conftest import COMMAND, HAIKU, TITAN, free_port, kill_workers
+from tests.api.conftest import COMMAND, HAIKU, TITAN, insecure_local_server
 from tests.conftest import SEED_002_SYSTEM
 
 ROLE = "arn:aws:iam::000000000000:role/TailorCustomization"
@@ -181,25 +178,16 @@ def test_insecure_local_binds_to_loopback_only_and_names_callers_by_key(home):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "binds only to loopback" in done.stderr
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tailor", "serve", "--insecure-local", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "TAILOR_HOME": str(home)})
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-
+    with insecure_local_server(home) as (port, _):
         def client(key: str):
             return boto3.client("bedrock", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                                 aws_access_key_id=key, aws_secret_access_key="anything")
 
-        train = home / "buckets" / "bkt" / "t.jsonl"
-        train.parent.mkdir(parents=True)
+        train = home.parent / "t.jsonl"
         train.write_text('{"prompt": "q", "completion": "a"}\n' * 8)
+        uploaded = subprocess.run([sys.executable, "-m", "tailor", "data", "upload", str(train), "s3://bkt/t.jsonl",
+                                   "--principal", "CAROL"], capture_output=True, text=True, timeout=60)
+        assert uploaded.returncode == 0, uploaded.stderr
         client("CAROL").create_model_customization_job(
             jobName="carol-job", customModelName="carol-model", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
             hyperParameters={"epochCount": "1"}, trainingDataConfig={"s3Uri": "s3://bkt/t.jsonl"},
@@ -207,22 +195,20 @@ def test_insecure_local_binds_to_loopback_only_and_names_callers_by_key(home):
         assert [j["jobName"] for j in client("CAROL").list_model_customization_jobs()["modelCustomizationJobSummaries"]] == ["carol-job"]
         assert client("DAVE").list_model_customization_jobs()["modelCustomizationJobSummaries"] == []
         client("CAROL").stop_model_customization_job(jobIdentifier="carol-job")
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
-        kill_workers(home)
+    output = (home / "server.log").read_text()
     assert "WARNING: --insecure-local: requests are NOT authenticated" in output
 
 
-@pytest.mark.slow
-def test_unwritable_output_location_fails_the_job_with_the_reason(server):
+def test_an_unwritable_output_location_is_refused_before_any_work(server):
     train = server.put("s3://bkt/t.jsonl", [{"prompt": "q", "completion": "a"}] * 8)
     (server.home / "buckets" / "blocked").write_text("a file where the bucket folder should be")
-    arn = server.client().create_model_customization_job(
-        jobName="no-output", customModelName="no-output", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
-        hyperParameters={"epochCount": "1"}, trainingDataConfig={"s3Uri": train},
-        outputDataConfig={"s3Uri": "s3://blocked/out"})["jobArn"]
-    job = server.wait_for(arn, {"Completed", "Failed"})
-    assert job["status"] == "Failed"
-    assert job["failureMessage"].startswith("Could not write the output files to s3://blocked/out/")
-    assert server.client().list_custom_models()["modelSummaries"] == []
+    (server.home / "buckets" / "bkt" / "taken").write_text("a file where the output folder should be")
+    request = dict(customModelName="no-output", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
+                   hyperParameters={"epochCount": "1"}, trainingDataConfig={"s3Uri": train})
+    for position, output in enumerate(("s3://blocked/out", "s3://bkt/taken/out", "s3://bkt/a/../../x")):
+        code, message = error_of(lambda: server.client().create_model_customization_job(
+            jobName=f"no-output-{position}", outputDataConfig={"s3Uri": output}, **request))
+        assert code == "ValidationException", (output, message)
+        assert message.startswith("outputDataConfig.s3Uri: "), message
+        assert str(server.home) not in message  # no server paths in what a caller sees
+    assert server.client().list_model_customization_jobs()["modelCustomizationJobSummaries"] == []

@@ -143,6 +143,16 @@ def test_bad_evaluation_requests_are_refused_before_any_work(server):
     assert "Builtin.Toxicity is not available in Tailor" in message
     message = refused(evaluation_request("unknown", good_uri, ["no-such-model"], metrics=["RougeL"], judge=None))
     assert "inferenceConfig.models[0].bedrockModel.modelIdentifier" in message and "no-such-model" in message
+    for params, field in ((b'{"inferenceConfig": {"maxTokens": -5}}', "maxTokens"),
+                          (b'{"inferenceConfig": {"maxTokens": 1e999}}', "maxTokens"),
+                          (b'{"inferenceConfig": {"temperature": NaN}}', "temperature"),
+                          (b'{"inferenceConfig": {"topP": "high"}}', "topP"),
+                          (b'{"inferenceConfig": {"stopSequences": [1]}}', "stopSequences"),
+                          (b'[[[[]]]]', "inferenceParams")):
+        request = evaluation_request("bad-params", good_uri, [HAIKU_ID], metrics=["RougeL"], judge=None)
+        request["inferenceConfig"]["models"][0]["bedrockModel"]["inferenceParams"] = params.decode()
+        message = refused(request)
+        assert "inferenceConfig.models[0].bedrockModel.inferenceParams" in message and field in message, message
     assert bedrock.list_evaluation_jobs()["jobSummaries"] == []
 
     # A queued or running job stops; a finished one cannot be stopped; another principal sees nothing.

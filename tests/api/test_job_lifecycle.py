@@ -62,6 +62,8 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     assert server.client().get_model_customization_job(jobIdentifier=queued)["statusDetails"][
         "trainingDetails"]["status"] == "NotStarted"
 
+    scratch = list((server.home / "jobs" / lost.rsplit("/", 1)[1]).glob(".output.partial-*"))
+    assert scratch, "a training job writes into a scratch folder"
     server.kill(signal.SIGKILL)
     os.killpg(worker_pid(server, lost), signal.SIGKILL)  # the machine "lost" this worker too
     server.start()
@@ -69,6 +71,8 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     job = server.wait_for(lost, {"Failed", "Completed", "Stopped"}, timeout=30)
     assert job["status"] == "Failed"
     assert "worker process ended without a result" in job["failureMessage"]
+    assert str(server.home) not in job["failureMessage"]  # no server paths in what callers read
+    assert not any(path.exists() for path in scratch)  # what the killed worker half-wrote is gone
     assert server.wait_for(queued, {"Completed", "Failed"}, timeout=120)["status"] == "Completed"
 
     survivor = long_job(server, "survivor", epochs=12)

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from tailor.api.sigv4 import (
     AMZ_DATE_FORMAT,
     Credential,
+    SigningScope,
     canonical_query_forms,
     canonical_request,
     verify_request,
@@ -149,12 +150,27 @@ def test_security_token_is_just_a_signed_header():
     verify_request(**request)
 
 
-def test_content_sha256_header_matching_the_body_or_unsigned_payload():
+def test_content_sha256_header_matching_the_body_or_unsigned_payload_without_a_body():
     body = b'{"a": 1}'
     verify_request(**sign("POST", f"{ENDPOINT}/x", body=body,
                           headers={"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()}))
-    verify_request(**sign("POST", f"{ENDPOINT}/x", body=body,
-                          headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}))
+    verify_request(**sign("GET", f"{ENDPOINT}/x", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}))
+
+
+def test_unsigned_payload_with_a_body_is_refused_so_no_body_can_be_swapped():
+    signed = sign("POST", f"{ENDPOINT}/x", body=b'{"a": 1}', headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    assert "UNSIGNED-PAYLOAD is not accepted" in denied(**{**signed, "body": b'{"a": 2}'})
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    (SigningScope(region="eu-west-1"), "signed for region 'us-east-1'"),
+    (SigningScope(region="us-east-1", service="s3"), "signed for service 'bedrock'"),
+    (SigningScope(region="us-east-1", hosts=("127.0.0.1:8080", "localhost")), "signed for host"),
+])
+def test_a_signature_must_be_for_this_servers_region_service_and_host(scope, expected):
+    assert expected in denied(**sign("GET", f"{ENDPOINT}/x"), scope=scope)
+    verify_request(**sign("GET", f"{ENDPOINT}/x"), scope=SigningScope(
+        region="us-east-1", hosts=("bedrock.us-east-1.amazonaws.com",)))
 
 
 def test_date_header_instead_of_x_amz_date():
