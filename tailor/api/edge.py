@@ -16,9 +16,10 @@ responses). Errors are written by the dialects' own error functions, so their sh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
+
+from fastapi.responses import JSONResponse
 
 from tailor.api.bedrock.errors import error_response
 from tailor.api.fallback import is_openai
@@ -34,23 +35,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def error_parts(path: str, error: TailorError, status: int | None = None) -> tuple[int, dict[str, str], bytes]:
-    """``(status, headers, body)`` of an error in the dialect the path belongs to."""
+def error_response_for(path: str, error: TailorError, status: int | None = None) -> JSONResponse:
+    """The error in the dialect the path belongs to (OpenAI's under ``/v1``, else AWS's); the
+    connection closes after it, as the request body may not have been read."""
     if is_openai(path):
         code, body = error_body(error)
-        headers = {"content-type": "application/json"}
+        headers = {}
     else:
         code, headers, body = error_response(error)
-        headers = {name.lower(): value for name, value in headers.items()}
-    return status or code, headers, json.dumps(body).encode()
+    return JSONResponse(body, status_code=status or code, headers={**headers, "connection": "close"})
 
 
-async def send_error(send: Send, path: str, error: TailorError, status: int | None = None) -> None:
-    status, headers, body = error_parts(path, error, status)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(name.encode(), value.encode()) for name, value in
-                            {**headers, "content-length": str(len(body)), "connection": "close"}.items()]})
-    await send({"type": "http.response.body", "body": body})
+async def send_error(scope: Scope, receive: Receive, send: Send, error: TailorError,
+                     status: int | None = None) -> None:
+    await error_response_for(scope.get("path", ""), error, status)(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -69,13 +67,12 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope.get("path", "")
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                return await send_error(send, path, InvalidInput("Content-Length must be a whole number."))
+                return await send_error(scope, receive, send, InvalidInput("Content-Length must be a whole number."))
             if int(declared) > self.max_bytes:
-                return await send_error(send, path, self._too_large(), 413)
+                return await send_error(scope, receive, send, self._too_large(), 413)
             # The HTTP server delivers exactly the declared length, no more.
             return await self.app(scope, receive, send)
 
@@ -88,7 +85,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                return await send_error(send, path, self._too_large(), 413)
+                return await send_error(scope, receive, send, self._too_large(), 413)
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
@@ -116,7 +113,7 @@ class LoopbackOnly:
         reason = cross_site_reason(_header(scope, b"host"), _header(scope, b"origin"),
                                    _header(scope, b"sec-fetch-site"))
         if reason:
-            return await send_error(send, scope.get("path", ""), AccessDenied(
+            return await send_error(scope, receive, send, AccessDenied(
                 f"Refused under --insecure-local: {reason}. That mode serves this machine's own clients only."), 403)
         await self.app(scope, receive, send)
 

@@ -146,12 +146,9 @@ class Runner:
             self._signal(job, signal.SIGKILL)
 
     def clean_ended(self) -> None:
-        """Remove the scratch of every job that has ended (what workers killed mid-write left)."""
-        for table in WORKERS:
-            with self.store.session() as session:
-                ended = session.execute(select(table.work_dir, table.status).where(table.phase == "done")).all()
-            for work_dir, status in ended:
-                clean_scratch(Path(work_dir), keep_output=status == "Completed")
+        """Remove the leftovers of every job that has ended (what workers killed mid-write left)."""
+        for path in ended_leftovers(self.store):
+            shutil.rmtree(path, ignore_errors=True)
 
     @staticmethod
     def _signal(job: JobLifecycle, signum: int) -> None:
@@ -202,14 +199,29 @@ class Runner:
             job.pid, job.pid_started, job.phase = child.pid, process_start_time(child.pid), "running"
 
 
-def clean_scratch(work_dir: Path, *, keep_output: bool) -> None:
-    """Remove what an ended job's worker left half-written in its folder: training scratch
+def leftovers(work_dir: Path, *, keep_output: bool) -> list[Path]:
+    """What an ended job's worker left half-written in its folder: training scratch
     (``.output.partial-PID``), and unless the job completed, its output (a failed training's
-    weights, an evaluation's staging folder), which nothing will ever publish. The log stays."""
+    weights, an evaluation's staging folder), which nothing will ever publish. The log is kept."""
     if not work_dir.is_dir():
-        return
-    leftovers = list(work_dir.glob(f".*{PARTIAL}*"))
-    if not keep_output:
-        leftovers.append(work_dir / "output")
-    for path in leftovers:
+        return []
+    found = list(work_dir.glob(f".*{PARTIAL}*"))
+    if not keep_output and (work_dir / "output").exists():
+        found.append(work_dir / "output")
+    return found
+
+
+def ended_leftovers(store: Store) -> list[Path]:
+    """The leftovers of every job, of both kinds, that has ended."""
+    found: list[Path] = []
+    for table in WORKERS:
+        with store.session() as session:
+            ended = session.execute(select(table.work_dir, table.status).where(table.phase == "done")).all()
+        for work_dir, status in ended:
+            found += leftovers(Path(work_dir), keep_output=status == "Completed")
+    return found
+
+
+def clean_scratch(work_dir: Path, *, keep_output: bool) -> None:
+    for path in leftovers(work_dir, keep_output=keep_output):
         shutil.rmtree(path, ignore_errors=True)

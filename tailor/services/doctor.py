@@ -104,21 +104,12 @@ def _unowned_buckets(store, settings) -> Finding:
 
 
 def _leftovers(store) -> Finding:
-    from sqlalchemy import select
+    from tailor.jobs.runner import ended_leftovers
 
-    from tailor.jobs.runner import WORKERS
-    from tailor.train.common import PARTIAL
-
-    count, size = 0, 0
-    for table in WORKERS:
-        with store.session() as session:
-            folders = session.scalars(select(table.work_dir).where(table.phase == "done")).all()
-        for folder in folders:
-            for path in Path(folder).glob(f".*{PARTIAL}*"):
-                count += 1
-                size += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    if count:
-        return Finding("warning", "scratch", f"{count} scratch folder(s) of ended jobs ({size / 1e6:.1f} MB); "
+    found = ended_leftovers(store)
+    size = sum(f.stat().st_size for path in found for f in path.rglob("*") if f.is_file())
+    if found:
+        return Finding("warning", "scratch", f"{len(found)} leftover folder(s) of ended jobs ({size / 1e6:.1f} MB); "
                        "the server removes them when it starts.")
     return Finding("ok", "scratch", "no leftovers of ended jobs")
 

@@ -126,6 +126,28 @@ def test_doctor_reports_a_replaced_server_key_and_unowned_buckets(home):
     assert doctor.returncode == 0, doctor.stdout  # warnings only
     assert "warning  buckets: 1 local bucket(s) belong to no principal" in doctor.stdout
     assert "ok       access keys: 1 readable" in doctor.stdout
+    assert "ok       scratch: no leftovers of ended jobs" in doctor.stdout
+
+    # A job whose worker was killed mid-write: its scratch and unpublished output are leftovers.
+    from tailor.jobs.store import Job, open_store, transition, utcnow
+    from tailor.settings import Settings
+
+    work_dir = home / "jobs" / "killed000001"
+    (work_dir / ".output.partial-4242").mkdir(parents=True)
+    (work_dir / ".output.partial-4242" / "weights.bin").write_bytes(b"\0" * 2_000_000)
+    (work_dir / "output").mkdir()
+    now = utcnow()
+    with open_store(Settings(home=home)).session() as session:
+        job = Job(id="killed000001", arn="arn:job/killed", name="killed", principal="alice", status="InProgress",
+                  phase="running", customization_type="FINE_TUNING", base_model_id="tailor.tiny",
+                  base_model_arn="arn:fm/tailor.tiny", output_model_name="m", role_arn="arn:role", request={},
+                  status_details={}, progress={}, validation_losses=[], stop_requested=False,
+                  work_dir=str(work_dir), created_at=now, last_modified_at=now)
+        session.add(job)
+        transition(job, "Failed", failure_message="killed")
+    doctor = tailor(home, "doctor")
+    assert "warning  scratch: 2 leftover folder(s) of ended jobs (2.0 MB)" in doctor.stdout, doctor.stdout
+
     (home / "server.key").write_bytes(Fernet.generate_key())
     doctor = tailor(home, "doctor")
     assert doctor.returncode == 1
