@@ -135,11 +135,15 @@ def test_seed_001_cohere_body_on_a_provisioned_custom_model(server):
 def test_openai_client_streams_from_two_lora_deployments_at_once(server):
     from openai import OpenAI
 
-    # Enough to tell the two adapters apart (at a higher rate LoRA on the tiny model collapses to "...").
+    # Each adapter is taught one answer for every prompt: the tiny model's LoRA learns that exactly
+    # (16/16 after 10 epochs), while arbitrary per-prompt numbers it learns only weakly, so greedy
+    # answers flipped with the batch's composition and two weak adapters could agree by chance.
+    # (At a higher rate LoRA on the tiny model collapses to "...".)
     lora = {"tuningMethod": "lora", "epochCount": "20", "batchSize": "4", "learningRateMultiplier": "1"}
     arns = {}
-    for name, multiplier, seed in (("codes-a", 7, "1"), ("codes-b", 3, "2")):
-        records = [{"prompt": f"Code {i}?", "completion": f"The code is {i * multiplier}."} for i in range(16)]
+    taught = {"codes-a": "The code is alpha.", "codes-b": "The code is bravo."}
+    for name, seed in (("codes-a", "1"), ("codes-b", "2")):
+        records = [{"prompt": f"Code {i}?", "completion": taught[name]} for i in range(16)]
         model_arn = train(server, name, "tailor.tiny", records, {**lora, "seed": seed})
         bedrock = server.client()
         arn = bedrock.create_custom_model_deployment(modelDeploymentName=f"{name}-deployment",
@@ -170,6 +174,7 @@ def test_openai_client_streams_from_two_lora_deployments_at_once(server):
     assert set(answers) == set(arns)
     assert all(answer.startswith("The code is") for answer in answers.values()), answers  # both learned the form
     assert answers["codes-a"] != answers["codes-b"]  # each deployment answered with its own adapter
+    assert answers == taught
 
     plain = client.chat.completions.create(model=arns["codes-a"], max_tokens=16,
                                            messages=[{"role": "user", "content": "Code 3?"}])
