@@ -33,7 +33,9 @@ sandbox:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
 		echo "note: Python graders need bubblewrap: apt-get install bubblewrap"
 
+# lint-imports checks the layers (.importlinter) before any test runs.
 test: install-dev sandbox
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: install-dev sandbox

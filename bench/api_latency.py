@@ -2,8 +2,9 @@
 
 A real ``tailor serve --no-runner`` (SigV4 on, SQLite) runs in a child process with ``--jobs``
 jobs stored for one principal (default 10,000). The script times boto3 calls against it. As a
-baseline it also times the same service functions called directly in this process, without
-HTTP, SigV4 or botocore, and prints the ratio: what the API layer costs. Targets: p99 < 50 ms
+baseline it also times the same service functions (and the Bedrock converters around them) called
+directly in this process, without HTTP, SigV4 or botocore, and prints the ratio: what the API
+layer costs. Targets: p99 < 50 ms
 for Get and for List(maxResults=100).
 
     python bench/api_latency.py [--jobs 10000] [--calls 300]
@@ -23,10 +24,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tailor.jobs.store import Job, open_store, utcnow
+from tailor.api.bedrock import jobs as bedrock_jobs
+from tailor.jobs.spec import CustomizationJobSpec
 from tailor.services import customization
+from tailor.services.buckets import create_bucket
 from tailor.services.keys import create_key
 from tailor.settings import Settings
+from tailor.store.db import open_store, utcnow
+from tailor.store.jobs import Job
+from tailor.train.spec import TrainSpec
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 
@@ -35,8 +41,8 @@ def seed_jobs(settings: Settings, count: int) -> list[str]:
     """Insert ``count`` finished jobs directly (fast), as if created over months."""
     store = open_store(settings)
     now = utcnow()
-    request = {"trainingDataConfig": {"s3Uri": "s3://bench/train.jsonl"}, "outputDataConfig": {"s3Uri": "s3://bench/out"},
-               "hyperParameters": {"epochCount": "2"}}
+    spec = CustomizationJobSpec(TrainSpec("FINE_TUNING", "tailor.tiny", "s3://bench/train.jsonl", Path("/nonexistent"),
+                                          hyperparameters={"epochCount": "2"}), "s3://bench/out").to_record()
     arns = []
     with store.session() as session:
         for i in range(count):
@@ -46,7 +52,7 @@ def seed_jobs(settings: Settings, count: int) -> list[str]:
             session.add(Job(id=job_id, arn=arn, name=f"job-{i}", principal="bench", status="Completed", phase="done",
                             customization_type="FINE_TUNING", base_model_id="tailor.tiny",
                             base_model_arn="arn:aws:bedrock:us-east-1::foundation-model/tailor.tiny",
-                            output_model_name=f"model-{i}", output_model_arn=None, role_arn=ROLE, request=request,
+                            output_model_name=f"model-{i}", output_model_arn=None, role_arn=ROLE, spec=spec,
                             status_details={}, progress={}, validation_losses=[0.5], training_loss=0.1,
                             stop_requested=False, work_dir="/nonexistent", created_at=now, last_modified_at=now,
                             end_time=now))
@@ -82,7 +88,7 @@ def main() -> None:
     arns = seed_jobs(settings, args.jobs)
     access_key_id, secret = create_key(open_store(settings), settings, "bench")
     print(f"stored {args.jobs:,} jobs in {time.perf_counter() - started:.1f}s; database {home / 'tailor.db'}")
-    (home / "buckets" / "bench").mkdir(parents=True)
+    create_bucket(open_store(settings), settings, "bench", owner="bench")
     (home / "buckets" / "bench" / "train.jsonl").write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
 
     port = 18000 + os.getpid() % 1000
@@ -113,11 +119,14 @@ def main() -> None:
         bedrock.list_model_customization_jobs(maxResults=1)  # warm up the connection
         results = {
             "Get": (timed(lambda: bedrock.get_model_customization_job(jobIdentifier=rng.choice(arns)), args.calls),
-                    timed(lambda: customization.get_job(store, "bench", rng.choice(arns)), args.calls)),
+                    timed(lambda: bedrock_jobs.customization_job(customization.get_job(store, "bench", rng.choice(arns))),
+                          args.calls)),
             "List(maxResults=100)": (timed(lambda: bedrock.list_model_customization_jobs(maxResults=100), args.calls),
-                                     timed(lambda: customization.list_jobs(store, "bench", {"maxResults": 100}), args.calls)),
+                                     timed(lambda: bedrock_jobs.customization_jobs(
+                                         *customization.list_jobs(store, "bench", {"maxResults": 100})), args.calls)),
             "Create": (timed(lambda: bedrock.create_model_customization_job(**create_request()), args.calls),
-                       timed(lambda: customization.create_job(store, settings, "bench", create_request()), args.calls)),
+                       timed(lambda: customization.create_job(
+                           store, settings, "bench", bedrock_jobs.customization_request(create_request())), args.calls)),
         }
     finally:
         server.terminate()

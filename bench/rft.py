@@ -65,10 +65,10 @@ def main() -> int:
 
     from tailor import rft_demo
     from tailor.graders.registry import create_grader
-    from tailor.jobs.store import open_store
     from tailor.settings import Settings
+    from tailor.store.db import open_store
     from tailor.train import rft, sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-rft-"))
     settings = Settings(home=args.home or work / "home")
@@ -99,7 +99,7 @@ def main() -> int:
         started = time.perf_counter()
         outcome = rft.run(TrainSpec("REINFORCEMENT_FINE_TUNING", str(start), str(files.rft),
                                     work / name.split()[-1].lower(), validation_uris=(str(files.held_out),),
-                                    hyperparameters=hyperparameters, progress=False, grader=grader.arn), settings)
+                                    hyperparameters=hyperparameters, progress=False, grader=grader), settings)
         seconds = time.perf_counter() - started
         runs.append(Run(name, accuracy(str(outcome.output_dir)), seconds, outcome.manifest["result"]["steps"]))
         say(f"   held-out reward at each evaluation: {outcome.manifest['result']['held_out_rewards']}")

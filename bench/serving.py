@@ -45,7 +45,7 @@ def faq_questions(count: int) -> tuple[str, list[str]]:
 
 def train_adapters(settings, folder: Path) -> list[Path]:
     from tailor.train import sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     adapters = []
     for name, multiplier in (("a", 7), ("b", 3)):

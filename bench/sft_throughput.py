@@ -47,7 +47,9 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DEFAULT_DATA = Path("/work/shared/datasets/bedrock-faq/training.json")
+from shared_data import missing, shared_dataset
+
+DEFAULT_DATA = shared_dataset("bedrock-faq", "training.json")
 SYSTEM_PROMPT = ("You are a high-performance QA assistant that responds to questions concisely, "
                  "accurately, and appropriately.")
 MODEL_ID = "tailor.tiny"
@@ -182,14 +184,14 @@ def mean_assistant_loss(model, work: Workload) -> float:
     """Mean loss over every assistant token of the training set; the same function for all runs."""
     import torch
 
-    from tailor.train.common import mean_loss
+    from tailor.train.loop import mean_loss
 
     return mean_loss(model, work.examples, work.batch_size, work.pad_id, torch.device("cpu"))
 
 
 def run_tailor(work: Workload, scratch: Path, settings) -> RunResult:
     from tailor.train import sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     spec = TrainSpec(customization_type="FINE_TUNING", model=MODEL_ID,
                      training_uri=str(work.data_file), output_dir=scratch / "tailor-output",
@@ -393,7 +395,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch threads for every run (default: torch's choice)")
     parser.add_argument("--out-json", type=Path, default=None,
                         help="also write the results to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if problem := missing(args.data):
+        parser.error(problem)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

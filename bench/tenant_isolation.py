@@ -45,9 +45,9 @@ def percentile(values: list[float], fraction: float) -> float:
 def prepare_home(home: Path) -> dict[str, tuple[str, str]]:
     """A Tailor home whose model cache links to the default one (the tiny model built once);
     access keys for alice and bob."""
-    from tailor.jobs.store import open_store
     from tailor.services.keys import create_key
     from tailor.settings import Settings, get_settings
+    from tailor.store.db import open_store
     from tailor.tiny import tiny_model_dir
 
     cache = get_settings().models_dir

@@ -1,7 +1,7 @@
 """ARNs and resource ids in the original service's formats.
 
 Users of the original service parse, log and paste these, and botocore's model constrains them
-with patterns; the formats (SPEC §0, "ARN formats") are:
+with patterns; the formats (tests/test_arns.py checks each against botocore's patterns) are:
 
     arn:aws:bedrock:{region}:{account}:model-customization-job/{baseModelId}/{id}
     arn:aws:bedrock:{region}:{account}:custom-model/{baseModelId}/{id}   (or custom-model/imported/{id})

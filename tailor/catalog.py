@@ -21,14 +21,17 @@ fine-tuning takes prompts, not examples, and the original service bounds them di
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from tailor import trained
 from tailor.errors import InvalidInput, ModelUnavailable, NotFound
 from tailor.settings import Settings
+from tailor.trained import TrainedModel
 
 
 class CustomizationType(StrEnum):
@@ -40,7 +43,7 @@ class CustomizationType(StrEnum):
 
 
 class DataFormat(StrEnum):
-    """Record layouts of SPEC §1 (see ``tailor.data.formats``)."""
+    """The record layouts of training data (``tailor.data.formats``; docs/data.md shows each)."""
 
     MESSAGES = "messages"  # {"system"?, "messages": [{"role", "content"}]} (Claude 3 Haiku)
     PROMPT_COMPLETION = "prompt_completion"  # {"prompt", "completion"}
@@ -77,12 +80,16 @@ class Family:
     invoke_body: Literal["openai", "anthropic", "cohere", "llama", "titan"] = "openai"
     # Limits for one customization type that differ from ``limits`` (RFT counts prompts).
     limits_by_type: dict[CustomizationType, DataLimits] = field(default_factory=dict)
+    # Whether its chat records may carry a system prompt. Families that take prompt/completion
+    # pairs only have none: validation then refuses one and says where its text can go instead
+    # (tailor.data.validate), rather than dropping it.
+    system_prompt: bool = True
 
     def limits_for(self, customization_type: CustomizationType) -> DataLimits:
         return self.limits_by_type.get(customization_type, self.limits)
 
 
-# SPEC §1.5/§1.6: the original takes 100-20,000 RFT prompts. Its validation-set bounds, file-size
+# The original service takes 100 to 20,000 RFT prompts. Its validation-set bounds, file-size
 # bounds and a per-prompt token bound are not published (the prompt is bounded by the job's
 # maxPromptLength at training time), so they are left open here.
 RFT_LIMITS = DataLimits(train_records=(100, 20_000))
@@ -137,6 +144,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="cohere.command",
+            system_prompt=False,
             invoke_body="cohere",
             description="Cohere Command and Command Light: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
@@ -144,6 +152,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="meta.llama",
+            system_prompt=False,
             invoke_body="llama",
             description="Llama 2 and Llama 3.1: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
@@ -153,6 +162,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="amazon.titan-text",
+            system_prompt=False,
             invoke_body="titan",
             description="Titan Text Express and Lite: prompt/completion, or {input} for CPT.",
             formats={
@@ -165,6 +175,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="amazon.titan-text-premier",
+            system_prompt=False,
             invoke_body="titan",
             description="Titan Text Premier: prompt/completion pairs.",
             formats={CustomizationType.FINE_TUNING: (DataFormat.PROMPT_COMPLETION,)},
@@ -172,7 +183,7 @@ FAMILIES: dict[str, Family] = {
                 record_tokens_max=4_096, train_bytes_max=1 * GB, validation_bytes_max=100 * MB
             ),
         ),
-        # The original's reinforcement fine-tuning models (SPEC §1.5). They take the typed RFT
+        # The models the original service fine-tunes with reinforcement. They take the typed RFT
         # hyperparameters (tailor.train.hyperparams.RFT_HYPERPARAMETERS), and no string ones.
         Family(
             name="amazon.nova-2",
@@ -294,7 +305,7 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             "amazon.titan-text-premier-v1:0:32k", "Titan Text Premier", "Amazon",
             "amazon.titan-text-premier", (_FT,), None,
         ),
-        # The ids of the original's RFT table, as published (SPEC §1.5). The open-weight ids lack
+        # The base-model ids the original service publishes for RFT, as written. The open-weight ids lack
         # the version suffix their inference ids carry (openai.gpt-oss-20b-1:0, qwen.qwen3-32b-v1:0);
         # whether the original also accepts those as a base model is unconfirmed.
         FoundationModel(
@@ -394,7 +405,7 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
                              entry.customization_types, notes=notes)
 
     folder = Path(model_id).expanduser()
-    if (folder / "manifest.json").is_file():  # a training output folder: a custom model
+    if trained.is_trained(folder):  # a training output folder: a custom model
         return _resolve_trained(folder.resolve(), settings)
     weights = _weights_for_path_or_hub(model_id)
     if weights is not None:
@@ -402,8 +413,8 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
 
     known = ", ".join(sorted(FOUNDATION_MODELS))
     raise NotFound(
-        f"Unknown model {identifier!r}. Use a catalog id ({known}), a local model directory, "
-        "or a Hugging Face hub id such as 'org/name'."
+        f"Unknown model {identifier!r}.{did_you_mean(model_id, settings)} Use a catalog id ({known}), "
+        "a local model directory, or a Hugging Face hub id such as 'org/name'."
     )
 
 
@@ -417,32 +428,41 @@ def resolve_registered_model(identifier: str, settings: Settings) -> ResolvedMod
     if model_id in settings.model_aliases or model_id in FOUNDATION_MODELS:
         return resolve_model(model_id, settings)
     raise NotFound(f"Unknown model {identifier!r}: not in Tailor's catalog ({', '.join(sorted(FOUNDATION_MODELS))}) "
-                   "and not mapped by the operator (TAILOR_MODEL_ALIASES).")
+                   f"and not mapped by the operator (TAILOR_MODEL_ALIASES).{did_you_mean(model_id, settings)}")
+
+
+def did_you_mean(identifier: str, settings: Settings) -> str:
+    """" Did you mean 'tailor.tiny'?" for a mistyped catalog id or alias (up to three names, the
+    closest first, by ``difflib``'s similarity of at least 0.6); "" when no name is close. Only
+    names a caller may use anyway are offered: catalog ids and the operator's alias keys."""
+    names = sorted({*FOUNDATION_MODELS, *settings.model_aliases})
+    close = difflib.get_close_matches(identifier, names, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(name) for name in close) + "?"
+
+
+def base_of(model: TrainedModel) -> str:
+    """What resolves to a trained folder's base weights (for an adapter, what it goes on): the
+    built-in model by its id (rebuilt if its cache was cleared), else its folder or hub id — by the
+    weights the manifest recorded, not by an alias that may have changed since."""
+    return TINY_MODEL_ID if model.base_weights_kind == "builtin" else model.base_weights_location
 
 
 def _resolve_trained(folder: Path, settings: Settings) -> ResolvedModel:
     """A training output folder (a custom model): the model it was trained from, with training
-    starting from its weights. Full weights replace the base's; a LoRA adapter goes on the base it
-    was trained on (recorded by its weights, not by an alias that may have changed since)."""
-    import json
-
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        base, tuning = manifest["base_model"], manifest["tuning_method"]
-        recorded = base["weights"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InvalidInput(f"{folder}/manifest.json is not a readable Tailor training manifest ({error}).") from None
-    if recorded["kind"] == "builtin":
+    starting from its weights. Full weights replace the base's; a LoRA adapter goes on its base."""
+    model = trained.read(folder)
+    if model.base_weights_kind == "builtin":
         origin = resolve_model(TINY_MODEL_ID, settings)
     else:
-        origin = resolve_model(recorded["location"], settings.model_copy(update={"model_aliases": {}}))
-    family = FAMILIES.get(base.get("family"), origin.family)
-    model_dir = (folder / manifest.get("model_path", "model")).resolve()
-    note = (f"Training continues from the custom model in {folder} ({manifest.get('customization_type')}, "
-            f"{tuning}) of {base.get('model_id')}.")
-    if tuning == "lora":
-        weights, adapter = origin.weights, str(model_dir)
+        origin = resolve_model(model.base_weights_location, settings.model_copy(update={"model_aliases": {}}))
+    family = FAMILIES.get(model.family, origin.family)
+    note = (f"Training continues from the custom model in {folder} ({model.customization_type}, "
+            f"{model.tuning_method}) of {model.base_model_id}.")
+    if model.is_adapter:
+        weights, adapter = origin.weights, str(model.model_dir)
     else:
-        weights, adapter = replace(origin.weights, kind="local", location=str(model_dir)), None
-    return ResolvedModel(base.get("model_id") or origin.model_id, family, weights, origin.customization_types,
+        weights, adapter = replace(origin.weights, kind="local", location=str(model.model_dir)), None
+    return ResolvedModel(model.base_model_id or origin.model_id, family, weights, origin.customization_types,
                          notes=(note,), trained=str(folder), adapter=adapter)

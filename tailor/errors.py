@@ -93,3 +93,11 @@ def without_home(text: str, home: Path) -> str:
     for path in {str(Path(home).resolve()), str(home)}:
         text = text.replace(path, "$TAILOR_HOME")
     return text
+
+
+FAILURE_MESSAGE_LIMIT = 2048  # the APIs' maximum length of a failure message
+
+
+def failure_message(text: str, home: Path) -> str:
+    """A failure as a job or deployment records it for the caller: no server paths, within the limit."""
+    return without_home(text, home)[:FAILURE_MESSAGE_LIMIT]

@@ -22,12 +22,13 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-
 BUILD_VERSION = 1
+OnStep = Callable[[int, int], None]
 
 END_OF_TURN = "<|end|>"
 PAD = "<|pad|>"
@@ -80,10 +81,15 @@ def tokenizer_dir(models_dir: Path) -> Path:
                    lambda out: train_tokenizer(corpus_text(), RECIPE).save_pretrained(out))
 
 
-def tiny_model_dir(models_dir: Path, progress: bool = True) -> Path:
-    """The folder of the built tiny model, building it first if it is not cached."""
+def tiny_model_dir(models_dir: Path, progress: bool = True, on_step: OnStep | None = None) -> Path:
+    """The folder of the built tiny model, building it first if it is not cached (``on_step(done,
+    total)`` after each pre-training step: a job shows the build's progress through its API)."""
     return _cached(models_dir / f"tailor.tiny-v{BUILD_VERSION}",
-                   lambda out: build(out, RECIPE, tokenizer_dir(models_dir), progress=progress))
+                   lambda out: build(out, RECIPE, tokenizer_dir(models_dir), progress=progress, on_step=on_step))
+
+
+def is_built(models_dir: Path) -> bool:
+    return (models_dir / f"tailor.tiny-v{BUILD_VERSION}").is_dir()
 
 
 def _cached(target: Path, make) -> Path:
@@ -129,10 +135,16 @@ def train_tokenizer(text: str, recipe: TinyRecipe):
     return tokenizer
 
 
-def build(out_dir: Path, recipe: TinyRecipe, tokenizer_folder: Path, progress: bool = True) -> None:
+def build(out_dir: Path, recipe: TinyRecipe, tokenizer_folder: Path, progress: bool = True,
+          on_step: OnStep | None = None) -> None:
     """Initialize the model with a fixed seed, pre-train it on the corpus, save it with its tokenizer."""
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoTokenizer,
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     started = time.perf_counter()
     text = corpus_text()
@@ -157,7 +169,7 @@ def build(out_dir: Path, recipe: TinyRecipe, tokenizer_folder: Path, progress: b
         pad_token_id=pad_id,
     )
     model = LlamaForCausalLM(config)
-    _pretrain(model, tokenizer(text, verbose=False)["input_ids"], end_id, recipe, progress)
+    _pretrain(model, tokenizer(text, verbose=False)["input_ids"], end_id, recipe, progress, on_step)
     model.generation_config = GenerationConfig(
         eos_token_id=end_id, pad_token_id=pad_id, do_sample=False, max_new_tokens=128
     )
@@ -174,7 +186,8 @@ def build(out_dir: Path, recipe: TinyRecipe, tokenizer_folder: Path, progress: b
     (out_dir / "tailor_tiny.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _pretrain(model, token_ids: list[int], end_id: int, recipe: TinyRecipe, progress: bool) -> None:
+def _pretrain(model, token_ids: list[int], end_id: int, recipe: TinyRecipe, progress: bool,
+              on_step: OnStep | None = None) -> None:
     """Next-token pre-training on random windows of the corpus, a fixed number of steps."""
     import torch
 
@@ -205,6 +218,8 @@ def _pretrain(model, token_ids: list[int], end_id: int, recipe: TinyRecipe, prog
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             bar.advance(loss=loss.item())
+            if on_step is not None:
+                on_step(step + 1, recipe.pretrain_steps)
     model.eval()
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
-BEDROCK_FAQ = SHARED_DATASETS / "bedrock-faq" / "training.json"
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"  # beside the checkout; tests use the fixture
 SEED_002_SYSTEM = ("You are a high-performance QA assistant that responds to questions concisely, "
                    "accurately, and appropriately.")
 
@@ -52,14 +51,29 @@ def home(tmp_path, monkeypatch, tiny_models_dir) -> Path:
     return home
 
 
-@pytest.fixture
-def bedrock_faq() -> Path:
-    """The 85 Q&A pairs of ``shared/datasets`` (beside the checkout). CI must have them."""
-    if not BEDROCK_FAQ.is_file():
+def _shared(path: Path) -> Path:
+    """``path`` when it exists; otherwise the test is skipped, saying where the data was looked
+    for, and under CI (``CI`` set), where shared/ is always checked out beside the clone, it fails."""
+    if not path.exists():
+        reason = (f"shared dataset not found at {path}: the shared datasets are read from "
+                  f"../shared/datasets beside the checkout ({REPO})")
         if os.environ.get("CI"):
-            pytest.fail(f"shared dataset not found at {BEDROCK_FAQ}; CI runs with shared/ beside the clone")
-        pytest.skip(f"shared dataset not found at {BEDROCK_FAQ}")
-    return BEDROCK_FAQ
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The folder of the shared datasets (``../shared/datasets``, beside the checkout): the one
+    place tests find them, so no test hard-codes where a checkout lives."""
+    return _shared(SHARED_DATASETS)
+
+
+@pytest.fixture
+def bedrock_faq(shared_datasets) -> Path:
+    """The 85 Q&A pairs of the shared bedrock-faq dataset."""
+    return _shared(shared_datasets / "bedrock-faq" / "training.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +105,7 @@ def trained(tmp_path_factory, tiny_models_dir) -> Trained:
     from tailor.data.convert import convert_qa_file
     from tailor.settings import Settings
     from tailor.train import sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     root = tmp_path_factory.mktemp("serving")
     home = tiny_home(root / "home", tiny_models_dir)
@@ -152,7 +166,7 @@ def evaluation(trained, tmp_path_factory) -> Evaluation:
     from tailor.serve.protocol import Target
     from tailor.settings import Settings
     from tailor.train import sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     root = tmp_path_factory.mktemp("evaluation")
     settings = Settings(home=trained.home)

@@ -9,13 +9,15 @@ from tailor.catalog import (
     DataFormat,
     DataLimits,
     resolve_model,
+    resolve_registered_model,
 )
 from tailor.errors import ModelUnavailable, NotFound
 from tailor.settings import Settings
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
-RFT_MODELS = ("amazon.nova-2-lite-v1:0:256k", "openai.gpt-oss-20b", "qwen.qwen3-32b")  # SPEC §1.5
+# The base models the original service lists for reinforcement fine-tuning.
+RFT_MODELS = ("amazon.nova-2-lite-v1:0:256k", "openai.gpt-oss-20b", "qwen.qwen3-32b")
 
 
 def test_tiny_is_builtin(tmp_path):
@@ -58,11 +60,29 @@ def test_local_directory_and_hub_id(tmp_path):
         resolve_model(str(tmp_path / "missing"), settings)
 
 
+def test_a_mistyped_id_gets_did_you_mean(tmp_path):
+    settings = Settings(home=tmp_path, model_aliases={"house-model": "tailor.tiny"})
+    with pytest.raises(NotFound) as error:
+        resolve_model("tailor.tyny", settings)
+    assert "Unknown model 'tailor.tyny'. Did you mean 'tailor.tiny'? Use a catalog id" in error.value.message
+    with pytest.raises(NotFound) as error:
+        resolve_registered_model("meta.llama3-8b-instruct-v1", settings)
+    assert error.value.message.endswith(
+        "(TAILOR_MODEL_ALIASES). Did you mean 'meta.llama3-1-8b-instruct-v1:0:128k' or "
+        "'meta.llama3-1-70b-instruct-v1:0:128k'?")
+    with pytest.raises(NotFound) as error:  # the operator's aliases are names a caller may use too
+        resolve_registered_model("arn:aws:bedrock:us-east-1::foundation-model/house-modle", settings)
+    assert "Did you mean 'house-model'?" in error.value.message
+    with pytest.raises(NotFound) as error:  # nothing close: no guess
+        resolve_registered_model("gpt-4o", settings)
+    assert "Did you mean" not in error.value.message
+
+
 def test_every_catalog_entry_fits_the_api_contract(tmp_path):
     """Every foundation model, as the API lists it, passes botocore's output shape."""
     from tailor.api.bedrock.shapes import shape_output
     from tailor.catalog import FOUNDATION_MODELS
-    from tailor.services.customization import foundation_model_summary
+    from tailor.services.models import foundation_model_summary
 
     settings = Settings(home=tmp_path)
     summaries = [foundation_model_summary(settings, model_id) for model_id in FOUNDATION_MODELS]

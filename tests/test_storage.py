@@ -296,8 +296,8 @@ def test_cli_data_upload_goes_to_the_server_into_the_principals_buckets(bucket, 
 
 
 def test_output_locations_on_the_endpoint_are_registered_by_the_operator_only(bucket, remote, tailor_home):
-    from tailor.jobs.store import open_store
     from tailor.services.buckets import claim_output, create_bucket
+    from tailor.store.db import open_store
 
     settings = Settings()
     store = open_store(settings)

@@ -30,11 +30,11 @@ from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import SigningScope, verify_request
 from tailor.errors import AccessDenied, InvalidInput
 from tailor.jobs.runner import Runner
-from tailor.jobs.store import check_integrity, open_store
-from tailor.serve import activation
 from tailor.serve.client import EngineClient
+from tailor.services import activation
 from tailor.services.keys import bearer_principal, principal_of, secret_lookup
 from tailor.settings import Settings
+from tailor.store.db import check_integrity, open_store
 
 log = logging.getLogger(__name__)
 LOCAL_PRINCIPAL = "local"

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from tailor.api.bedrock.errors import error_response
 from tailor.api.fallback import is_openai
-from tailor.api.openai.convert import error_body
+from tailor.api.openai.errors import error_body
 from tailor.api.sigv4 import host_name
 from tailor.errors import AccessDenied, InvalidInput, TailorError
 

@@ -26,9 +26,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tailor.api.bedrock.errors import INTERNAL_MESSAGE, envelope
+from tailor.api.bedrock.errors import envelope
 from tailor.api.bedrock.shapes import RUNTIME_SERVICE, SERVICE_NAME, service_model
-from tailor.api.openai.convert import envelope as openai_envelope
+from tailor.api.errors import INTERNAL_MESSAGE
+from tailor.api.openai.errors import envelope as openai_envelope
 
 UNKNOWN_OPERATION = "UnknownOperationException"
 

@@ -1,33 +1,36 @@
 """Verify AWS Signature Version 4 on incoming requests, so unchanged boto3 clients can call Tailor.
 
 boto3 signs every request with SigV4: an HMAC chain keyed by the secret access key over a
-*canonical request* (method, path, query, chosen headers, body hash). The server cannot check the
-signature any other way than rebuilding that canonical request byte for byte and recomputing the
-HMAC, so this module mirrors botocore's ``SigV4Auth`` (the non-S3 variant) exactly:
+*canonical request* (method, path, query, chosen headers, body hash). The server checks a
+signature by computing it again, with botocore's own signer (``botocore.auth.SigV4Auth``) run on
+an ``AWSRequest`` rebuilt from what arrived: the path as it came over the wire (still
+percent-encoded, which botocore encodes once more -- an ARN sent as ``arn%3Aaws...%2Fabc`` is
+signed as ``arn%253Aaws...%252Fabc``, so callers must pass the raw path), the raw query, exactly
+the headers named in ``SignedHeaders``, the body, and the signed time. What botocore computes is,
+by construction, what a botocore client signed.
 
-* **path** — the path as it came over the wire (still percent-encoded), with ``.``/``..`` segments
-  and repeated slashes removed, then percent-encoded *again* with ``/`` and ``~`` kept. botocore
-  applies that second encoding to a path that already carries escapes, so a Bedrock ARN sent as
-  ``arn%3Aaws...%2Fabc`` is signed as ``arn%253Aaws...%252Fabc``. The decoded path would lose the
-  difference between ``%2F`` and ``/``; that is why callers must pass the raw path.
-* **query** — ``key=value`` pairs sorted by key then value. botocore has two ways to get them:
-  a boto3 client puts the query in the URL already encoded and signs those pairs verbatim, while
-  an ``AWSRequest(params=...)`` is sent form-encoded (space as ``+``) but signed with ``%20``. A
-  request verifies if it matches either form (see ``canonical_query_forms``).
-* **headers** — the ones named in ``SignedHeaders``, lowercased, values trimmed with runs of
-  whitespace collapsed to one space.
-* **payload** — ``x-amz-content-sha256`` when sent (it must then match the body; the
+The query has two forms to try, because botocore has two ways to sign one: a boto3 client puts
+the query in the URL already encoded and signs those pairs verbatim, while an
+``AWSRequest(params=...)`` is sent form-encoded (space as ``+``) but signed with ``%20``. A
+request verifies if it matches either form; each fixes the decoded bytes of every key and value,
+so accepting either lets no change through that the application would read differently.
+
+Tailor's own checks come around that computation:
+
+* **For this server** (``SigningScope``): the signed ``Host`` one this server answers to, the
+  credential scope's region this server's region and its service ``bedrock`` (the signing name of
+  both botocore models). A request signed for another host, region or service cannot be replayed.
+* **Fresh**: the signed request time (``x-amz-date``, else ``Date``) within 15 minutes of the
+  server's clock, and the credential scope's day that time's.
+* **The body is signed**: ``x-amz-content-sha256``, when sent, must match the body; its
   ``UNSIGNED-PAYLOAD`` marker is accepted only for a request without a body, or a swapped body
-  would pass), else the SHA-256 of the body.
+  would pass.
+* **Readable**: the path and query must read back as the URL botocore is given (a raw ``#``, say,
+  would make it sign less than the application reads).
 
-A valid signature is not enough: it must also be *for this server* (``SigningScope``) — the
-signed ``Host`` one this server answers to, the credential scope's region this server's region
-and its service ``bedrock`` (the signing name of both botocore models), and the request time
-within 15 minutes of the server's clock. So a request signed for another host, region or
-service cannot be replayed here.
-
-Every failure raises ``AccessDenied`` with a message saying what was wrong; no message ever
-contains the expected signature or a secret.
+Every failure raises ``AccessDenied`` with a message saying what was wrong (the app answers
+every caller one message and logs this one); no message ever contains the expected signature or
+a secret.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tailor.errors import AccessDenied
 
@@ -123,24 +130,11 @@ def verify_request(
     if secret is None:
         raise AccessDenied(f"Unknown access key id {access_key_id!r}.")
 
-    payload_hash = _payload_hash(headers, body)
-    key = signing_key(secret, date, region, service)
-    for canonical_query in canonical_query_forms(query_string):
-        canonical = canonical_request(
-            method=method,
-            raw_path=raw_path,
-            canonical_query=canonical_query,
-            headers=headers,
-            signed_headers=signed_headers,
-            payload_hash=payload_hash,
-        )
-        string_to_sign = "\n".join([
-            ALGORITHM,
-            timestamp,
-            f"{date}/{region}/{service}/aws4_request",
-            hashlib.sha256(canonical.encode()).hexdigest(),
-        ])
-        expected = _hmac(key, string_to_sign).hex()
+    _check_payload_hash(headers, body)
+    signer = SigV4Auth(Credentials(access_key_id, secret), service, region)
+    for request in signed_forms(method=method, raw_path=raw_path, query_string=query_string, headers=headers,
+                                signed_headers=signed_headers, body=body, timestamp=timestamp):
+        expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
         if hmac.compare_digest(expected.encode(), signature.encode()):
             break
     else:
@@ -188,43 +182,50 @@ def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
     return False
 
 
-def canonical_request(
-    *,
-    method: str,
-    raw_path: str,
-    canonical_query: str,
-    headers: Mapping[str, str],
-    signed_headers: list[str],
-    payload_hash: str,
-) -> str:
-    """The SigV4 canonical request, built as botocore's ``SigV4Auth.canonical_request`` does.
-
-    The path is normalized and percent-encoded a second time, exactly as botocore does to the
-    already-encoded path it sends: ``/jobs/arn%3Aaws`` is signed as ``/jobs/arn%253Aaws``.
-    """
-    canonical_headers = "".join(
-        f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers
-    )
-    return "\n".join([
-        method.upper(),
-        quote(_remove_dot_segments(raw_path), safe="/~"),
-        canonical_query,
-        canonical_headers,
-        ";".join(signed_headers),
-        payload_hash,
-    ])
+# The host botocore is shown in the URL: any, as the signed Host header is what it signs. (http:
+# so that botocore hashes the body, which it may skip for https.)
+_URL_BASE = "http://signed.invalid"
+# Only to compare the two query forms, which need no credentials.
+_QUERY_SIGNER = SigV4Auth(None, "bedrock", "us-east-1")
 
 
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """The per-day, per-region, per-service key derived from a secret access key."""
-    key = _hmac(f"AWS4{secret}".encode(), date)
-    for part in (region, service, "aws4_request"):
-        key = _hmac(key, part)
-    return key
+def signed_forms(*, method: str, raw_path: str, query_string: str, headers: Mapping[str, str],
+                 signed_headers: list[str], body: bytes, timestamp: str) -> list[AWSRequest]:
+    """The request as botocore may have signed it: one ``AWSRequest`` per way it may have signed
+    the query, most likely first (see the module docstring), carrying the signed headers only and
+    the signed time (``timestamp``, ``YYYYMMDDTHHMMSSZ``) where ``SigV4Auth`` reads it."""
+    url = f"{_URL_BASE}{raw_path}" + (f"?{query_string}" if query_string else "")
+    parts = urlsplit(url)
+    if parts.path != raw_path or parts.query != query_string or parts.fragment:
+        raise AccessDenied("The request path or query cannot be read as a URL, so its signature cannot be checked.")
+    # Only the signed headers: botocore signs every header it is given (but those in its
+    # SIGNED_HEADERS_BLACKLIST, which _parse_authorization refuses to see signed).
+    signed = {name: headers[name] for name in signed_headers}
+    forms = [AWSRequest(method=method, url=url, headers=signed, data=body)]
+    decoded = _decoded_pairs(query_string)
+    if decoded is not None and _QUERY_SIGNER.canonical_query_string(
+            AWSRequest(url=url)) != _QUERY_SIGNER.canonical_query_string(AWSRequest(params=decoded)):
+        forms.append(AWSRequest(method=method, url=f"{_URL_BASE}{raw_path}", headers=signed, data=body,
+                                params=decoded))
+    for request in forms:
+        request.context["timestamp"] = timestamp
+    return forms
 
 
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+def _decoded_pairs(query_string: str) -> list[tuple[str, str]] | None:
+    """The query's pairs decoded as a form (``+`` is a space), or None when that cannot be what
+    ``AWSRequest(params=...)`` was given: the params are text, so their bytes are UTF-8."""
+    if not query_string:
+        return None
+    pairs = []
+    for pair in query_string.split("&"):
+        key, _, value = pair.partition("=")
+        try:
+            pairs.append((unquote_to_bytes(key.replace("+", " ")).decode("utf-8"),
+                          unquote_to_bytes(value.replace("+", " ")).decode("utf-8")))
+        except UnicodeDecodeError:
+            return None
+    return pairs
 
 
 def _parse_authorization(authorization: str) -> tuple[str, tuple[str, str, str], list[str], str]:
@@ -256,6 +257,10 @@ def _parse_authorization(authorization: str) -> tuple[str, tuple[str, str, str],
         raise AccessDenied("Malformed SignedHeaders: names must be lowercase, sorted and unique.")
     if "host" not in signed_headers:
         raise AccessDenied("SignedHeaders must include host.")
+    if unsignable := [name for name in signed_headers if name in SIGNED_HEADERS_BLACKLIST]:
+        # Headers that proxies may change on the way; SigV4 signers (botocore included) leave them out.
+        raise AccessDenied(f"SignedHeaders lists {', '.join(unsignable)}, which SigV4 signers leave out "
+                           "because they may change on the way; sign without them.")
     if not _SIGNATURE.fullmatch(fields["Signature"]):
         raise AccessDenied("Malformed Signature in Authorization header: expected 64 hex digits.")
     return scope[0], (scope[1], scope[2], scope[3]), signed_headers, fields["Signature"]
@@ -285,57 +290,14 @@ def _request_time(headers: Mapping[str, str], signed_headers: list[str]) -> tupl
     return when, value if name == "x-amz-date" else when.strftime(AMZ_DATE_FORMAT)
 
 
-def _payload_hash(headers: Mapping[str, str], body: bytes) -> str:
-    """The payload line of the canonical request; a declared hash must describe this body."""
-    body_hash = hashlib.sha256(body).hexdigest()
+def _check_payload_hash(headers: Mapping[str, str], body: bytes) -> None:
+    """A declared ``x-amz-content-sha256`` must describe this body."""
     declared = headers.get("x-amz-content-sha256")
     if declared is None:
-        return body_hash
+        return
     if declared == UNSIGNED_PAYLOAD and body:
         raise AccessDenied("UNSIGNED-PAYLOAD is not accepted for a request with a body: sign the body's hash.")
-    if declared != UNSIGNED_PAYLOAD and declared != body_hash:
+    if declared != UNSIGNED_PAYLOAD and declared != hashlib.sha256(body).hexdigest():
         raise AccessDenied(
             "The x-amz-content-sha256 header does not match the SHA-256 of the body."
         )
-    return declared
-
-
-def canonical_query_forms(query_string: str) -> list[str]:
-    """The canonical query strings botocore may have signed for this raw query, most likely first.
-
-    A boto3 client sends every pair already percent-encoded the SigV4 way and signs the pairs
-    verbatim; re-encoding the decoded pairs reproduces the same string. A bare ``AWSRequest``
-    built with ``params=`` is sent form-encoded (``+`` for space) yet signed percent-encoded, which
-    only the decoded-and-re-encoded form reproduces; a hand-written URL query with characters
-    like ``:`` left raw is signed verbatim, which only the verbatim form reproduces. Each form
-    fixes the decoded bytes of every key and value, so accepting either lets no change through
-    that the application would read differently.
-    """
-    if not query_string:
-        return [""]
-    pairs = [pair.partition("=") for pair in query_string.split("&")]
-    reencoded = sorted((_reencode(key), _reencode(value)) for key, _, value in pairs)
-    verbatim = sorted((key, value) for key, _, value in pairs)
-    forms = ["&".join(f"{key}={value}" for key, value in form) for form in (reencoded, verbatim)]
-    return forms[:1] if forms[0] == forms[1] else forms
-
-
-def _reencode(component: str) -> str:
-    """A form-encoded query component, decoded to bytes and percent-encoded the SigV4 way."""
-    return quote(unquote_to_bytes(component.replace("+", " ")), safe="-_.~")
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 dot-segment removal plus collapsing of empty segments, as botocore normalizes."""
-    if not path:
-        return "/"
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if segments:
-                segments.pop()
-        elif segment and segment != ".":
-            segments.append(segment)
-    leading = "/" if path.startswith("/") else ""
-    trailing = "/" if path.endswith("/") and segments else ""
-    return leading + "/".join(segments) + trailing

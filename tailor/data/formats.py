@@ -1,4 +1,4 @@
-"""Typed records for the training-data formats of SPEC §1, one pydantic model per format.
+"""Typed records for the training-data formats (docs/data.md), one pydantic model per format.
 
 Files arrive as JSON Lines; ``tailor.data.validate`` checks every line against these models and
 hands the rest of Tailor typed records, never raw dicts. The models are strict (a number is not a
@@ -7,12 +7,12 @@ trust. Rules that span fields (roles alternate, the last turn is the assistant's
 ``validate.py``, which can then report all of them with line numbers instead of stopping at the
 first.
 
-The RFT prompt model (§1.5) is the one exception to "no unknown keys": its extra top-level keys
+The RFT prompt model is the one exception to "no unknown keys": its extra top-level keys
 are kept, because the grader reads them (``rft_fields``).
 
 Formats still to come, each as one more model here and one more ``DataFormat`` member:
-  * bedrock-conversation-2024 (Converse-style content blocks, Llama 3.2 / Nova / distillation, §1.1)
-  * model invocation logs as training data (§1.4, §8)
+  * bedrock-conversation-2024 (Converse-style content blocks: Llama 3.2, Nova, distillation prompts)
+  * model invocation logs as training data (distillation and RFT can read them instead of a file)
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord
 
 
 class EvaluationRecord(_Strict):
-    """One question of a model-evaluation dataset (SPEC §7): ``referenceResponse`` is what a good
+    """One question of a model-evaluation dataset (docs/evaluation.md): ``referenceResponse`` is what a good
     answer says; ``category`` groups questions in the summary."""
 
     prompt: str

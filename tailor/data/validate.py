@@ -5,12 +5,17 @@ them, not the first), so a user fixes a file in one pass. ``validate_dataset`` a
 that span the training and validation files, and ``load_records`` is the edge training code calls:
 it returns typed records, or raises ``InvalidInput`` carrying the whole report.
 
-The rules follow SPEC §1 and the AWS Claude 3 Haiku validator (§10), deliberately stricter where
-that tool is lax: unknown keys are rejected (they are usually typos), validation files are held
-to validation limits, and token counts use the model's own tokenizer when one is given. RFT
-prompts (§1.5) are the exception to "unknown keys are rejected": their extra keys go to the
-grader. A file's format comes from the customization type, never from keys alone: RFT prompts
-and messages records both have ``messages``.
+The rules are those of docs/data.md: the original service's formats and limits per family, and
+the checks of AWS's Claude 3 Haiku data validator, deliberately stricter where that tool is lax:
+unknown keys are rejected (they are usually typos), validation files are held to validation
+limits, and token counts use the model's own tokenizer when one is given. RFT prompts are the
+exception to "unknown keys are rejected": their extra keys go to the grader. A file's format comes
+from the customization type, never from keys alone: RFT prompts and messages records both have
+``messages``.
+Messages records written the OpenAI chat way, with the system prompt as the first message, are
+read as this format writes them (the top-level ``system``), with one note in the report; families
+without a system prompt refuse it and say where its text goes. ``Report.render`` shows a problem
+found on many lines once, with its lines; ``Report.problems`` keeps one entry per line.
 Counting: every non-blank line is a record for the row-count bounds, including lines that fail
 to parse, because the user meant each of them as a record; blank lines are problems of their own.
 """
@@ -18,6 +23,7 @@ to parse, because the user meant each of them as a record; blank lines are probl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +32,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from tailor import storage
-from tailor.catalog import CustomizationType, DataFormat, DataLimits, Family, ResolvedModel
+from tailor.catalog import (
+    CustomizationType,
+    DataFormat,
+    DataLimits,
+    Family,
+    ResolvedModel,
+)
 from tailor.data.formats import (
     MARKER_KEYS,
     RECORD_MODELS,
@@ -79,12 +91,30 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class ProblemGroup:
+    """One problem found on several lines alike (same field, same message), as ``render`` shows it."""
+
+    file: str
+    lines: tuple[int, ...]
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        parts = [self.file, _lines_text(self.lines)]
+        if self.field is not None:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+@dataclass(frozen=True)
 class Report:
     file: str  # the URI as given
     purpose: Purpose
     format: DataFormat | None  # None when the file holds no record to tell it by
     record_count: int
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # one per line and field: what programs read
+    notes: tuple[str, ...] = ()  # what was accepted after a change worth knowing; never a problem
 
     @property
     def ok(self) -> bool:
@@ -98,16 +128,47 @@ class Report:
             "record_count": self.record_count,
             "ok": self.ok,
             "problems": [problem.to_dict() for problem in self.problems],
+            "notes": list(self.notes),
         }
 
+    def grouped(self) -> list[Problem | ProblemGroup]:
+        """The problems for people: those of the whole file as they are, then each (field, message)
+        once, with every line it was found on, in the order of its first line. A mistake made on
+        every line (a system message in a format without one) is one entry, not 500."""
+        whole_file = [problem for problem in self.problems if problem.line is None]
+        lines_by_kind: dict[tuple[str | None, str], list[int]] = {}
+        for problem in self.problems:
+            if problem.line is not None:
+                lines_by_kind.setdefault((problem.field, problem.message), []).append(problem.line)
+        groups: list[Problem | ProblemGroup] = [
+            Problem(self.file, lines[0], field_name, message) if len(lines) == 1
+            else ProblemGroup(self.file, tuple(lines), field_name, message)
+            for (field_name, message), lines in lines_by_kind.items()]
+        return [*whole_file, *sorted(groups, key=lambda entry: _first_line(entry))]
+
     def render(self) -> str:
-        """A summary line, then one line per problem in ``file: line N: field: message`` form."""
+        """A summary line, any notes, then one line per problem in ``file: line N: field: message``
+        form; a problem found on several lines is one line, ``file: lines 1, 2, 3 and 497 more: ...``."""
         shape = f"{self.purpose} data" + (f", {self.format.value} format" if self.format else "")
         counted = _plural(self.record_count, "record")
+        notes = [f"  note: {note}" for note in self.notes]
         if self.ok:
-            return f"{self.file}: OK, {counted} ({shape})"
+            return "\n".join([f"{self.file}: OK, {counted} ({shape})", *notes])
         header = f"{self.file}: {_plural(len(self.problems), 'problem')} in {counted} ({shape})"
-        return "\n".join([header, *(f"  {problem}" for problem in self.problems)])
+        return "\n".join([header, *notes, *(f"  {entry}" for entry in self.grouped())])
+
+
+SHOWN_LINES = 3  # line numbers a grouped problem names before "and N more"
+
+
+def _lines_text(lines: tuple[int, ...]) -> str:
+    if len(lines) <= SHOWN_LINES + 1:
+        return "lines " + ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
+    return "lines " + ", ".join(map(str, lines[:SHOWN_LINES])) + f" and {len(lines) - SHOWN_LINES:,} more"
+
+
+def _first_line(entry: Problem | ProblemGroup) -> int:
+    return entry.line if isinstance(entry, Problem) else entry.lines[0]
 
 
 def validate(
@@ -219,6 +280,7 @@ def _check_file(
     token_limit = _token_limit(family.name, limits, tokenizer)
     records: list[Record] = []
     record_count = 0
+    lifted_lines = 0  # records whose first message was a system message, taken as "system"
     for number, value in json_lines(storage.local_path(uri, settings), add):
         record_count += 1
         if value is None:
@@ -227,12 +289,20 @@ def _check_file(
         if file_format is None and shape in accepted:
             file_format, format_line = shape, number
         expected = file_format or accepted[0]
-        mixup = _other_shape(value, shape, expected, format_line, accepted, family.name,
-                             customization_type)
+        mixup = _other_shape(value, shape, expected, format_line, accepted, family, customization_type)
         if mixup:
             add(number, None, mixup)
             continue
-        record, record_problems = _check_record(value, expected, family.name, limits)
+        system_problems, system_first = [], False
+        if expected is DataFormat.MESSAGES:
+            value, system_problems, system_first = _lift_system_message(value, family)
+        record, record_problems = _check_record(value, expected, family.name, limits, system_first=system_first)
+        if system_first:  # the checks saw the messages after the system one: name the file's own
+            record_problems = [(_file_field(name), message) for name, message in record_problems]
+            if family.system_prompt:
+                lifted_lines += 1
+        if system_problems:
+            record, record_problems = None, system_problems + record_problems
         for field_name, message in record_problems:
             add(number, field_name, message)
         if record is None:
@@ -250,7 +320,8 @@ def _check_file(
     if high is not None and record_count > high:
         add(None, None, f"file has {_plural(record_count, 'record')}; {purpose} data for family "
                         f"{family.name} allows at most {high:,}")
-    return Report(uri, purpose, file_format, record_count, _sorted(problems)), records
+    notes = (_lifted_note(lifted_lines),) if lifted_lines else ()
+    return Report(uri, purpose, file_format, record_count, _sorted(problems), notes), records
 
 
 def json_lines(path: Path, add) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -288,7 +359,7 @@ def _other_shape(
     expected: DataFormat,
     format_line: int | None,
     accepted: tuple[DataFormat, ...],
-    family_name: str,
+    family: Family,
     customization_type: CustomizationType,
 ) -> str | None:
     """One clear message for a record written in another format, instead of a missing key and an
@@ -302,8 +373,16 @@ def _other_shape(
         why = f"this file is in the {expected.value} format (decided by line {format_line})"
     else:
         names = " or ".join(name.value for name in accepted)
-        why = f"family {family_name} takes {names} records for {customization_type.value}"
+        why = f"family {family.name} takes {names} records for {customization_type.value}"
+    if not family.system_prompt and _has_system_prompt(value):
+        why += "; they have no system prompt, so put its instructions at the start of each prompt"
     return f"record has keys {keys}, the {shape.value} format, but {why}"
+
+
+def _has_system_prompt(value: dict[str, Any]) -> bool:
+    messages = value.get("messages")
+    return value.get("system") is not None or (
+        isinstance(messages, list) and any(isinstance(m, dict) and m.get("role") == "system" for m in messages))
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -316,7 +395,8 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 
 def _check_record(
-    value: dict[str, Any], file_format: DataFormat, family_name: str, limits: DataLimits
+    value: dict[str, Any], file_format: DataFormat, family_name: str, limits: DataLimits,
+    *, system_first: bool = False,
 ) -> tuple[Record | None, list[tuple[str | None, str]]]:
     model = RECORD_MODELS[file_format]
     record: Record | None = None
@@ -327,7 +407,7 @@ def _check_record(
         problems = [describe_error(detail, model) for detail in error.errors()]
     # The content rules read the raw value, so they still report when another field is broken.
     if file_format is DataFormat.MESSAGES:
-        problems += _conversation_problems(value)
+        problems += _conversation_problems(value, system_first=system_first)
     elif file_format is DataFormat.RFT_CHAT:
         problems += _prompt_problems(value, family_name, limits)
     else:
@@ -360,7 +440,9 @@ def describe_error(detail: Any, model: type) -> tuple[str | None, str]:
     return field_name, detail["msg"]
 
 
-def _conversation_problems(value: dict[str, Any]) -> list[tuple[str | None, str]]:
+def _conversation_problems(value: dict[str, Any], *, system_first: bool = False) -> list[tuple[str | None, str]]:
+    """The rules of a conversation beyond its schema. ``system_first``: the file's first message was
+    a system message, already lifted out of ``messages``, so the count says it was not counted."""
     problems: list[tuple[str | None, str]] = []
     if isinstance(value.get("system"), str):
         problems += _reserved("system", value["system"])
@@ -368,8 +450,9 @@ def _conversation_problems(value: dict[str, Any]) -> list[tuple[str | None, str]
     if not isinstance(messages, list):
         return problems  # the schema check has said so
     if len(messages) < 2:
+        besides = " besides the system message" if system_first else ""
         problems.append(("messages", "needs at least 2 messages (a user turn, then an assistant "
-                                     f"turn), got {len(messages)}"))
+                                     f"turn), got {len(messages)}{besides}"))
     roles = [message.get("role") if isinstance(message, dict) else None for message in messages]
     for index, message in enumerate(messages):
         content = message.get("content") if isinstance(message, dict) else None
@@ -391,6 +474,65 @@ def _conversation_problems(value: dict[str, Any]) -> list[tuple[str | None, str]
         problems.append((f"messages[{len(roles) - 1}].role",
                          "the last message must be 'assistant', got 'user'"))
     return problems
+
+
+def _lift_system_message(
+    value: dict[str, Any], family: Family
+) -> tuple[dict[str, Any], list[tuple[str | None, str]], bool]:
+    """A messages record written the OpenAI chat way, with the system prompt as its first message
+    ``{"role": "system", "content": ...}``, as this format writes it: in the top-level ``system``
+    field. Returns the record to check, the problems of its system prompt (by the file's own field
+    names), and whether the first message was lifted out.
+
+    A lifted record is checked without its first message, so ``_file_field`` renames the fields of
+    its problems back. Only the first message may be a system message; a later one is refused by
+    the schema (roles are user and assistant). A family whose records have no system prompt
+    (``Family.system_prompt``) refuses one in either place, saying where its text can go instead."""
+    messages = value.get("messages")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    if not (isinstance(first, dict) and first.get("role") == "system"):
+        if value.get("system") is not None and not family.system_prompt:
+            return value, [("system", _no_system_prompt(family))], False
+        return value, [], False
+    lifted = {key: item for key, item in value.items() if key not in ("messages", "system")}
+    lifted["messages"] = messages[1:]
+    if not family.system_prompt:
+        return lifted, [("messages[0].role", _no_system_prompt(family))], True
+    problems: list[tuple[str | None, str]] = [(f"messages[0].{key}", "unexpected key (allowed: role, content)")
+                                              for key in first if key not in ("role", "content")]
+    if value.get("system") is not None:
+        problems.append(("system", "the system prompt is given twice, here and as the first message; keep one"))
+    if "content" not in first:
+        problems.append(("messages[0].content", "required key is missing"))
+    elif first["content"] is None:
+        problems.append(("messages[0].content", "must be a string, got null"))
+    else:
+        lifted["system"] = first["content"]  # a wrong type is reported by the schema, as messages[0].content
+    return lifted, problems, True
+
+
+def _no_system_prompt(family: Family) -> str:
+    return (f"family {family.name} takes no system prompt; put its instructions at the start of the first "
+            "user message")
+
+
+_LIFTED_MESSAGE = re.compile(r"^messages\[(\d+)\]")
+
+
+def _file_field(field_name: str | None) -> str | None:
+    """A field of a lifted record (``_lift_system_message``) by its name in the file."""
+    if field_name == "system":
+        return "messages[0].content"
+    match = _LIFTED_MESSAGE.match(field_name or "")
+    if match is None:
+        return field_name
+    return f"messages[{int(match.group(1)) + 1}]{field_name[match.end():]}"
+
+
+def _lifted_note(count: int) -> str:
+    return (f"{_plural(count, 'line')} gave the system prompt as the first message ({{\"role\": \"system\", ...}}, "
+            f"as OpenAI chat files do); {'it was' if count == 1 else 'each was'} read as the record's "
+            '"system" field, where this format keeps it, and training uses it as the system prompt')
 
 
 def _prompt_problems(

@@ -23,16 +23,16 @@ saying why there is none. A failed request never raises: one bad question must n
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import httpx
+
+from tailor import http_client
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Target
 from tailor.settings import RemoteModel
@@ -151,26 +151,28 @@ class OpenAIModel:
     timeout_s: float = 120.0
 
     def chat(self, conversations, generation, on_reply=None):
-        return _in_threads(lambda c: self._one(with_system(c, generation), generation), conversations, on_reply)
+        # One client for the batch: its threads share pooled connections to the one address.
+        with http_client.client(self.timeout_s) as http:
+            return _in_threads(lambda c: self._one(http, with_system(c, generation), generation), conversations,
+                               on_reply)
 
-    def _one(self, messages: list[dict], generation: Generation) -> Reply:
+    def _one(self, http: httpx.Client, messages: list[dict], generation: Generation) -> Reply:
         body = {"model": self.model, "messages": messages, "max_tokens": generation.max_tokens,
                 "temperature": generation.temperature, "top_p": generation.top_p}
         if generation.stop:
             body["stop"] = list(generation.stop)
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         endpoint = self.url.rstrip("/") + "/chat/completions"
-        request = urllib.request.Request(endpoint, json.dumps(body).encode(), headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                answer = json.loads(response.read())
-            return answer["choices"][0]["message"]["content"] or ""
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:300]
-            return Failure(f"{endpoint} answered HTTP {error.code}: {detail}")
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            # Connection failures and 502/503/504 are tried again (tailor.http_client says when).
+            response = http_client.post_json(http, endpoint, body, headers=headers)
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            return Failure(f"{endpoint}: {type(error).__name__}: {error}")
+        if not response.is_success:
+            return Failure(f"{endpoint} answered HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            return response.json()["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError) as error:
             return Failure(f"{endpoint}: {type(error).__name__}: {error}")
 
 
@@ -264,12 +266,25 @@ class Opener:
             return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout)
         if spec.kind == "bedrock":
             return BedrockModel(spec_text, spec.model, spec.url, timeout_s=timeout)
-        target = self.resolve_target(spec.model)
+        return self._engine_model(spec_text, self.resolve_target(spec.model))
+
+    def open_model(self, model) -> Backend:
+        """Open a model an evaluation job resolved when it was created (``evaluate.spec.ModelToRun``):
+        weights this process runs, or an operator-configured remote model by name."""
+        if model.remote is not None:
+            if model.remote not in self.settings.remote_models:
+                raise InvalidInput(f"The remote model {model.remote} is no longer configured on this server "
+                                   "(remote_models).")
+            return remote_backend(model.identifier, self.settings.remote_models[model.remote],
+                                  self.settings.inference_timeout_seconds)
+        return self._engine_model(model.identifier, model.target)
+
+    def _engine_model(self, label: str, target: Target) -> Backend:
         if self._engine is None:
             from tailor.serve.engine import Engine
 
             self._engine = Engine(self.settings, max_models=self.max_models)
-        return EngineModel(spec_text, target, self._engine)
+        return EngineModel(label, target, self._engine)
 
     def close(self) -> None:
         if self._engine is not None:

@@ -2,7 +2,8 @@
 
 A fine-tuned model answers badly what its training data barely mentions; counting, before any
 training, how many records are about each evaluation question's topic predicts those weak
-questions (SPEC §A story 6: the weakest question's topic was in 1 of 85 training pairs).
+questions (in the write-up this feature answers, a fine-tuned model's weakest question was about a
+topic that only 1 of its 85 training pairs mentioned).
 
 The measure is meant to be read and checked by a person, so every step is a plain rule:
 

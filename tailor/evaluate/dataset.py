@@ -1,4 +1,4 @@
-"""Evaluation datasets (SPEC §7): JSON Lines of ``{"prompt", "referenceResponse", "category"}``.
+"""Evaluation datasets: JSON Lines of ``{"prompt", "referenceResponse", "category"}`` (docs/evaluation.md).
 
 Checked like every dataset before any model is loaded: every problem is reported at once, with
 its line and field, and a dataset with problems is refused whole (no half-run evaluation).

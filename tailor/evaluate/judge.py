@@ -1,18 +1,23 @@
-"""LLM-as-judge metrics: a judge model rates each answer 1–10 on one criterion and says why.
+"""LLM-as-judge: a judge model rates an answer 1–10 on one criterion and says why.
 
-The metrics keep the original service's names (``Builtin.Correctness``, ...). For each answer the
-judge gets one conversation (``judge_messages``): a system prompt that fixes its role, then the
-criterion, the rating scale, the question, the reference answer (for the criteria that use one,
-when the dataset has one) and the response, and the demanded output form — reasoning first, then
-a last line ``Rating: N``.
+``ask_judge`` is the one judge loop, used by evaluation's judge metrics (``rate``, below) and by
+the judge graders of reinforcement fine-tuning (``tailor.graders.judging``), so that a reward and
+a metric rated by the same judge are asked, parsed and retried alike (DESIGN rule 8). Each prompt
+becomes one conversation (``judge_conversation``): a system prompt that fixes the judge's role,
+then the prompt and the demanded output form — reasoning first, then a last line ``Rating: N``.
 
 Parsing (``parse_rating``) takes the *last* ``Rating: N`` line (``N/10`` and markdown bold are
 tolerated) with N a whole number from 1 to 10; the text before it is the reasoning. Anything
 else does not parse — a number out of range, a missing line, a rating with no reasoning is fine
 but no rating is not. Output that does not parse is sent back to the judge once more
-(``retries``) with its reply and a reminder of the form; if that fails too, the score is
-*missing* — ``value None`` with the judge's last output in the explanation — never a guess.
-A rating N becomes the value ``(N - 1) / 9``: 1 → 0.0, 10 → 1.0.
+(``retries``) with its reply and a reminder of the form; if that fails too, the verdict is
+*missing* — no rating, with the judge's last output in the reason — never a guess. A judge that
+cannot be asked at all (a ``Failure``) is not asked again here: its backend has already retried
+what was safe to retry. A rating N becomes the value ``(N - 1) / 9``: 1 → 0.0, 10 → 1.0.
+
+The evaluation metrics keep the original service's names (``Builtin.Correctness``, ...); their
+prompt (``judge_prompt``) holds the criterion, the rating scale, the question, the reference
+answer (for the criteria that use one, when the dataset has one) and the response.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tailor.evaluate.backends import Backend, Failure, Generation, OnReply
+from tailor.evaluate.backends import Backend, Failure, Generation, OnReply, Reply
 from tailor.evaluate.results import Score
 
 
@@ -68,14 +73,26 @@ JUDGE_GENERATION = Generation(max_tokens=256, temperature=0.0)
 _RATING = re.compile(r"^[\s*_#>-]*rating[\s*_]*[:=][\s*_]*(\d+)(?:\s*/\s*10)?[\s*_.]*$", re.IGNORECASE | re.MULTILINE)
 
 
-def judge_messages(metric: str, question: str, response: str, reference: str | None) -> list[dict]:
+def judge_prompt(metric: str, question: str, response: str, reference: str | None) -> str:
+    """What the judge is asked about one answer for an evaluation metric (the reply form is added by
+    ``judge_conversation``)."""
     criterion = JUDGE_METRICS[metric]
     parts = [f"Rate the response below for {criterion.name}.", criterion.question, f"Scale: {SCALE}", "",
              "[Question]", question.strip(), ""]
     if criterion.uses_reference and reference:
         parts += ["[Reference answer]", reference.strip(), ""]
-    parts += ["[Response]", response.strip() or "(empty)", "", FORM]
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(parts)}]
+    parts += ["[Response]", response.strip() or "(empty)"]
+    return "\n".join(parts)
+
+
+def judge_conversation(prompt: str) -> list[dict]:
+    """The conversation a judge gets for ``prompt``: its role, then the prompt and the reply form."""
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{prompt.strip()}\n\n{FORM}"}]
+
+
+def judge_messages(metric: str, question: str, response: str, reference: str | None) -> list[dict]:
+    """The conversation for one answer of an evaluation metric."""
+    return judge_conversation(judge_prompt(metric, question, response, reference))
 
 
 def parse_rating(text: str) -> tuple[int, str] | None:
@@ -95,37 +112,57 @@ def normalized(rating: int) -> float:
     return (rating - 1) / 9
 
 
-def rate(judge: Backend, metric: str, items: list[tuple[str, str, str | None]], *, retries: int = 1,
-         on_reply: OnReply | None = None) -> list[Score]:
-    """Scores for (question, response, reference) items, judged as one batch, then the unparsable
-    ones again (up to ``retries`` more times)."""
-    conversations = [judge_messages(metric, q, r, ref) for q, r, ref in items]
-    replies = judge.chat(conversations, JUDGE_GENERATION, on_reply)
-    scores: list[Score | None] = [None] * len(items)
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer about one prompt: a rating 1–10 and its reasoning, or (``rating`` None)
+    why there is none."""
+
+    rating: int | None
+    explanation: str  # the reasoning, or why the rating is missing
+
+    @property
+    def value(self) -> float | None:
+        """The rating on 0–1 (None when missing)."""
+        return None if self.rating is None else normalized(self.rating)
+
+
+def ask_judge(judge: Backend, prompts: list[str], *, retries: int = 1,
+              on_reply: OnReply | None = None) -> list[Verdict]:
+    """One verdict per prompt: every prompt is asked as one batch, then the replies that do not
+    parse are asked again (up to ``retries`` more times) in the same conversation, with the judge's
+    own reply and a reminder of the form. ``on_reply`` is called once per first-round reply."""
+    conversations = [judge_conversation(prompt) for prompt in prompts]
+    replies: list[Reply] = list(judge.chat(conversations, JUDGE_GENERATION, on_reply))
+    verdicts: list[Verdict | None] = [None] * len(prompts)
     for attempt in range(retries + 1):
         again = []
         for index, reply in enumerate(replies):
-            if scores[index] is not None:
+            if verdicts[index] is not None:
                 continue
             parsed = parse_rating(reply) if isinstance(reply, str) else None
             if parsed:
-                rating, reasoning = parsed
-                scores[index] = Score(metric, normalized(rating), rating, reasoning)
+                verdicts[index] = Verdict(*parsed)
             elif attempt < retries and isinstance(reply, str):
                 again.append(index)
         if not again:
             break
-        # Ask again in the same conversation: the judge sees its own reply and what was wrong.
         retry_conversations = [conversations[i] + [{"role": "assistant", "content": replies[i]},
                                                    {"role": "user", "content": REMINDER}] for i in again]
-        for index, reply in zip(again, judge.chat(retry_conversations, JUDGE_GENERATION, None)):
+        for index, reply in zip(again, judge.chat(retry_conversations, JUDGE_GENERATION, None), strict=True):
             replies[index] = reply
-    return [score or _missing(metric, replies[i], retries + 1) for i, score in enumerate(scores)]
+    return [verdict or _missing(replies[i], retries + 1) for i, verdict in enumerate(verdicts)]
 
 
-def _missing(metric: str, reply, attempts: int) -> Score:
+def rate(judge: Backend, metric: str, items: list[tuple[str, str, str | None]], *, retries: int = 1,
+         on_reply: OnReply | None = None) -> list[Score]:
+    """Scores for (question, response, reference) items on the judge metric ``metric``."""
+    prompts = [judge_prompt(metric, question, response, reference) for question, response, reference in items]
+    return [Score(metric, verdict.value, verdict.rating, verdict.explanation)
+            for verdict in ask_judge(judge, prompts, retries=retries, on_reply=on_reply)]
+
+
+def _missing(reply: Reply, attempts: int) -> Verdict:
     if isinstance(reply, Failure):
-        return Score(metric, None, None, f"The judge could not be asked: {reply.message}")
+        return Verdict(None, f"The judge could not be asked: {reply.message}")
     shown = reply.strip().replace("\n", " ")[:300]
-    return Score(metric, None, None, f"No parsable rating after {attempts} attempts; the judge's last reply: "
-                                     f"{shown!r}")
+    return Verdict(None, f"No parsable rating after {attempts} attempts; the judge's last reply: {shown!r}")

@@ -10,24 +10,28 @@
 ``summary_text`` is the same summary as a plain-text table for the terminal.
 
 A missing score (``None``: a judge that never gave a parsable rating) is shown as "—" and never as
-0, and it stays out of every mean (see ``results.summarize``). Every piece of user text reaching the
-page goes through ``html.escape``; the page also forbids scripts with a Content-Security-Policy, so
-a model answer that contains markup stays text.
+0, and it stays out of every mean (see ``results.summarize``). The page is a Jinja2 template
+(``templates/report.html.j2``) rendered with autoescaping on, so every piece of user text reaching
+it is escaped without each call site having to remember to; the page also forbids scripts with a
+Content-Security-Policy, so a model answer that contains markup stays text.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections import Counter
-from html import escape
+from dataclasses import dataclass
 from pathlib import Path
+
+import jinja2
 
 from tailor import storage
 from tailor.evaluate import results
 from tailor.evaluate.judge import JUDGE_METRICS
-from tailor.evaluate.results import Answer, Comparison, Question, Score
+from tailor.evaluate.results import Comparison, Score
 
 MISSING = "—"
 FILE_NAMES = {"json": "comparison.json", "csv": "comparison.csv", "html": "report.html"}
@@ -175,89 +179,55 @@ def chart_svg(comparison: Comparison) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# HTML
+# HTML: ``templates/report.html.j2`` draws the page; the functions below only gather what it shows,
+# as plain values (numbers already formatted), so that all markup and all escaping happen in one place.
 
-STYLE = """
-:root { color-scheme: light; --line: #d8dde3; --muted: #5f6b7a; --best: #e3f4e8; --warn: #fff4d6;
-        --warn-line: #e0b040; --bad: #b3261e; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2530;
-       margin: 0; background: #f6f7f9; }
-main { max-width: 1280px; margin: 0 auto; padding: 24px 32px 64px; background: #fff; }
-h1 { font-size: 24px; margin: 0 0 8px; }
-h2 { font-size: 18px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0; }
-.facts dt { color: var(--muted); }
-.facts dd { margin: 0; }
-.note { color: var(--muted); margin: 4px 0 10px; }
-table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid var(--line); padding: 6px 9px; vertical-align: top; text-align: left; }
-th { background: #eef1f4; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.best { background: var(--best); font-weight: 600; }
-.sub { display: block; color: var(--muted); font-size: 12px; font-weight: normal; }
-.chart svg { max-width: 100%; height: auto; }
-.questions { width: 100%; }
-.questions tbody { border-top: 2px solid #9aa5b1; }
-.question { min-width: 16em; max-width: 28em; }
-.text { white-space: pre-wrap; overflow-wrap: anywhere; }
-.answer { min-width: 18em; max-width: 40em; }
-.label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.tag { display: inline-block; padding: 0 6px; border-radius: 8px; background: #e8ecf1; font-size: 12px; }
-.tag.warn { background: var(--warn); border: 1px solid var(--warn-line); }
-.failed { color: var(--bad); }
-details { margin-top: 4px; font-size: 12px; }
-details summary { cursor: pointer; color: var(--muted); }
-details .text { max-width: 32em; }
-.warning { background: var(--warn); border: 1px solid var(--warn-line); border-radius: 6px; padding: 10px 14px;
-           margin: 10px 0; }
-.warning ul { margin: 6px 0 0; padding-left: 20px; }
-.terms .missing { color: var(--bad); text-decoration: line-through; }
-.matches { margin: 4px 0 0; padding-left: 18px; }
-a { color: #1d5fb4; }
-"""
+
+@dataclass(frozen=True)
+class Cell:
+    """One metric's value in a table: the number, small lines under it, and the judge's reasoning
+    folded away (``details``: the summary to click, the text)."""
+
+    metric: str
+    value: str
+    best: bool = False
+    subs: tuple[str, ...] = ()
+    details: tuple[str, str] | None = None
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    # autoescape=True, not select_autoescape: the template's ".j2" suffix would turn it off.
+    # StrictUndefined: a misspelt name fails the render instead of showing nothing.
+    return jinja2.Environment(loader=jinja2.PackageLoader("tailor.evaluate", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render_html(comparison: Comparison) -> str:
     """The whole report as one self-contained HTML page."""
     summary = results.summarize(comparison)
-    models = " vs ".join(comparison.models) or "no models"
-    sections = [
-        header_section(comparison),
-        summary_section(comparison, summary),
-        chart_section(comparison),
-        category_section(comparison, summary),
-        coverage_section(comparison),
-        questions_section(comparison),
-    ]
-    # The policy is a second line of defence behind escaping: nothing may run or be fetched.
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Evaluation: {escape(models)}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<main>
-{"".join(section for section in sections if section)}
-</main>
-</body>
-</html>
-"""
+    page = _templates().get_template("report.html.j2").render(
+        title=" vs ".join(comparison.models) or "no models",
+        facts=header_facts(comparison),
+        metrics=comparison.metrics,
+        summary_rows=summary_rows(comparison, summary),
+        chart=chart_svg(comparison),  # the one piece of markup the template does not escape (it says why)
+        categories=category_tables(comparison, summary),
+        coverage=coverage_view(comparison.coverage),
+        questions=question_groups(comparison),
+        missing=MISSING,
+    )
+    return page
 
 
-def header_section(comparison: Comparison) -> str:
+def header_facts(comparison: Comparison) -> list[tuple[str, str]]:
     categories = {row.question.category for row in comparison.rows if row.question.category}
-    facts = [
+    return [
         ("Models", ", ".join(comparison.models) or "none"),
         ("Judge", comparison.judge or "none"),
         ("Questions", f"{len(comparison.rows)}" + (f" in {len(categories)} categories" if categories else "")),
         ("Metrics", ", ".join(comparison.metrics) or "none"),
     ]
-    rows = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>" for name, value in facts)
-    return f'<h1>Evaluation report</h1>\n<dl class="facts">{rows}</dl>\n'
 
 
 def best_positions(values: list[float | None]) -> set[int]:
@@ -268,136 +238,75 @@ def best_positions(values: list[float | None]) -> set[int]:
     return {position for position, value in enumerate(values) if value == max(present)}
 
 
-def mean_cell(metric: str, entry: dict, best: bool) -> str:
+def mean_cell(metric: str, entry: dict, best: bool) -> Cell:
     mean = entry["mean"]
-    parts = [format_value(mean)]
+    subs = []
     if mean is not None and is_judge_metric(metric):
-        parts.append(f'<span class="sub">{as_rating(mean):.1f}/10</span>')
+        subs.append(f"{as_rating(mean):.1f}/10")
     if entry["missing"]:
-        parts.append(f'<span class="sub">{entry["count"]} scored, {entry["missing"]} missing</span>')
-    classes = "num best" if best else "num"
-    return f'<td class="{classes}" data-metric="{escape(metric)}">{"".join(parts)}</td>'
+        subs.append(f'{entry["count"]} scored, {entry["missing"]} missing')
+    return Cell(metric, format_value(mean), best, tuple(subs))
 
 
-def summary_section(comparison: Comparison, summary: dict) -> str:
-    if not comparison.models:
-        return ""
-    head = "".join(f'<th class="num">{escape(metric)}</th>' for metric in comparison.metrics)
+def summary_rows(comparison: Comparison, summary: dict) -> list[dict]:
     best = {metric: best_positions([summary[model]["metrics"][metric]["mean"] for model in comparison.models])
             for metric in comparison.metrics}
-    body = []
+    rows = []
     for position, model in enumerate(comparison.models):
         model_summary = summary[model]
         total = model_summary["answered"] + model_summary["failed"]
-        answered = f'{model_summary["answered"]}/{total}'
-        if model_summary["failed"]:
-            answered += f'<span class="sub failed">{model_summary["failed"]} failed</span>'
-        cells = "".join(mean_cell(metric, model_summary["metrics"][metric], position in best[metric])
-                        for metric in comparison.metrics)
-        body.append(f'<tr data-model="{escape(model)}"><th>{escape(model)}</th>'
-                    f'<td class="num">{answered}</td>{cells}</tr>')
-    return (
-        '<h2>Summary</h2>\n'
-        '<p class="note">Mean of each metric over the questions a model answered (0–1, higher is better;'
-        ' judge ratings also on their 1–10 scale). Missing scores are left out of the means.</p>\n'
-        f'<table class="summary"><thead><tr><th>Model</th><th class="num">Answered</th>{head}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table>\n'
-    )
+        rows.append({"model": model, "answered": f'{model_summary["answered"]}/{total}',
+                     "failed": model_summary["failed"],
+                     "cells": [mean_cell(metric, model_summary["metrics"][metric], position in best[metric])
+                               for metric in comparison.metrics]})
+    return rows
 
 
-def chart_section(comparison: Comparison) -> str:
-    svg = chart_svg(comparison)
-    if not svg:
-        return ""
-    return ('<h2>Mean scores</h2>\n'
-            f'<figure class="chart" role="img" aria-label="Mean score per metric and model">{svg}</figure>\n')
-
-
-def category_section(comparison: Comparison, summary: dict) -> str:
+def category_tables(comparison: Comparison, summary: dict) -> list[dict]:
     questions = Counter(row.question.category for row in comparison.rows if row.question.category)
-    if not questions or not comparison.models:
-        return ""
-    head = "".join(f'<th class="num">{escape(metric)}</th>' for metric in comparison.metrics)
-    body = []
+    if not comparison.models:
+        return []
+    tables = []
     for category in sorted(questions):
-        count = f'{questions[category]} question{"s" if questions[category] != 1 else ""}'
         means = {model: summary[model]["categories"].get(category, {}) for model in comparison.models}
         best = {metric: best_positions([means[model].get(metric) for model in comparison.models])
                 for metric in comparison.metrics}
-        for position, model in enumerate(comparison.models):
-            first = "" if position else (
-                f'<th rowspan="{len(comparison.models)}">{escape(category)}<span class="sub">{count}</span></th>')
-            cells = "".join(
-                f'<td class="{"num best" if position in best[metric] else "num"}" data-metric="{escape(metric)}">'
-                f'{format_value(means[model].get(metric))}</td>' for metric in comparison.metrics)
-            body.append(f'<tr data-category="{escape(category)}" data-model="{escape(model)}">{first}'
-                        f'<td>{escape(model)}</td>{cells}</tr>')
-    return (
-        '<h2>By category</h2>\n'
-        f'<table class="categories"><thead><tr><th>Category</th><th>Model</th>{head}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table>\n'
-    )
+        rows = [{"model": model,
+                 "cells": [Cell(metric, format_value(means[model].get(metric)), position in best[metric])
+                           for metric in comparison.metrics]}
+                for position, model in enumerate(comparison.models)]
+        count = f'{questions[category]} question{"s" if questions[category] != 1 else ""}'
+        tables.append({"name": category, "count": count, "rows": rows})
+    return tables
 
 
-def score_cell(metric: str, score: Score | None, best: bool) -> str:
+def score_cell(metric: str, score: Score | None, best: bool) -> Cell:
     value = None if score is None else score.value
-    parts = [format_value(value)]
-    if score is not None and score.rating is not None:
-        parts.append(f'<span class="sub">{score.rating}/10</span>')
+    subs = (f"{score.rating}/10",) if score is not None and score.rating is not None else ()
+    details = None
     if score is not None and score.explanation:
-        summary = "reasoning" if value is not None else "why missing"
-        parts.append(f'<details><summary>{summary}</summary><div class="text">{escape(score.explanation)}</div>'
-                     '</details>')
-    classes = "num best" if best else "num"
-    return f'<td class="{classes}" data-metric="{escape(metric)}">{"".join(parts)}</td>'
+        details = ("reasoning" if value is not None else "why missing", score.explanation)
+    return Cell(metric, format_value(value), best, subs, details)
 
 
-def answer_cell(answer: Answer) -> str:
-    if answer.response is None:
-        return f'<td class="answer failed">No answer{": " + escape(answer.error) if answer.error else ""}</td>'
-    error = f'<span class="sub failed">{escape(answer.error)}</span>' if answer.error else ""
-    return f'<td class="answer"><div class="text">{escape(answer.response)}</div>{error}</td>'
-
-
-def question_cell(question: Question, rowspan: int, coverage: dict | None) -> str:
-    parts = [f'<span class="label">Line {question.line}</span>']
-    if question.category:
-        parts.append(f' <span class="tag">{escape(question.category)}</span>')
-    if coverage is not None and coverage.get("under_covered"):
-        parts.append(f' <a class="tag warn" href="#coverage" title="{escape(coverage_sentence(coverage))}">'
-                     'under-covered</a>')
-    parts.append(f'<div class="text">{escape(question.prompt)}</div>')
-    if question.reference is not None:
-        parts.append(f'<div class="label">Reference</div><div class="text">{escape(question.reference)}</div>')
-    return f'<td class="question" rowspan="{rowspan}">{"".join(parts)}</td>'
-
-
-def questions_section(comparison: Comparison) -> str:
-    if not comparison.rows:
-        return ""
+def question_groups(comparison: Comparison) -> list[dict]:
+    """Per question: the question (with its coverage warning) and every model's answer and scores."""
     coverage_by_line = {entry.get("line"): entry for entry in coverage_questions(comparison.coverage)}
-    head = "".join(f'<th class="num">{escape(metric)}</th>' for metric in comparison.metrics)
     groups = []
     for row in comparison.rows:
         question = row.question
+        coverage = coverage_by_line.get(question.line)
         best = {metric: best_positions([score.value if (score := answer.score(metric)) else None
                                         for answer in row.answers])
                 for metric in comparison.metrics}
-        first = question_cell(question, len(row.answers), coverage_by_line.get(question.line))
-        lines = []
-        for position, answer in enumerate(row.answers):
-            cells = "".join(score_cell(metric, answer.score(metric), position in best[metric])
-                            for metric in comparison.metrics)
-            lines.append(f'<tr data-line="{question.line}" data-model="{escape(answer.model)}">'
-                         f'{"" if position else first}<td>{escape(answer.model)}</td>{answer_cell(answer)}{cells}</tr>')
-        groups.append(f'<tbody id="question-{question.line}">{"".join(lines)}</tbody>')
-    return (
-        '<h2>Questions</h2>\n'
-        '<p class="note">The highest score for each question and metric is highlighted when the models differ.'
-        ' Open “reasoning” to read the judge.</p>\n'
-        f'<table class="questions"><thead><tr><th>Question</th><th>Model</th><th>Answer</th>{head}</tr></thead>'
-        f'{"".join(groups)}</table>\n'
-    )
+        answers = [{"model": answer.model, "response": answer.response, "error": answer.error,
+                    "cells": [score_cell(metric, answer.score(metric), position in best[metric])
+                              for metric in comparison.metrics]}
+                   for position, answer in enumerate(row.answers)]
+        under = coverage_sentence(coverage) if coverage is not None and coverage.get("under_covered") else None
+        groups.append({"line": question.line, "category": question.category, "prompt": question.prompt,
+                       "reference": question.reference, "under_covered": under, "answers": answers})
+    return groups
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,58 +330,30 @@ def covers_prefix(question: dict) -> str:
     return coverage_sentence(question).removesuffix(" this question")
 
 
-def coverage_section(comparison: Comparison) -> str:
-    coverage = comparison.coverage
+def coverage_view(coverage: dict | None) -> dict | None:
+    """What the coverage section shows, or None without a coverage report. The report is JSON
+    (it may come back from a stored job), so every value is read defensively."""
     if coverage is None:
-        return ""
-    questions = coverage_questions(coverage)
-    under = [question for question in questions if question.get("under_covered")]
+        return None
     facts = [("Training data", coverage.get("training_file")), ("Evaluation data", coverage.get("evaluation_file")),
              ("Method", coverage.get("method")), ("Threshold", coverage.get("threshold")),
              ("Training records", coverage.get("training_records"))]
-    parts = ['<h2 id="coverage">Data coverage</h2>\n',
-             '<dl class="facts">' + "".join(f"<dt>{escape(name)}</dt><dd>{escape(str(value))}</dd>"
-                                            for name, value in facts if value is not None) + "</dl>\n"]
-    if under:
-        items = []
-        for question in under:
-            missing = ", ".join(map(str, question.get("missing_terms") or []))
-            missing_note = f' <span class="sub">Missing terms: {escape(missing)}</span>' if missing else ""
-            line = question.get("line")
-            prompt = escape(str(question.get("prompt", "")))
-            link = f'<a href="#question-{escape(str(line))}">{prompt}</a>' if line is not None else prompt
-            items.append(f"<li>{escape(covers_prefix(question))}: {link}{missing_note}</li>")
-        parts.append(f'<div class="warning" role="alert"><strong>{len(under)} of {len(questions)} questions are '
-                     'under-covered by the training data.</strong> Expect weak answers to them; add training '
-                     f'records that cover them.<ul>{"".join(items)}</ul></div>\n')
-    else:
-        parts.append('<p class="note">Every question is covered by the training data.</p>\n')
-    if questions:
-        rows = "".join(coverage_row(question) for question in questions)
-        parts.append('<table class="coverage"><thead><tr><th>Line</th><th>Question</th><th class="num">'
-                     'Covering records</th><th>Key terms</th><th>Closest training records</th></tr></thead>'
-                     f'<tbody>{rows}</tbody></table>\n')
-    return "".join(parts)
+    questions = [coverage_entry(question) for question in coverage_questions(coverage)]
+    return {"facts": [(name, str(value)) for name, value in facts if value is not None],
+            "questions": questions, "under": [question for question in questions if question["under_covered"]]}
 
 
-def coverage_row(question: dict) -> str:
-    missing = {str(term) for term in question.get("missing_terms") or []}
-    terms = ", ".join(f'<span class="missing" title="in no training record">{escape(str(term))}</span>'
-                      if str(term) in missing else escape(str(term)) for term in question.get("key_terms") or [])
-    matches = question.get("top_matches") or []
-    items = "".join(
-        f'<li><span class="label">Line {escape(str(match.get("line")))} · score {format_score(match.get("score"))}'
-        f' · {escape(", ".join(map(str, match.get("matched_terms") or [])))}</span>'
-        f'<div class="text">{escape(str(match.get("text", "")))}</div></li>'
-        for match in matches)
-    closest = (f'<details><summary>{len(matches)} record{"s" if len(matches) != 1 else ""}</summary>'
-               f'<ol class="matches">{items}</ol></details>') if matches else MISSING
-    tag = ' <span class="tag warn">under-covered</span>' if question.get("under_covered") else ""
-    return (f'<tr><td class="num">{escape(str(question.get("line", "")))}</td>'
-            f'<td>{escape(str(question.get("prompt", "")))}{tag}</td>'
-            f'<td class="num">{escape(str(question.get("covering_records", MISSING)))}</td>'
-            f'<td class="terms">{terms}</td><td>{closest}</td></tr>')
+def coverage_entry(question: dict) -> dict:
+    return {"line": question.get("line"), "prompt": str(question.get("prompt", "")),
+            "under_covered": bool(question.get("under_covered")), "covered_by": covers_prefix(question),
+            "covering_records": str(question.get("covering_records", MISSING)),
+            "key_terms": [str(term) for term in question.get("key_terms") or []],
+            "missing_terms": [str(term) for term in question.get("missing_terms") or []],
+            "matches": [{"line": str(match.get("line")), "score": format_score(match.get("score")),
+                         "matched_terms": [str(term) for term in match.get("matched_terms") or []],
+                         "text": str(match.get("text", ""))}
+                        for match in question.get("top_matches") or []]}
 
 
 def format_score(score) -> str:
-    return f"{score:.2f}" if isinstance(score, (int, float)) else escape(str(score))
+    return f"{score:.2f}" if isinstance(score, (int, float)) else str(score)

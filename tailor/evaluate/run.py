@@ -1,6 +1,6 @@
 """Run an evaluation: every model answers every question, then every metric scores every answer.
 
-Used by ``tailor eval compare`` and by evaluation jobs (``tailor.evaluate.worker``). Answers come
+Used by ``tailor eval compare`` and by evaluation jobs (``tailor.evaluate.job``). Answers come
 from backends (``tailor.evaluate.backends``); automatic metrics from ``metrics``; judge ratings
 from ``judge``. Metric names are checked before any model is loaded.
 """
@@ -17,7 +17,9 @@ from tailor.evaluate.results import Answer, Comparison, Question, Row, Score
 from tailor.progress import progress_bar
 from tailor.settings import Settings
 
-# The original service's Builtin.Accuracy is a different measure per task type (SPEC §7).
+# The original service's Builtin.Accuracy is a different measure per task type: F1 for question
+# answering, BERTScore for summarization and generation, exact match (binary accuracy) for
+# classification.
 ACCURACY_BY_TASK = {"QuestionAndAnswer": "TokenF1", "Summarization": "BERTScore.F1",
                     "Classification": "ExactMatch", "Generation": "BERTScore.F1", "Custom": "BERTScore.F1"}
 NOT_AVAILABLE = {

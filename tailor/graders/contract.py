@@ -1,4 +1,4 @@
-"""The grader contract of the original service's reinforcement fine-tuning (SPEC §6), both halves.
+"""The grader contract of the original service's reinforcement fine-tuning, both halves.
 
 A grader (an AWS Lambda function there; a registered Python file or HTTP endpoint here) receives a
 *batch*: a JSON list of samples, one per generated answer (rollout)::
@@ -60,7 +60,7 @@ def failed(sample_id: str, error: str) -> GradeResult:
 
 
 def sample(record: dict, completion: str, sample_id: str) -> dict:
-    """The batch item for one rollout of ``record`` (an RFT training record, SPEC §1.5)."""
+    """The batch item for one rollout of ``record`` (an RFT training record, docs/data.md)."""
     metadata = {key: value for key, value in record.items() if key != "messages"}
     messages = [dict(message) for message in record.get("messages") or []]
     return {
@@ -101,7 +101,8 @@ def prompt_of(sample: dict) -> list[dict]:
 
 
 def reference_of(sample: dict) -> Any:
-    """The reference answer, from ``metadata`` or the top level (SPEC §6: accept both)."""
+    """The reference answer, from ``metadata`` or the top level: the original's graders read either
+    place, so both are accepted."""
     metadata = sample.get("metadata")
     if isinstance(metadata, dict) and metadata.get("reference_answer") is not None:
         return metadata["reference_answer"]

@@ -29,10 +29,7 @@ import shutil
 import threading
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -40,12 +37,12 @@ from sqlalchemy.exc import IntegrityError
 from tailor.arns import new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound
 from tailor.graders.contract import GradeResult
+from tailor.graders.info import GraderInfo
 from tailor.graders.remote import post_batch
 from tailor.graders.sandbox import HANDLER, run_python
-from tailor.jobs.store import Grader, Store, utcnow
 from tailor.settings import Settings
-
-GraderKind = Literal["python", "http"]
+from tailor.store.db import Store, utcnow
+from tailor.store.graders import Grader
 
 # botocore's pattern for graderConfig.lambdaGrader.lambdaArn (the Bedrock model's LambdaArn shape).
 LAMBDA_ARN = re.compile(r"arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}(-gov)?-[a-z]+-\d{1}:\d{12}:function:"
@@ -55,28 +52,6 @@ _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 _ENVIRONMENT_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")  # Lambda's environment variable names
 TIMEOUT_SECONDS = (1, 900)  # Lambda's limits: 1 s to 15 minutes
 MEMORY_MB = (128, 10240)  # and 128 MB to 10 GB
-
-
-@dataclass(frozen=True)
-class GraderInfo:
-    """A registered grader, detached from the database (safe to keep for a whole training run)."""
-
-    id: str
-    arn: str
-    name: str
-    kind: GraderKind
-    code: str | None
-    url: str | None
-    timeout_seconds: int
-    memory_mb: int
-    created_at: datetime
-    environment: dict[str, str] = field(default_factory=dict)
-
-    def summary(self) -> dict:
-        """The grader as JSON, without its code."""
-        return {"name": self.name, "arn": self.arn, "kind": self.kind, "url": self.url,
-                "timeoutSeconds": self.timeout_seconds, "memoryMb": self.memory_mb,
-                "environment": sorted(self.environment), "createdAt": self.created_at.isoformat()}
 
 
 def grader_arn(region: str, account: str, name: str) -> str:

@@ -12,11 +12,9 @@ which; a JSON list is then read strictly by ``tailor.graders.contract.read_resul
 
 from __future__ import annotations
 
-import json
-import socket
-import urllib.error
-import urllib.request
+import httpx
 
+from tailor import http_client
 from tailor.graders.contract import GradeResult, failed, read_results
 
 _BODY_SHOWN = 300  # characters of an error response quoted in the error
@@ -24,32 +22,27 @@ _BODY_SHOWN = 300  # characters of an error response quoted in the error
 
 def post_batch(url: str, samples: list[dict], *, timeout_seconds: float) -> list[GradeResult]:
     """Grade ``samples`` at ``url``; one result per sample, in order. Never raises for the grader's
-    failures."""
+    failures. A connection refused and the answers 502/503/504 are tried again within the timeout
+    (``tailor.http_client`` says why those and no others)."""
     if not samples:
         return []
-    request = urllib.request.Request(url, json.dumps(samples).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace").strip()[:_BODY_SHOWN]
-        reason = f"the grader at {url} answered HTTP {error.code}"
-        return _all_failed(samples, f"{reason}: {detail}" if detail else reason)
-    except (TimeoutError, socket.timeout):
+        with http_client.client(timeout_seconds) as http:
+            response = http_client.post_json(http, url, samples, headers={"Accept": "application/json"})
+    except httpx.TimeoutException:
         return _all_failed(samples, f"the grader at {url} did not answer within its timeout of {timeout_seconds:g} s")
-    except urllib.error.URLError as error:
-        reason = error.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            return _all_failed(samples, f"the grader at {url} did not answer within its timeout of "
-                                        f"{timeout_seconds:g} s")
-        return _all_failed(samples, f"the grader at {url} could not be reached: {reason}")
-    except OSError as error:
+    except (httpx.TransportError, httpx.InvalidURL) as error:
+        return _all_failed(samples, f"the grader at {url} could not be reached: {error}")
+    except httpx.HTTPError as error:
         return _all_failed(samples, f"the grader at {url} failed: {error}")
+    if not response.is_success:
+        detail = response.text.strip()[:_BODY_SHOWN]
+        reason = f"the grader at {url} answered HTTP {response.status_code}"
+        return _all_failed(samples, f"{reason}: {detail}" if detail else reason)
     try:
-        returned = json.loads(body)
+        returned = response.json()
     except ValueError:
-        shown = body.decode(errors="replace").strip()[:_BODY_SHOWN]
+        shown = response.text.strip()[:_BODY_SHOWN]
         return _all_failed(samples, f"the grader at {url} answered with a body that is not JSON: {shown!r}")
     return read_results(samples, returned)
 

@@ -1,6 +1,6 @@
 """The grader templates Tailor ships: plain Python files a user copies, edits and registers.
 
-They mirror the original service's console templates (SPEC §6): three code graders (RLVR) and four
+They mirror the original service's console templates: three code graders (RLVR) and four
 judge graders (RLAIF). Each file's docstring says what it grades and which record fields it reads;
 its first line is the summary ``tailor graders templates`` prints.
 """
@@ -16,7 +16,7 @@ from tailor.errors import InvalidInput, NotFound
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
-# In the original console's order (SPEC §6); a test keeps this list and the folder in step.
+# In the original console's order; a test keeps this list and the folder in step.
 TEMPLATES = (
     "math_ground_truth",             # (1) mathematical reasoning with ground-truth verification
     "format_constraints",            # (2) format validation and constraint checking

@@ -1,7 +1,7 @@
 """The job runner: starts queued jobs in worker processes, delivers stops, and reaps dead workers.
 
-It runs both kinds of job — customization (``tailor.jobs.worker``) and evaluation
-(``tailor.evaluate.worker``) — from one queue, oldest first, under one concurrency limit.
+It runs both kinds of job — customization and evaluation, each in a worker process
+(``python -m tailor.jobs.worker KIND ID``) — from one queue, oldest first, under one concurrency limit.
 
 It keeps no state that matters: every decision is read from the database on each tick, so a
 server restarted after a crash (even SIGKILL) continues where the last one left off:
@@ -30,16 +30,18 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 from sqlalchemy import func, select, update
 
-from tailor.jobs.store import EvaluationJob, Job, JobLifecycle, Store, transition, utcnow
 from tailor.settings import Settings
-from tailor.train.common import PARTIAL
+from tailor.store.db import Store, utcnow
+from tailor.store.jobs import EvaluationJob, Job, JobLifecycle, transition
+from tailor.trained import PARTIAL
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
-WORKERS = {Job: "tailor.jobs.worker", EvaluationJob: "tailor.evaluate.worker"}  # table -> worker module
+WORKERS = {Job: "customization", EvaluationJob: "evaluation"}  # table -> the worker's KIND argument
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
                "or the machine restarted. Its log stays on the server (`tailor jobs logs JOB`). "
                "Create the job again to retry.")
@@ -47,22 +49,50 @@ UNSTARTABLE = ("The server could not start this job's worker ({reason}); the ope
                "that TAILOR_HOME is writable and has space. Create the job again to retry.")
 
 
+# How far apart two readings of one process's start time may be and still name the same process.
+# psutil gives the start time as boot time + kernel start ticks / CLK_TCK; the boot time is read
+# from /proc/stat in whole seconds and moves when the wall clock is stepped, so two servers may
+# differ by a second for the same process. A reused pid belongs to a process started after ours
+# ended, at the earliest one tick later; 1 s of tolerance therefore trades a pid reused within the
+# same second (needs the whole pid space to wrap in that second) for no false "worker died".
+START_TIME_TOLERANCE_SECONDS = 1.0
+
+
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (to tell our worker from a later process with its pid)."""
+    """When ``pid`` started, as stored in ``pid_started`` (seconds since the epoch, from psutil);
+    None when there is no such process or it has finished (a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # finished, not yet reaped by its parent
+            return None
+        return f"{process.create_time():.2f}"
+    except psutil.Error:  # NoSuchProcess, AccessDenied, ZombieProcess: not one we can watch
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has finished
+
+
+def _stored_start_seconds(stored: str) -> float | None:
+    """A stored ``pid_started`` as seconds since the epoch. Rows written before psutil hold the raw
+    /proc/PID/stat field (kernel ticks since boot, an integer); they are converted with this boot's
+    time rather than treated as a mismatch, which would fail every job that was running across the
+    upgrade while its worker went on. (Such a value cannot say which boot it counts from, exactly
+    as before; a worker from before a reboot is gone, and a new process would have to hold its pid
+    *and* have started at the same tick after this boot to be taken for it.) A value in neither
+    format was written by no version of Tailor: it names no process we started."""
+    try:
+        if stored.isdigit():
+            return psutil.boot_time() + int(stored) / os.sysconf("SC_CLK_TCK")
+        return float(stored)
+    except (ValueError, OSError):
         return None
-    return fields[19]
 
 
 def worker_alive(job: JobLifecycle) -> bool:
     if job.pid is None or job.pid_started is None:  # never started, or gone before we saw it
         return False
-    return process_start_time(job.pid) == job.pid_started
+    started, expected = process_start_time(job.pid), _stored_start_seconds(job.pid_started)
+    if started is None or expected is None:
+        return False
+    return abs(float(started) - expected) <= START_TIME_TOLERANCE_SECONDS
 
 
 class Runner:
@@ -183,7 +213,7 @@ class Runner:
             work_dir.mkdir(parents=True, exist_ok=True)
             with open(work_dir / "job.log", "ab") as log_file:
                 child = subprocess.Popen(
-                    [sys.executable, "-m", WORKERS[table], job_id],
+                    [sys.executable, "-m", "tailor.jobs.worker", WORKERS[table], job_id],
                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                     start_new_session=True, env={**os.environ, "TAILOR_HOME": str(self.settings.home)},
                 )

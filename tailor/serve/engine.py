@@ -24,7 +24,9 @@ must not happen mid-forward). Both are kept least-recently-used: ``engine_max_mo
 ``engine_max_adapters`` adapters per base. A full-weight custom model is a base of its own.
 
 Prompts are rendered by ``tailor.data.render.prompt_ids`` — the very function training used — so
-a deployed model sees exactly the tokens it was trained on.
+a deployed model sees exactly the tokens it was trained on. The forward passes and the choice of
+each token are ``tailor.serve.decoding``'s, which ``tailor generate`` and reinforcement
+fine-tuning's held-out checks run too; this module adds the scheduling around them.
 
 This module is the engine itself; ``tailor.serve.engine_server`` runs it in a process of its own so
 that a crash here never takes the API server down.
@@ -43,7 +45,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tailor.errors import InvalidInput
-from tailor.serve.protocol import ChatRequest, Completion, Sampling, Target, TextDelta, check_prompt_size
+from tailor.serve import decoding
+from tailor.serve.protocol import (
+    ChatRequest,
+    Completion,
+    Sampling,
+    Target,
+    TextDelta,
+    check_prompt_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +270,7 @@ class Engine:
         if future is None or not future.done() or future.exception() is not None:
             return None
         model, tokenizer = future.result()
-        stop_ids = _stop_ids(model, tokenizer)
+        stop_ids = decoding.stop_ids(model, tokenizer)
         context = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
         self._bases[key] = _Base(key, model, tokenizer, stop_ids, int(context))
         while len(self._bases) > self.max_models:
@@ -391,8 +401,6 @@ class Engine:
 
     def _prepare(self, base: _Base, request: _Request) -> bool:
         """Check a tokenized request; emits the error and returns False when it cannot run."""
-        import torch
-
         sampling = request.sampling
         try:
             request.prompt = request.tokenizing.result()
@@ -409,12 +417,7 @@ class Engine:
                 f"together {needed}, over this model's context window of {base.context} tokens. "
                 f"Shorten the input or lower the maximum number of tokens."))
             return False
-        if sampling.temperature > 0:
-            request.generator = torch.Generator(device=_device_of(base.model))
-            if sampling.seed is not None:
-                request.generator.manual_seed(sampling.seed)
-            else:
-                request.generator.seed()
+        request.generator = decoding.generator_for(sampling, decoding.device_of(base.model))
         return True
 
     @staticmethod
@@ -436,32 +439,19 @@ class Engine:
 
     def _prefill(self, base: _Base, rows: list[_Request]) -> None:
         import torch
-        from transformers import DynamicCache
 
-        dev = _device_of(base.model)
-        width = max(len(r.prompt) for r in rows)
-        pad = base.tokenizer.pad_token_id if base.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows], device=dev)
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows], device=dev)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        output = base.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1, **self._adapter_names(base, rows))
-        tokens = self._sample(rows, output.logits[:, -1, :])
-        _merge_into(base, rows, output.past_key_values, mask)
+        logits, cache, mask = decoding.prefill(base.model, [r.prompt for r in rows], decoding.pad_id(base.tokenizer),
+                                               **self._adapter_names(base, rows))
+        tokens = self._sample(rows, logits)
+        _merge_into(base, rows, cache, mask)
         base.next_tokens = tokens if base.next_tokens is None else torch.cat([base.next_tokens, tokens])
         self._after_tokens(base, offset=len(base.rows) - len(rows), tokens=tokens)
 
     def _step(self, base: _Base) -> None:
-        import torch
-
         rows = base.rows
-        mask = torch.cat([base.mask, base.mask.new_ones((len(rows), 1))], dim=1)
-        positions = mask.sum(-1, keepdim=True) - 1
-        output = base.model(input_ids=base.next_tokens[:, None], attention_mask=mask, position_ids=positions,
-                            past_key_values=base.cache, use_cache=True, **self._adapter_names(base, rows))
-        base.mask, base.cache = mask, output.past_key_values
-        tokens = self._sample(rows, output.logits[:, -1, :])
+        logits, base.cache, base.mask = decoding.step(base.model, base.next_tokens, base.mask, base.cache,
+                                                      **self._adapter_names(base, rows))
+        tokens = self._sample(rows, logits)
         base.next_tokens = tokens
         self.stats["steps"] += 1
         self.stats["rows_decoded"] += len(rows)
@@ -470,25 +460,7 @@ class Engine:
     @staticmethod
     def _sample(rows: list[_Request], logits):
         """One next token per row, each with its own sampling parameters."""
-        import torch
-
-        chosen = logits.argmax(dim=-1)
-        for index, row in enumerate(rows):
-            sampling = row.sampling
-            if sampling.temperature <= 0:
-                continue
-            scores = logits[index].float() / sampling.temperature
-            if sampling.top_k > 0:
-                kth = torch.topk(scores, min(sampling.top_k, scores.numel())).values[-1]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            if sampling.top_p < 1.0:
-                ordered, order = torch.sort(scores, descending=True)
-                cumulative = torch.softmax(ordered, dim=-1).cumsum(-1)
-                drop = cumulative - torch.softmax(ordered, dim=-1) >= sampling.top_p  # keep the first over p
-                scores = scores.scatter(0, order, ordered.masked_fill(drop, float("-inf")))
-            probabilities = torch.softmax(scores, dim=-1)
-            chosen[index] = torch.multinomial(probabilities, 1, generator=row.generator)[0]
-        return chosen
+        return decoding.choose(logits, [row.sampling for row in rows], [row.generator for row in rows])
 
     def _after_tokens(self, base: _Base, offset: int, tokens) -> None:
         """Record each row's new token, stream its text, retire finished rows."""
@@ -593,23 +565,6 @@ def _drop_rows(base: _Base, indices: list[int]) -> None:
 
 def _reset_batch(base: _Base) -> None:
     base.rows, base.cache, base.mask, base.next_tokens = [], None, None, None
-
-
-def _stop_ids(model, tokenizer) -> set[int]:
-    """Tokens that end the model's turn: the generation config's eos ids and the tokenizer's."""
-    ids = set()
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
-
-
-def _device_of(model):
-    return next(model.parameters()).device
 
 
 def _reason(error: BaseException) -> str:

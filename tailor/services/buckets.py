@@ -30,8 +30,9 @@ from sqlalchemy import select
 
 from tailor import storage
 from tailor.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from tailor.jobs.store import Bucket, BucketGrant, Store, utcnow
 from tailor.settings import Settings
+from tailor.store.buckets import Bucket, BucketGrant
+from tailor.store.db import Store, utcnow
 
 Access = Literal["read", "write"]
 ACCESS_LEVELS: tuple[Access, ...] = ("read", "write")

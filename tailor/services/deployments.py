@@ -1,6 +1,6 @@
 """Provisioned throughputs and on-demand custom model deployments: what the control-plane API does.
 
-Two kinds of deployment share one table (``tailor.jobs.store.Deployment``) because both serve one
+Two kinds of deployment share one table (``tailor.store.deployments.Deployment``) because both serve one
 model under one ARN:
 
 * **provisioned** (CreateProvisionedModelThroughput): a custom model or a foundation model, with
@@ -35,7 +35,7 @@ Decisions where the original service is silent or would not fit a self-hosted se
 * ``commitmentExpirationTime`` is creation plus one or six calendar months (the day clamped to the
   month's length). Nothing is billed here, so a commitment does not stop a deletion.
 * A custom model that any deployment names (serving it, loading it, or failed on it) cannot be
-  deleted (``customization.delete_custom_model`` answers ConflictException).
+  deleted (``models.delete_custom_model`` answers ConflictException).
 
 Every lookup is scoped to the calling principal: another principal's deployment or model is
 reported as not found, exactly like one that does not exist.
@@ -58,10 +58,14 @@ from tailor.arns import (
     provisioned_model_arn,
 )
 from tailor.catalog import FOUNDATION_MODELS, strip_foundation_arn
-from tailor.errors import Conflict, InvalidInput, NotFound
-from tailor.jobs.store import CustomModel, Deployment, Store, Tag, utcnow
-from tailor.services.customization import common_filters, list_page, usable_foundation_models
+from tailor.errors import FAILURE_MESSAGE_LIMIT, Conflict, InvalidInput, NotFound
+from tailor.services.models import usable_foundation_models
+from tailor.services.records import common_filters, insert_once, list_page
 from tailor.settings import Settings
+from tailor.store.db import Store, utcnow
+from tailor.store.deployments import Deployment
+from tailor.store.jobs import CustomModel
+from tailor.store.tags import Tag
 
 PROVISIONED = "provisioned"
 ON_DEMAND = "on_demand"
@@ -69,7 +73,6 @@ READY = {PROVISIONED: "InService", ON_DEMAND: "Active"}
 WHAT = {PROVISIONED: "Provisioned Throughput", ON_DEMAND: "Custom model deployment"}
 NAME_FIELD = {PROVISIONED: "provisionedModelName", ON_DEMAND: "modelDeploymentName"}
 COMMITMENT_MONTHS = {"OneMonth": 1, "SixMonths": 6}
-FAILURE_MESSAGE_LIMIT = 2048  # the contract's ErrorMessage max length
 LOADING = ("Creating", "Updating")  # statuses that wait for the engine (as does update_status Updating)
 SERVING = ("InService", "Active", "Updating")  # an updating deployment serves its current model
 
@@ -298,7 +301,7 @@ def resolve_deployment(store: Store, principal: str, identifier: str) -> Deploym
         rows = session.scalars(select(Deployment).where(column == identifier, Deployment.principal == principal))
         row = min(rows, key=lambda r: r.kind != PROVISIONED, default=None)
         if row is None:
-            raise NotFound(f"Deployment {identifier} not found.")
+            raise NotFound(f"No provisioned throughput or custom model deployment {identifier} found.")
         return DeploymentInfo(row.id, row.arn, row.kind, row.status, row.model_arn, row.model_units or 1,
                               row.failure_message)
 
@@ -352,25 +355,18 @@ def _require_free_name(session, principal: str, kind: str, name: str, field: str
 
 
 def _insert(store: Store, row: Deployment, tags: list[dict] | None) -> str:
-    """Add ``row`` with its tags; the ARN of the deployment the request names.
+    """Add ``row`` with its tags (a repeated key: the last wins); the ARN of the deployment the
+    request names (``records.insert_once``: a retry with the same token gets the first one's)."""
 
-    The unique indexes settle races between two concurrent requests: the second one with the same
-    token gets the first one's ARN, and the second one with the same name a Conflict.
-    """
-    try:
-        with store.session() as session:
+    def taken(session) -> Conflict | None:
+        try:
             _require_free_name(session, row.principal, row.kind, row.name, NAME_FIELD[row.kind])
-            session.add(row)
-            session.flush()  # the row before its tags
-            for key, value in {tag["key"]: tag["value"] for tag in tags or []}.items():  # a repeated key: last wins
-                session.add(Tag(resource_arn=row.arn, key=key, value=value))
-    except IntegrityError:
-        with store.session() as session:
-            earlier = _arn_for_token(session, row.principal, row.kind, row.client_request_token)
-        if earlier:
-            return earlier
-        raise Conflict(f"{NAME_FIELD[row.kind]}: a {WHAT[row.kind]} named {row.name} already exists.") from None
-    return row.arn
+        except Conflict as error:
+            return error
+        return None
+
+    return insert_once(store, row, tags={tag["key"]: tag["value"] for tag in tags or []}, taken=taken,
+                       earlier=lambda session: _arn_for_token(session, row.principal, row.kind, row.client_request_token))
 
 
 def _require_ready(row: Deployment) -> None:

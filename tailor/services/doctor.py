@@ -64,7 +64,7 @@ def _server_key(home: Path) -> Finding:
 
 
 def _database(settings):
-    from tailor.jobs.store import check_integrity, open_store
+    from tailor.store.db import check_integrity, open_store
 
     try:
         store = open_store(settings)

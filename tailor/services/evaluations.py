@@ -1,9 +1,9 @@
-"""Model evaluation jobs: CreateEvaluationJob, GetEvaluationJob, ListEvaluationJobs,
-StopEvaluationJob, BatchDeleteEvaluationJob (automated evaluations of models; SPEC §7).
+"""Model evaluation jobs: create (check and resolve a request into the job spec the worker runs),
+get, list, stop, delete — automated evaluations of models against datasets, by metrics and judges.
 
 Create checks everything that can be checked before compute is spent — the metric names, every
 dataset (each line, with its line number), every model and the judge — and queues the job; the
-job runner then runs ``tailor.evaluate.worker`` in a process of its own, as it does training.
+job runner then runs it in a worker process of its own (``tailor.jobs.worker``), as it does training.
 
 Tailor accepts more than the original in two places, on purpose (docs/evaluation.md): the models
 may be any model Tailor can run (custom models need not be deployed) or a remote model the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -26,111 +27,114 @@ from tailor.errors import Conflict, InvalidInput, NotFound, TailorError, show_va
 from tailor.evaluate.backends import Generation, parse_spec
 from tailor.evaluate.dataset import load_questions
 from tailor.evaluate.run import check_metrics, needs_reference
-from tailor.jobs.store import EvaluationJob, Store, Tag, transition, utcnow
+from tailor.evaluate.spec import DatasetTask, EvaluationSpec, ModelToRun
+from tailor.jobs.spec import (
+    CustomizationJobSpec,
+    EvaluationJobSpec,
+    EvaluationRequest,
+    ModelRequest,
+)
 from tailor.services import buckets
-from tailor.services.customization import common_filters, find_owned, list_page
 from tailor.services.inference import weights_for
+from tailor.services.records import (
+    common_filters,
+    find_owned,
+    insert_once,
+    list_page,
+    made_with_token,
+)
 from tailor.settings import Settings
+from tailor.store.db import Store, utcnow
+from tailor.store.jobs import CustomModel, EvaluationJob, Job, transition
+from tailor.store.tags import Tag
 
 
-def create_evaluation_job(store: Store, settings: Settings, principal: str, request: dict) -> dict:
-    token = request.get("clientRequestToken")
-    if token:
-        with store.session() as session:
-            earlier = session.scalar(select(EvaluationJob).where(EvaluationJob.principal == principal,
-                                                                 EvaluationJob.client_request_token == token))
-            if earlier is not None:  # a retried request: the same job, no error
-                return {"jobArn": earlier.arn}
-    check_request(store, settings, principal, request)
-
+def create_evaluation_job(store: Store, settings: Settings, principal: str, request: EvaluationRequest) -> str:
+    """Check and resolve ``request``, queue the job; its ARN (a retried request's: the same job's)."""
+    earlier = made_with_token(EvaluationJob, principal, request.token)
+    with store.session() as session:
+        if arn := earlier(session):
+            return arn
+    spec = resolve(store, settings, principal, request)
     job_id = new_resource_id()
     now = utcnow()
-    job = EvaluationJob(
-        id=job_id, arn=evaluation_job_arn(settings.region, settings.account_id, job_id), name=request["jobName"],
-        principal=principal, status="InProgress", phase="queued",
-        application_type=request.get("applicationType") or "ModelEvaluation", role_arn=request["roleArn"],
-        client_request_token=token, request=request, stop_requested=False,
+    row = EvaluationJob(
+        id=job_id, arn=evaluation_job_arn(settings.region, settings.account_id, job_id), name=request.name,
+        principal=principal, status="InProgress", phase="queued", application_type="ModelEvaluation",
+        role_arn=request.role, client_request_token=request.token, spec=spec.to_record(), stop_requested=False,
         work_dir=str(settings.home / "evaluations" / job_id), created_at=now, last_modified_at=now,
     )
-    with store.session() as session:
+
+    def taken(session) -> Conflict | None:
         if session.scalar(select(EvaluationJob.id).where(EvaluationJob.principal == principal,
-                                                         EvaluationJob.name == job.name)):
-            raise Conflict(f"jobName: an evaluation job named {job.name} already exists.")
-        session.add(job)
-        for tag in request.get("jobTags") or []:
-            session.add(Tag(resource_arn=job.arn, key=tag["key"], value=tag["value"]))
-    return {"jobArn": job.arn}
+                                                         EvaluationJob.name == row.name)):
+            return Conflict(f"{request.fields.name}: an evaluation job named {row.name} already exists.")
+        return None
+
+    return insert_once(store, row, tags=dict(request.tags), earlier=earlier, taken=taken)
 
 
-def check_request(store: Store, settings: Settings, principal: str, request: dict) -> None:
-    """Refuse, with every reason at once, a request Tailor cannot run."""
-    if (request.get("applicationType") or "ModelEvaluation") != "ModelEvaluation":
-        raise InvalidInput("applicationType: only ModelEvaluation is available in Tailor (no RAG evaluation).")
-    automated = request["evaluationConfig"].get("automated")
-    if automated is None:
-        raise InvalidInput("evaluationConfig.human: human evaluation is not available in Tailor; "
-                           "use evaluationConfig.automated.")
-    if automated.get("customMetricConfig"):
-        raise InvalidInput("evaluationConfig.automated.customMetricConfig: custom judge metrics are not "
-                           "available in Tailor yet; use the Builtin.* judge metrics.")
-    models = request["inferenceConfig"].get("models")
-    if not models:
-        raise InvalidInput("inferenceConfig.models: required (RAG configurations are not available in Tailor).")
-
-    judge = judge_spec(automated)
-    for position, config in enumerate(automated["datasetMetricConfigs"]):
-        field = f"evaluationConfig.automated.datasetMetricConfigs[{position}]"
-        metrics = config["metricNames"]
-        check_metrics(metrics, has_judge=judge is not None, field=f"{field}.metricNames")
-        uri = (config["dataset"].get("datasetLocation") or {}).get("s3Uri")
-        if not uri:
-            raise InvalidInput(f"{field}.dataset.datasetLocation.s3Uri: required; Tailor bundles none of the "
-                               f"built-in datasets ({config['dataset']['name']}).")
-        buckets.authorize(store, principal, uri, "read", f"{field}.dataset.datasetLocation.s3Uri")
-        load_questions(uri, settings, reference_required=needs_reference(metrics),
+def resolve(store: Store, settings: Settings, principal: str, request: EvaluationRequest) -> EvaluationJobSpec:
+    """Check everything that can be checked before compute is spent — the metric names, every
+    dataset (each line, with its line number), every model and the judge — and resolve each model
+    to what answers; refused with the first problem, naming its field."""
+    fields = request.fields
+    datasets = []
+    for position, dataset in enumerate(request.datasets):
+        check_metrics(list(dataset.metrics), has_judge=request.judge is not None,
+                      field=fields.metrics.format(i=position))
+        uri_field = fields.dataset_uri.format(i=position)
+        buckets.authorize(store, principal, dataset.uri, "read", uri_field)
+        load_questions(dataset.uri, settings, reference_required=needs_reference(list(dataset.metrics)),
                        needed_for="the automatic metrics")
-
-    for position, config in enumerate(models):
-        field = f"inferenceConfig.models[{position}]"
-        if "bedrockModel" not in config:
-            raise InvalidInput(f"{field}: only bedrockModel is available in Tailor (no precomputed inference).")
-        generation_of(config["bedrockModel"], f"{field}.bedrockModel")
-        _check_model(store, settings, principal, config["bedrockModel"]["modelIdentifier"], f"{field}.bedrockModel")
-    if judge is not None:
-        _check_model(store, settings, principal, judge,
-                     "evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]")
-    buckets.claim_output(store, settings, principal, request["outputDataConfig"]["s3Uri"], "outputDataConfig.s3Uri")
+        datasets.append(DatasetTask(dataset.name, dataset.task_type, tuple(dataset.metrics), dataset.uri))
+    models = tuple(_model(store, settings, principal, model, fields.model.format(i=position))
+                   for position, model in enumerate(request.models))
+    judge = _model(store, settings, principal, ModelRequest(request.judge), fields.judge) if request.judge else None
+    buckets.claim_output(store, settings, principal, request.output_uri, fields.output_uri)
+    evaluation = EvaluationSpec(datasets=tuple(datasets), models=models, judge=judge,
+                                training_uri=_training_data(store, principal, [m.identifier for m in models]))
+    return EvaluationJobSpec(evaluation=evaluation, output_uri=request.output_uri,
+                             description=request.description, encryption_key=request.encryption_key)
 
 
-def judge_spec(automated: dict) -> str | None:
-    """The judge's model identifier, if the evaluation has one."""
-    evaluators = (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
-    return evaluators[0]["modelIdentifier"] if evaluators else None
-
-
-def _check_model(store: Store, settings: Settings, principal: str, identifier: str, field: str) -> None:
-    """A model Tailor runs for this caller, or a remote model the operator configured by name."""
-    if identifier in settings.remote_models:
-        return
+def _model(store: Store, settings: Settings, principal: str, model: ModelRequest, field: str) -> ModelToRun:
+    """A model Tailor runs for this caller (resolved to its weights now, with the caller's rights),
+    or a remote model the operator configured by name."""
+    generation = generation_of(model.inference_params, field)
+    if model.identifier in settings.remote_models:
+        return ModelToRun(model.identifier, remote=model.identifier, generation=generation,
+                          inference_params=model.inference_params)
     try:
-        weights_for(store, settings, principal, identifier)
+        target = weights_for(store, settings, principal, model.identifier)
     except TailorError as error:
         hint = ""
-        if parse_spec(identifier).kind != "tailor":
+        if parse_spec(model.identifier).kind != "tailor":
             hint = (" A request cannot name an address for the server to call; the operator can configure a "
                     "remote model under a name (remote_models, docs/security.md).")
         raise InvalidInput(f"{field}.modelIdentifier: {error.message}{hint}") from None
+    return ModelToRun(model.identifier, target=target, generation=generation, inference_params=model.inference_params)
+
+
+def _training_data(store: Store, principal: str, identifiers: list[str]) -> str | None:
+    """The training data URI of the first model that is a custom model trained here."""
+    with store.session() as session:
+        for identifier in identifiers:
+            column = CustomModel.arn if identifier.startswith("arn:") else CustomModel.name
+            model = session.scalar(select(CustomModel).where(column == identifier, CustomModel.principal == principal))
+            if model is not None and model.job_id and (job := session.get(Job, model.job_id)) is not None:
+                return CustomizationJobSpec.from_record(job.spec).train.training_uri
+    return None
 
 
 MAX_ANSWER_TOKENS = 8192  # an evaluation's answers are short; more only ties up the engine
 MAX_STOP_SEQUENCES = 4  # as Bedrock's inferenceConfig allows
 
 
-def generation_of(bedrock_model: dict, field: str = "bedrockModel") -> Generation:
+def generation_of(text: str | None, field: str = "bedrockModel") -> Generation:
     """How a model answers: ``inferenceParams`` as the original takes it,
     ``{"inferenceConfig": {"maxTokens", "temperature", "topP", "stopSequences"}}``, plus ``system``.
     Every value is checked here, at create time, with the field it came from."""
-    text = bedrock_model.get("inferenceParams")
     if not text:
         return Generation()
     field = f"{field}.inferenceParams"
@@ -170,26 +174,23 @@ def _number(config: dict, name: str, default, low, high, field: str, whole: bool
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EvaluationJobView:
+    row: EvaluationJob
+    spec: EvaluationJobSpec
+
+
 def _find(session, principal: str, identifier: str) -> EvaluationJob:
     return find_owned(session, EvaluationJob, principal, identifier, "Evaluation job")
 
 
-def get_evaluation_job(store: Store, principal: str, identifier: str) -> dict:
+def get_evaluation_job(store: Store, principal: str, identifier: str) -> EvaluationJobView:
     with store.session() as session:
         job = _find(session, principal, identifier)
-        request = job.request
-        return {
-            "jobName": job.name, "status": job.status, "jobArn": job.arn,
-            "jobDescription": request.get("jobDescription"), "roleArn": job.role_arn,
-            "customerEncryptionKeyId": request.get("customerEncryptionKeyId"), "jobType": "Automated",
-            "applicationType": job.application_type, "evaluationConfig": request["evaluationConfig"],
-            "inferenceConfig": request["inferenceConfig"], "outputDataConfig": request["outputDataConfig"],
-            "creationTime": job.created_at, "lastModifiedTime": job.last_modified_at,
-            "failureMessages": [job.failure_message] if job.failure_message else None,
-        }
+        return EvaluationJobView(job, EvaluationJobSpec.from_record(job.spec))
 
 
-def list_evaluation_jobs(store: Store, principal: str, query: dict) -> dict:
+def list_evaluation_jobs(store: Store, principal: str, query: dict) -> tuple[list[EvaluationJobView], str | None]:
     conditions = common_filters(EvaluationJob, principal, query)
     if query.get("statusEquals"):
         conditions.append(EvaluationJob.status == query["statusEquals"])
@@ -197,22 +198,7 @@ def list_evaluation_jobs(store: Store, principal: str, query: dict) -> dict:
         conditions.append(EvaluationJob.application_type == query["applicationTypeEquals"])
     with store.session() as session:
         rows, token = list_page(session, EvaluationJob, conditions, query)
-        summaries = [_summary(job) for job in rows]
-    return {"jobSummaries": summaries, "nextToken": token}
-
-
-def _summary(job: EvaluationJob) -> dict:
-    automated = job.request["evaluationConfig"]["automated"]
-    models = [m["bedrockModel"]["modelIdentifier"] for m in job.request["inferenceConfig"]["models"]]
-    evaluators = [e["modelIdentifier"] for e in
-                  (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []]
-    return {
-        "jobArn": job.arn, "jobName": job.name, "status": job.status, "creationTime": job.created_at,
-        "jobType": "Automated", "applicationType": job.application_type,
-        "evaluationTaskTypes": sorted({c["taskType"] for c in automated["datasetMetricConfigs"]}),
-        "modelIdentifiers": models, "evaluatorModelIdentifiers": evaluators or None,
-        "inferenceConfigSummary": {"modelConfigSummary": {"bedrockModelIdentifiers": models}},
-    }
+        return [EvaluationJobView(row, EvaluationJobSpec.from_record(row.spec)) for row in rows], token
 
 
 def stop_evaluation_job(store: Store, principal: str, identifier: str) -> dict:

@@ -16,19 +16,27 @@ a custom model takes its base model's, recorded in its training manifest.
 
 from __future__ import annotations
 
-import json
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
-from tailor.catalog import FAMILIES, FOUNDATION_MODELS, TINY_MODEL_ID, resolve_model, strip_foundation_arn
+from tailor import trained
+from tailor.catalog import (
+    FAMILIES,
+    FOUNDATION_MODELS,
+    base_of,
+    resolve_model,
+    strip_foundation_arn,
+)
 from tailor.errors import InvalidInput, ModelNotReady, ModelUnavailable, NotFound
-from tailor.jobs.store import CustomModel, Store
 from tailor.serve.protocol import Target
 from tailor.services import deployments
-from tailor.services.customization import usable_foundation_models
+from tailor.services.models import usable_foundation_models
 from tailor.settings import Settings
+from tailor.store.db import Store
+from tailor.store.jobs import CustomModel
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,7 @@ def _is_foundation(model_id: str, settings: Settings) -> bool:
 def _foundation(settings: Settings, model_id: str) -> Invocable:
     catalog_id = _catalog_id(model_id, settings)
     if catalog_id is None:
-        raise NotFound(f"Model {model_id} not found: not in Tailor's catalog, not mapped by TAILOR_MODEL_ALIASES, "
-                       "and not a deployment.")
+        raise NotFound(_unknown_model(model_id, _foundation_ids(settings)))
     try:
         resolved = resolve_model(catalog_id, settings)
     except ModelUnavailable as error:
@@ -93,7 +100,13 @@ def _foundation(settings: Settings, model_id: str) -> Invocable:
 
 
 def _deployed(store: Store, settings: Settings, principal: str, identifier: str) -> Invocable:
-    deployment = deployments.resolve_deployment(store, principal, identifier)
+    try:
+        deployment = deployments.resolve_deployment(store, principal, identifier)
+    except NotFound:
+        if _resource_type(identifier) is not None:  # an ARN says which kind of deployment it meant
+            raise
+        could_mean = _foundation_ids(settings) + deployments.serving_arns(store, principal)
+        raise NotFound(_unknown_model(identifier, could_mean)) from None
     if deployment.status not in deployments.SERVING:
         if deployment.status == "Creating":
             raise ModelNotReady(f"{identifier} is still loading its model; retry shortly.")
@@ -102,6 +115,18 @@ def _deployed(store: Store, settings: Settings, principal: str, identifier: str)
     target, body = target_for_model(store, settings, principal, deployment.model_arn)
     return Invocable(identifier, target, body, concurrency_key=deployment.arn,
                      concurrency=deployment.model_units * settings.slots_per_model_unit)
+
+
+def _foundation_ids(settings: Settings) -> list[str]:
+    return [*usable_foundation_models(settings), *settings.model_aliases]
+
+
+def _unknown_model(model_id: str, could_mean: list[str]) -> str:
+    """Why ``model_id`` names no model, with the closest id the caller could have meant, if any."""
+    message = (f"Model {model_id} not found: it is not in Tailor's catalog, not mapped by TAILOR_MODEL_ALIASES, "
+               "and not one of your provisioned throughputs or custom model deployments.")
+    close = difflib.get_close_matches(strip_foundation_arn(model_id), could_mean, n=1)
+    return message + (f" Did you mean {close[0]!r}?" if close else "")
 
 
 def target_for_model(store: Store, settings: Settings, principal: str | None, model_arn: str) -> tuple[Target, str]:
@@ -124,22 +149,17 @@ def target_for_model(store: Store, settings: Settings, principal: str | None, mo
 
 
 def target_for_artifacts(artifacts: Path) -> tuple[Target, str]:
-    """Read a training output folder's manifest: full weights are a base of their own; a LoRA
+    """A trained folder's weights and body kind: full weights are a base of their own; a LoRA
     adapter goes on the base the manifest recorded (by its weights, not by an alias that may
     have changed since)."""
-    manifest_path = artifacts / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as error:
-        raise ModelUnavailable(f"The custom model's artifacts are unreadable ({manifest_path}: {error}).") from None
-    model_dir = str((artifacts / manifest.get("model_path", "model")).resolve())
-    base = manifest["base_model"]
-    family = FAMILIES.get(base.get("family", "tailor"), FAMILIES["tailor"])
-    if manifest["tuning_method"] == "lora":
-        weights = base["weights"]
-        base_ref = TINY_MODEL_ID if weights["kind"] == "builtin" else weights["location"]
-        return Target(base=base_ref, adapter=model_dir), family.invoke_body
-    return Target(base=model_dir), family.invoke_body
+        model = trained.read(artifacts)
+    except InvalidInput as error:
+        raise ModelUnavailable(f"The custom model's artifacts are unreadable: {error.message}") from None
+    family = FAMILIES.get(model.family or "tailor", FAMILIES["tailor"])
+    if model.is_adapter:
+        return Target(base=base_of(model), adapter=str(model.model_dir)), family.invoke_body
+    return Target(base=str(model.model_dir)), family.invoke_body
 
 
 def list_invocable(store: Store, settings: Settings, principal: str) -> list[str]:
@@ -159,7 +179,7 @@ def weights_for(store: Store, settings: Settings, principal: str, identifier: st
     output folder (one with a manifest.json).
     """
     folder = Path(identifier).expanduser()
-    if allow_folders and (folder / "manifest.json").is_file():
+    if allow_folders and trained.is_trained(folder):
         return target_for_artifacts(folder)[0]
     resource = _resource_type(identifier)
     if resource == "custom-model":

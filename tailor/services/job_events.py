@@ -3,8 +3,9 @@ OpenAI's fine-tuning events (``GET /v1/fine_tuning/jobs/{id}/events``, ``client.
 
 GetModelCustomizationJob can carry only a training loss and validation losses (botocore's
 shape); reinforcement fine-tuning's rewards have no place there. The original service shows them
-in its console and, through its OpenAI-compatible API, as ``metrics`` events (SPEC §4) — which is
-what this module answers, for every job type, while the job trains and after:
+in its console and, through its OpenAI-compatible API, as ``metrics`` events, one per row of the
+training's step-wise metrics files — which is what this module answers, for every job type, while
+the job trains and after:
 
 - ``metrics`` events, one per training step: for RFT ``critic_rewards_mean|max|min``,
   ``actor_pg_loss``, ``actor_kl_loss``, ``actor_entropy``, ``actor_grad_norm``,
@@ -13,21 +14,30 @@ what this module answers, for every job type, while the job trains and after:
   the greedy held-out reward) or ``valid_loss``;
 - ``message`` events: the job was created, and how it ended.
 
-They are read from the step-wise CSV files the training writes (and flushes) as it goes, so they
-appear while the job runs. The CSVs record no times: a metrics event's ``created_at`` is when its
-file was last written. Newest first, paged with ``after`` (an event id) and ``limit``, as OpenAI's.
+They are read from the metrics files the training writes (and flushes) as it goes
+(``tailor.trained.read_metrics``: the published folder, or the run's scratch folder while it
+trains), so they appear while the job runs. The files record no times; the worker records when
+each step was reached (``JobEvent`` rows of kind "progress", about once a second), and a metrics
+event's ``created_at`` is the first such time at or after its step. The worker's own messages —
+building the built-in model, training started, the real end (every step, or early stopping at step
+N of M), a stop — are events too, with the times they happened. Newest first, paged with
+``after`` (an event id) and ``limit``, as OpenAI's.
 """
 
 from __future__ import annotations
 
-import csv
+import bisect
+import math
 import re
 from pathlib import Path
 
+from sqlalchemy import select
+
 from tailor.errors import InvalidInput
-from tailor.jobs.store import Job, Store
-from tailor.services.customization import find_owned
-from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS, output_in_progress
+from tailor.services.records import find_owned
+from tailor.store.db import Store
+from tailor.store.jobs import Job, JobEvent
+from tailor.trained import read_metrics
 
 MAX_LIMIT = 1000
 ENDINGS = {"Completed": "The job has successfully completed.", "Stopped": "The job was stopped."}
@@ -40,7 +50,8 @@ def list_events(store: Store, principal: str, identifier: str, *, after: str | N
         raise InvalidInput(f"limit: must be between 1 and {MAX_LIMIT}; got {limit}.")
     with store.session() as session:
         job = _find(session, principal, identifier)
-        events = job_events(job)
+        recorded = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)).all()
+        events = job_events(job, recorded)
     newest_first = events[::-1]
     if after is not None:
         ids = [event["id"] for event in newest_first]
@@ -57,50 +68,46 @@ def _find(session, principal: str, identifier: str) -> Job:
     return find_owned(session, Job, principal, identifier, "Customization job")
 
 
-def job_events(job: Job) -> list[dict]:
+def job_events(job: Job, recorded: list[JobEvent]) -> list[dict]:
     """Every event of the job, oldest first."""
     def event(kind: str, index: int, created: float, message: str, data: dict | None = None, level: str = "info"):
         return {"object": "fine_tuning.job.event", "id": f"ftevent-{job.id}-{kind}-{index}", "created_at": int(created),
                 "level": level, "message": message, "data": data or {}, "type": "metrics" if data else "message"}
 
-    events = [event("created", 0, job.created_at.timestamp(), f"Created customization job {job.name} "
-                    f"({job.customization_type} of {job.base_model_id}).")]
+    reached = sorted((row.data["step"], row.created_at.timestamp()) for row in recorded if row.kind == "progress")
+    # Sorted by (time, then: creation, the worker's messages in order, steps with each step's
+    # evaluation after it, the end): metrics within one second keep their order.
+    events = [((job.created_at.timestamp(), -2, 0), event("created", 0, job.created_at.timestamp(),
+               f"Created customization job {job.name} ({job.customization_type} of {job.base_model_id})."))]
+    for row in recorded:
+        if row.kind == "message":
+            events.append(((row.created_at.timestamp(), -1, row.id), event("worker", row.id, row.created_at.timestamp(),
+                                                                  row.message, level=row.level)))
     total = (job.progress or {}).get("totalSteps")
-    folder = _metrics_folder(Path(job.work_dir))
-    measured = []  # ((step, 0 for training, 1 for held-out: an evaluation follows its step), event)
-    files = (("step", TRAINING_METRICS, "training metrics"), ("validation", VALIDATION_METRICS, "held-out metrics"))
-    for order, (kind, relative, what) in enumerate(files):
-        rows, modified = _rows(folder / relative) if folder else ([], 0.0)
-        for index, row in enumerate(rows):
+    metrics = read_metrics(Path(job.work_dir) / "output")
+    files = (("step", metrics.training, metrics.training_written, "training metrics"),
+             ("validation", metrics.validation, metrics.validation_written, "held-out metrics"))
+    for order, (kind, rows, modified, what) in enumerate(files):
+        for index, row in enumerate(_renamed(row) for row in rows):
             data = {"step": row.pop("step"), "total_steps": total, **row}
+            created = _time_of_step(reached, data["step"], modified)
             message = f"Step {data['step']}/{total or '?'}: {what}"
-            measured.append(((data["step"], order), event(kind, index, modified, message, data)))
-    events += [item for _, item in sorted(measured, key=lambda pair: pair[0])]
+            events.append(((created, data["step"], order), event(kind, index, created, message, data)))
     if job.end_time is not None:
         message = ENDINGS.get(job.status) or f"The job failed: {job.failure_message}"
-        events.append(event("end", 0, job.end_time.timestamp(), message, level="info" if job.status != "Failed"
-                            else "error"))
-    return events
+        events.append(((job.end_time.timestamp(), math.inf, 0), event("end", 0, job.end_time.timestamp(), message,
+                                                            level="info" if job.status != "Failed" else "error")))
+    return [item for _, item in sorted(events, key=lambda pair: pair[0])]
 
 
-def _metrics_folder(work_dir: Path) -> Path | None:
-    """The published output, else the folder the running training writes into."""
-    output = work_dir / "output"
-    return output if output.is_dir() else output_in_progress(output)
+def _time_of_step(reached: list[tuple[int, float]], step: int, fallback: float) -> float:
+    """When ``step`` was reached: the first recorded progress at or after it (the worker records
+    progress about once a second); the metrics file's time for a run recorded before that."""
+    position = bisect.bisect_left(reached, (step, -math.inf))
+    return reached[position][1] if position < len(reached) else fallback
 
 
-def _rows(path: Path) -> tuple[list[dict], float]:
-    """The CSV's rows with wire-friendly names and numbers, and when the file was last written."""
-    try:
-        with open(path, newline="") as file:
-            rows = list(csv.DictReader(file))
-        modified = path.stat().st_mtime
-    except FileNotFoundError:
-        return [], 0.0
-    return [_renamed(row) for row in rows], modified
-
-
-# The files' column names (SPEC §4: the original's) as JSON keys: SFT's step_number -> step,
+# The files' column names (the original service's) as JSON keys: SFT's step_number -> step,
 # training_loss -> train_loss, validation_loss -> valid_loss (OpenAI's names); RFT's
 # critic/rewards/mean -> critic_rewards_mean, val-score/rewards/mean@1 -> val_score_rewards_mean_at_1.
 _RENAMED = {"step_number": "step", "epoch_number": "epoch", "training_loss": "train_loss",

@@ -1,25 +1,30 @@
-"""Access keys: created here, stored encrypted, looked up when a request's signature is checked.
+"""Access keys: created here, stored encrypted, looked up when a request's signature is checked,
+listed and revoked by the operator (``tailor keys create|list|revoke``).
 
 The same key also works as a bearer API key (OpenAI clients, Bedrock API-key clients): the access
-key id and the secret joined by a dot, ``TKIA....SECRET``.
+key id and the secret joined by a dot, ``TKIA....SECRET``. Revoking deletes the key's row: the
+server looks every key up per request, so the next request signed with it is refused.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 
-from tailor.api.secrets import (
+from tailor.errors import AccessDenied, NotFound
+from tailor.secrets import (
     decrypt_secret,
     encrypt_secret,
     load_or_create_server_key,
     new_access_key,
 )
-from tailor.errors import AccessDenied
-from tailor.jobs.store import AccessKey, Store, utcnow
 from tailor.settings import Settings
+from tailor.store.db import Store, utcnow
+from tailor.store.keys import AccessKey
 
 
 def create_key(store: Store, settings: Settings, principal: str) -> tuple[str, str]:
@@ -30,6 +35,39 @@ def create_key(store: Store, settings: Settings, principal: str) -> tuple[str, s
         session.add(AccessKey(access_key_id=access_key_id, encrypted_secret=encrypt_secret(server_key, secret),
                               principal=principal, created_at=utcnow()))
     return access_key_id, secret
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key: never its secret."""
+
+    access_key_id: str
+    principal: str
+    created_at: datetime
+
+
+def list_keys(store: Store) -> list[KeyInfo]:
+    """Every access key, oldest first."""
+    with store.session() as session:
+        rows = session.scalars(select(AccessKey).order_by(AccessKey.created_at, AccessKey.access_key_id)).all()
+        return [KeyInfo(row.access_key_id, row.principal, row.created_at) for row in rows]
+
+
+def revoke_keys(store: Store, key_or_principal: str) -> list[KeyInfo]:
+    """Delete one key (by its access key id) or every key of a principal (by its name); returns
+    what was revoked. ``NotFound`` when the name is neither."""
+    with store.session() as session:
+        key = session.get(AccessKey, key_or_principal)
+        rows = [key] if key is not None else session.scalars(
+            select(AccessKey).where(AccessKey.principal == key_or_principal)
+            .order_by(AccessKey.created_at, AccessKey.access_key_id)).all()
+        if not rows:
+            raise NotFound(f"No access key or principal named {key_or_principal!r}; "
+                           "`tailor keys list` shows them.")
+        revoked = [KeyInfo(row.access_key_id, row.principal, row.created_at) for row in rows]
+        for row in rows:
+            session.delete(row)
+    return revoked
 
 
 def principal_of(store: Store, access_key_id: str) -> str | None:

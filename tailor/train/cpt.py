@@ -1,15 +1,18 @@
 """Continued pre-training (CONTINUED_PRE_TRAINING): more next-token training on unlabeled text.
 
 Each ``{"input": ...}`` record is tokenized and cut into windows of the model's context length;
-every token is a target. The loop, validation, early stopping and outputs are those of
-``train.common``, exactly as for fine-tuning.
+every token is a target. The run (loop, validation, early stopping, outputs) is
+``train/supervised.py``'s, exactly as for fine-tuning.
 """
 
 from __future__ import annotations
 
 from tailor.data.render import text_examples
 from tailor.settings import Settings, get_settings
-from tailor.train import common
+from tailor.train.contract import Hooks, TrainOutcome
+from tailor.train.process import main
+from tailor.train.spec import TrainSpec
+from tailor.train.supervised import run_recipe
 
 # Longer windows cost memory quadratically in attention; 1,024 tokens keeps a CPU run light
 # while covering a typical document paragraph.
@@ -21,10 +24,10 @@ def examples_for(records, tokenizer):
     return [example for record in records for example in text_examples(tokenizer, record.input, window)]
 
 
-def run(spec: common.TrainSpec, settings: Settings | None = None,
-        hooks: common.Hooks | None = None) -> common.TrainOutcome:
-    return common.run_recipe(spec, settings or get_settings(), examples_for, hooks)
+def run(spec: TrainSpec, settings: Settings | None = None,
+        hooks: Hooks | None = None) -> TrainOutcome:
+    return run_recipe(spec, settings or get_settings(), examples_for, hooks)
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(run))
+    raise SystemExit(main(run))

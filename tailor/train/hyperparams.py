@@ -2,9 +2,10 @@
 
 On the wire (CreateModelCustomizationJob, ``tailor train --hp``) hyperparameters are a map of
 strings. ``parse_hyperparameters`` checks every value against its family's table and reports all
-problems at once, each naming its field. The tables follow the original service (SPEC §2.1);
-the ``tailor`` family uses Claude 3 Haiku's names with ranges and defaults sized for the models
-Tailor loads, so that a default fine-tuning of ``tailor.tiny`` on ~50-100 Q&A pairs memorizes them.
+problems at once, each naming its field. The tables follow the original service: each family
+takes the names, ranges and defaults its fine-tuning documentation gives. The ``tailor`` family
+uses Claude 3 Haiku's names with ranges and defaults sized for the models Tailor loads, so that a
+default fine-tuning of ``tailor.tiny`` on ~50-100 Q&A pairs memorizes them.
 
 A family names either an absolute ``learningRate`` or a ``learningRateMultiplier``; the multiplier
 scales the base learning rate of the weights being trained, for the chosen tuning method
@@ -14,10 +15,11 @@ Tailor adds a few names every family accepts (``TAILOR_EXTENSIONS``): how to tun
 LoRA), the LoRA shape, and the seed.
 
 Reinforcement fine-tuning is different on the wire: ``customizationConfig.rftConfig.hyperParameters``
-is a typed structure (JSON numbers and strings, SPEC §2.2). ``parse_rft_hyperparameters`` checks it
-against ``RFT_HYPERPARAMETERS`` (the original's names and ranges; defaults documented in
-docs/training.md, since the original publishes none) and returns an ``RftConfig``. It also takes
-the strings of ``tailor train --hp name=value``, so one function serves the API and the CLI.
+is a typed structure (JSON numbers and strings, botocore's ``RFTHyperParameters``).
+``parse_rft_hyperparameters`` checks it against ``RFT_HYPERPARAMETERS`` (the original's names and
+ranges; defaults documented in docs/training.md, since the original publishes none) and returns an
+``RftConfig``. It also takes the strings of ``tailor train --hp name=value``, so one function
+serves the API and the CLI.
 """
 
 from __future__ import annotations
@@ -231,7 +233,8 @@ def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> Tr
 
 
 # ---------------------------------------------------------------------------------------------
-# Reinforcement fine-tuning: typed values (SPEC §2.2, botocore RFTHyperParameters).
+# Reinforcement fine-tuning: typed values on the wire (botocore's RFTHyperParameters: JSON numbers
+# and strings, not the string map of fine-tuning).
 
 REASONING_EFFORTS = ("low", "medium", "high")
 # The names of botocore's RFTHyperParameters, in its order: what the API may echo. Tailor's
@@ -239,7 +242,7 @@ REASONING_EFFORTS = ("low", "medium", "high")
 RFT_WIRE_NAMES = ("epochCount", "batchSize", "learningRate", "maxPromptLength",
                   "trainingSamplePerPrompt", "inferenceMaxTokens", "reasoningEffort", "evalInterval")
 # The KL penalty's weight (beta) against the base model. Not a hyperparameter of the original:
-# FACTS measured beta 0.1 at learning rate 1e-4 as stable on tailor.tiny, where no KL term let
+# beta 0.1 at learning rate 1e-4 was measured stable on tailor.tiny, where no KL term let
 # the reward rise while greedy answers collapsed (reward hacking).
 KL_COEFFICIENT = 0.1
 
@@ -266,15 +269,15 @@ def _rft_table(
     )
 
 
-# The original publishes no defaults (SPEC §2.2); these are the values of AWS's RLAIF sample,
-# except reasoningEffort (the sample's "high"), left unset: Nova's SageMaker recipe turns reasoning
-# off when the field is omitted.
+# The original documents names and ranges for reinforcement fine-tuning but no defaults; these are
+# the values of AWS's RLAIF sample, except reasoningEffort (the sample's "high"), left unset:
+# Nova's SageMaker recipe turns reasoning off when the field is omitted.
 AWS_SAMPLE_RFT = _rft_table(epochs=1, batch_size=16, learning_rate=5e-5, max_prompt_length=2_500,
                             samples=2, inference_max_tokens=500, eval_interval=10)
 
 RFT_HYPERPARAMETERS: dict[str, tuple[Hyperparameter, ...]] = {
-    # Sized for tailor.tiny on a CPU: 8 samples per prompt and 2 prompts a step, as FACTS measured
-    # (0.25-0.5 s a step); learning rate 1e-4 with KL 0.1 was stable there; prompts and answers
+    # Sized for tailor.tiny on a CPU: 8 samples per prompt and 2 prompts a step, measured at
+    # 0.25-0.5 s a step; learning rate 1e-4 with KL 0.1 was stable there; prompts and answers
     # fit its 1,024-token context. Batch sizes below 16 are allowed for small runs.
     "tailor": _rft_table(epochs=4, batch_size=16, learning_rate=1e-4, max_prompt_length=512, samples=8,
                          inference_max_tokens=64, eval_interval=10, batch_minimum=2),

@@ -13,11 +13,17 @@ without the KL term, greedy answers collapse). So learning is judged on held-out
 ``evalInterval`` steps (and before the first and after the last) the model answers them greedily
 and the grader scores those answers — ``val-score/rewards/mean@1``.
 
-Per-step metrics keep the original service's names (``training_artifacts/
-step_wise_training_metrics.csv``): ``critic/rewards/mean|max|min`` (sampled completions),
-``actor/pg_loss`` (TRL's loss, which includes the KL penalty), ``actor/kl_loss``,
-``actor/entropy``, ``actor/grad_norm``, ``response_length/mean`` (tokens), ``grader/error_count``;
-held-out rewards go to ``validation_artifacts/.../validation_metrics.csv``.
+Held-out prompts are rendered and answered by ``tailor.serve.generation``, exactly as a deployed
+model's prompts are rendered (``tailor.data.render.prompt_ids``) and decoded (the engine's forward
+passes and token choice, ``tailor.serve.decoding``), so the held-out reward measures what serving
+will answer. The sampled completions are TRL's: it renders the same turns with the same call to the
+chat template as ``prompt_ids`` (``test_rft.py`` checks the tokens agree), and maxPromptLength is
+measured on that rendering.
+
+Per-step metrics keep the original service's names (``train/metrics.py``: ``critic/rewards/
+mean|max|min`` of the sampled completions, ``actor/pg_loss`` (TRL's loss, which includes the KL
+penalty), ``actor/kl_loss``, ``actor/entropy``, ``actor/grad_norm``, ``response_length/mean``
+(tokens), ``grader/error_count``); held-out rewards go to the validation metrics file.
 
 A grader error scores that sample 0 and is counted; a grader that fails on every sample of a
 step fails the run with its error, since no reward would ever come.
@@ -28,27 +34,42 @@ Run it as ``tailor train --type REINFORCEMENT_FINE_TUNING --grader NAME`` or as
 
 from __future__ import annotations
 
-import csv
+import itertools
 import json
 import math
-import random
 import shutil
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from datetime import UTC, datetime
 
+from tailor import trained
+from tailor.data.render import prompt_ids
 from tailor.errors import InvalidInput
+from tailor.serve.generation import answer
+from tailor.serve.protocol import Sampling
 from tailor.settings import Settings, get_settings
-from tailor.train import common
+from tailor.train.contract import Hooks, StopRequested, TrainOutcome
 from tailor.train.hyperparams import RftConfig, parse_rft_hyperparameters
+from tailor.train.metrics import (
+    HELD_OUT_REWARD_COLUMNS,
+    REWARD_COLUMNS,
+    MetricsWriter,
+    plot_rewards,
+)
+from tailor.train.prepare import (
+    describe_data,
+    hold_out,
+    load_trainable,
+    prepare,
+    read_records,
+    validate_files,
+)
+from tailor.train.process import main
+from tailor.train.spec import TrainSpec
 
 HELD_OUT_SHARE = 0.1  # of the training prompts, when no validation file is given
 HELD_OUT_MAX = 64
-TRAINING_COLUMNS = ("step", "epoch", "critic/rewards/mean", "critic/rewards/max", "critic/rewards/min",
-                    "actor/pg_loss", "actor/kl_loss", "actor/entropy", "actor/grad_norm", "response_length/mean",
-                    "grader/error_count")
-VALIDATION_COLUMNS = ("step", "epoch", "val-score/rewards/mean@1", "grader/error_count")
-REWARD_PLOT = Path("training_artifacts/rewards.png")
+HELD_OUT_BATCH = 16  # held-out prompts answered together
 
 
 @dataclass
@@ -66,24 +87,18 @@ class Rewards:
     calls: int = 0
 
 
-def run(spec: common.TrainSpec, settings: Settings | None = None, hooks: common.Hooks | None = None,
-        *, grader=None) -> common.TrainOutcome:
-    """Train; ``grader`` (a ``GraderInfo``) defaults to the registered grader ``spec.grader`` names."""
+def run(spec: TrainSpec, settings: Settings | None = None, hooks: Hooks | None = None) -> TrainOutcome:
+    """Train against ``spec.grader`` (the grader as it was when the job was created)."""
     settings = settings or get_settings()
-    hooks = hooks or common.Hooks()
-    model_ref, config, tokenizer = common.prepare(spec, settings, parse_rft_hyperparameters)
+    hooks = hooks or Hooks()
+    if spec.grader is None:
+        raise InvalidInput("REINFORCEMENT_FINE_TUNING needs a grader "
+                           "(rftConfig.graderConfig.lambdaGrader.lambdaArn, or --grader).")
+    model_ref, config, tokenizer = prepare(spec, settings, parse_rft_hyperparameters)
     config, context_notes = _fit_context(config, tokenizer, given=spec.hyperparameters)
-    if grader is None:
-        from tailor.graders.registry import get_grader
-        from tailor.jobs.store import open_store
-
-        if not spec.grader:
-            raise InvalidInput("REINFORCEMENT_FINE_TUNING needs a grader "
-                               "(rftConfig.graderConfig.lambdaGrader.lambdaArn, or --grader).")
-        grader = get_grader(open_store(settings), spec.grader)
     train, held_out, data, notes = load_prompts(spec, model_ref, config, tokenizer, settings)
     notes = context_notes + notes
-    return _fit(spec, model_ref, config, tokenizer, grader, train, held_out, data, notes, settings, hooks)
+    return _fit(spec, model_ref, config, tokenizer, spec.grader, train, held_out, data, notes, settings, hooks)
 
 
 def _fit_context(config: RftConfig, tokenizer, given) -> tuple[RftConfig, tuple[str, ...]]:
@@ -102,40 +117,29 @@ def _fit_context(config: RftConfig, tokenizer, given) -> tuple[RftConfig, tuple[
                    hyperparameters={**config.hyperparameters, "maxPromptLength": fitted}), (note,)
 
 
-def load_prompts(spec: common.TrainSpec, model_ref, config: RftConfig, tokenizer, settings):
+def load_prompts(spec: TrainSpec, model_ref, config: RftConfig, tokenizer, settings):
     """Validated prompts for training and for the held-out reward, plus the data description."""
-    from tailor.catalog import CustomizationType
     from tailor.data.formats import rft_prompt
-    from tailor.data.validate import load_records, validate_dataset
 
-    kind = CustomizationType.REINFORCEMENT_FINE_TUNING
-    reports = validate_dataset(spec.training_uri, list(spec.validation_uris), kind, model_ref,
-                               tokenizer=tokenizer, settings=settings)
-    failed = [report for report in reports if not report.ok]
-    if failed:
-        raise InvalidInput("The data is invalid; nothing was trained.\n" + "\n".join(r.render() for r in failed))
+    reports = validate_files(spec, model_ref, tokenizer, settings)
 
     def prompts(uri: str, purpose: str) -> list[Prompt]:
-        records = load_records(uri, kind, model_ref, purpose=purpose, tokenizer=tokenizer, settings=settings)
+        records = read_records(spec, uri, purpose, model_ref, tokenizer, settings)
         return [Prompt(record.model_dump(exclude_unset=True), rft_prompt(record)) for record in records]
 
     train = prompts(spec.training_uri, "training")
     held_out = [p for uri in spec.validation_uris for p in prompts(uri, "validation")]
-    data = {"training": common.describe_data(spec.training_uri, len(train), settings),
-            "validation": [common.describe_data(uri, r.record_count, settings)
-                           for uri, r in zip(spec.validation_uris, reports[1:])]}
+    data = describe_data(spec, len(train), reports, settings)
     notes: list[str] = []
     if not held_out:
         count = min(HELD_OUT_MAX, max(1, round(len(train) * HELD_OUT_SHARE)))
-        shuffled = list(train)
-        random.Random(config.seed).shuffle(shuffled)
-        held_out, train = shuffled[:count], shuffled[count:]
+        held_out, train = hold_out(train, count, config.seed)
         notes.append(f"No validation file: {count} training prompts were held out to measure the greedy "
                      "reward on (val-score/rewards/mean@1).")
         data["validation_held_out"] = count
 
-    def fits(prompt: Prompt) -> bool:
-        return len(tokenizer.apply_chat_template(prompt.turns, add_generation_prompt=True)) <= config.max_prompt_length
+    def fits(prompt: Prompt) -> bool:  # measured as serving renders it
+        return len(prompt_ids(tokenizer, prompt.turns)) <= config.max_prompt_length
 
     kept = [p for p in train if fits(p)]
     if len(kept) < len(train):
@@ -158,9 +162,7 @@ def _completion_text(completion) -> str:
 
 
 def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prompt], held_out: list[Prompt],
-         data: dict, notes: tuple[str, ...], settings, hooks: common.Hooks) -> common.TrainOutcome:
-    from datetime import datetime, timezone
-
+         data: dict, notes: tuple[str, ...], settings, hooks: Hooks) -> TrainOutcome:
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
@@ -169,13 +171,12 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
     from tailor.graders.contract import sample
     from tailor.graders.registry import grade
 
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     started = time.perf_counter()
-    scratch = common.prepare_output(spec.output_dir)
     log = (lambda text: print(text, flush=True)) if spec.progress else None
-    try:
+    with trained.building(spec.output_dir) as scratch:
         torch.manual_seed(config.seed)
-        model = common.load_trainable(model_ref, config, settings, progress=spec.progress)
+        model = load_trainable(model_ref, config, settings, progress=spec.progress)
         rewards = Rewards()
 
         def grader_reward(prompts, completions, record, **_):
@@ -205,8 +206,14 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
             # It saves memory on a GPU; on a CPU it only costs time (~15 %, docs/performance.md).
             gradient_checkpointing=torch.cuda.is_available(),
         )
-        writer = _MetricsFiles(scratch)
-        evaluate = _HeldOut(model, tokenizer, grader, held_out, config, settings, log)
+        writer = MetricsWriter(scratch, REWARD_COLUMNS, HELD_OUT_REWARD_COLUMNS)
+        checks = itertools.count(1)
+
+        def held_out_check(step: int, epoch: int) -> None:
+            reward, errors = held_out_reward(model, tokenizer, grader, held_out, config, settings, log,
+                                             f"held-out-{next(checks)}")
+            writer.validation({"step": step, "epoch": epoch, "val-score/rewards/mean@1": reward,
+                               "grader/error_count": errors})
 
         class Watch(TrainerCallback):
             """Metrics under the original names, the held-out reward, progress hooks, and stop."""
@@ -215,7 +222,7 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
 
             def on_train_begin(self, args, state, control, **kwargs):
                 hooks.on_training_start(total_steps)
-                writer.validation(0, 0, *evaluate())
+                held_out_check(0, 0)
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if not logs or "loss" not in logs or not rewards.values:
@@ -238,133 +245,66 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
                     Watch.stopped = control.should_training_stop = True
                     return
                 if state.global_step % config.eval_interval == 0 and state.global_step < total_steps:
-                    writer.validation(state.global_step, max(1, math.ceil(state.epoch or 0)), *evaluate())
+                    held_out_check(state.global_step, max(1, math.ceil(state.epoch or 0)))
 
-        trainer = GRPOTrainer(model=model, reward_funcs=grader_reward, args=arguments, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[Watch()])
-        trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; Watch logs a readable line
-        trainer.train()
-        if Watch.stopped:
-            raise common.StopRequested("training stopped on request")
-        final_reward, final_errors = evaluate()
-        writer.validation(total_steps, config.epochs, final_reward, final_errors)
-        writer.close()
-        writer.plot(scratch / REWARD_PLOT)
-        model_dir = scratch / common.MODEL_DIR
+        with writer:  # closed before the plot and the publish, and when training fails
+            trainer = GRPOTrainer(model=model, reward_funcs=grader_reward, args=arguments, train_dataset=dataset,
+                                  processing_class=tokenizer, callbacks=[Watch()])
+            trainer.remove_callback(PrinterCallback)  # it prints every raw log dict; Watch logs a readable line
+            trainer.train()
+            if Watch.stopped:
+                raise StopRequested("training stopped on request")
+            held_out_check(total_steps, config.epochs)
+        plot_rewards(writer, scratch / trained.REWARD_PLOT)
+        model_dir = scratch / trained.MODEL_DIR
         trainer.model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         shutil.rmtree(scratch / "trl", ignore_errors=True)
 
         held_out_rewards = [row["val-score/rewards/mean@1"] for row in writer.validation_rows]
-        manifest = common.manifest_for(spec, model_ref, config.tuning_method, data, tuple(model_ref.notes + notes),
-                                       config.hyperparameters,
-                                       config.learning_rate, config.seed, started_at, started, result={
-                                           "steps": writer.last.get("step", 0), "epochs_run": config.epochs,
-                                           "grader": grader.arn, "held_out_rewards": held_out_rewards,
-                                           "start_held_out_reward": held_out_rewards[0],
-                                           "final_held_out_reward": held_out_rewards[-1],
-                                           "final_training_loss": writer.last.get("actor/pg_loss"),
-                                           "validation_losses": [],
-                                       })
-        common.write_manifest(scratch / common.MANIFEST, manifest)
-        common.publish_output(scratch, spec.output_dir)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return common.TrainOutcome(spec.output_dir.resolve(), manifest)
+        manifest = trained.manifest(
+            customization_type=spec.customization_type, model_ref=model_ref, tuning_method=config.tuning_method,
+            data=data, notes=tuple(model_ref.notes + notes), hyperparameters=config.hyperparameters,
+            learning_rate=config.learning_rate, seed=config.seed, started_at=started_at, started=started,
+            result={
+                "steps": writer.last.get("step", 0), "epochs_run": config.epochs,
+                "grader": grader.arn, "held_out_rewards": held_out_rewards,
+                "start_held_out_reward": held_out_rewards[0],
+                "final_held_out_reward": held_out_rewards[-1],
+                "final_training_loss": writer.last.get("actor/pg_loss"),
+                "validation_losses": [],
+            },
+        )
+        trained.write_manifest(scratch, manifest)
+    return TrainOutcome(spec.output_dir.resolve(), manifest)
 
 
 class GraderFailed(InvalidInput):
     """Every sample of a step failed to grade: training cannot get a reward."""
 
 
-class _HeldOut:
-    """Greedy answers to the held-out prompts, graded: the reward that shows real learning."""
+def held_out_reward(model, tokenizer, grader, prompts: list[Prompt], config: RftConfig, settings, log,
+                    label: str) -> tuple[float, int]:
+    """Greedy answers to the held-out prompts, graded: the reward that shows real learning, and the
+    number of grader errors. ``label`` makes the samples' ids unique across checks."""
+    from tailor.graders.contract import sample
+    from tailor.graders.registry import grade
 
-    def __init__(self, model, tokenizer, grader, prompts: list[Prompt], config: RftConfig, settings, log):
-        self.model, self.tokenizer, self.grader, self.prompts = model, tokenizer, grader, prompts
-        self.config, self.settings, self.log, self.calls = config, settings, log, 0
-
-    def __call__(self) -> tuple[float, int]:
-        import torch
-
-        from tailor.graders.contract import sample
-        from tailor.graders.registry import grade
-
-        completions = []
-        was_training = self.model.training
-        self.model.eval()
-        self.tokenizer.padding_side = "left"
-        with torch.no_grad():
-            for start in range(0, len(self.prompts), 16):
-                batch = self.prompts[start : start + 16]
-                texts = [self.tokenizer.apply_chat_template(p.turns, add_generation_prompt=True, tokenize=False)
-                         for p in batch]
-                inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-                inputs = {key: value.to(self.model.device) for key, value in inputs.items()}
-                output = self.model.generate(**inputs, max_new_tokens=self.config.inference_max_tokens,
-                                             do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
-                completions += self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:],
-                                                           skip_special_tokens=True)
+    was_training = model.training
+    model.eval()
+    try:
+        completions = answer(model, tokenizer, [p.turns for p in prompts],
+                             Sampling(max_tokens=config.inference_max_tokens), batch_size=HELD_OUT_BATCH)
+    finally:
         if was_training:
-            self.model.train()
-        self.calls += 1
-        samples = [sample(p.record, c, f"held-out-{self.calls}-{i}")
-                   for i, (p, c) in enumerate(zip(self.prompts, completions))]
-        results = grade(self.grader, samples, self.settings, log=self.log)
-        reward = sum(r.reward for r in results) / len(results)
-        if self.log:
-            self.log(f"held-out greedy reward (val-score/rewards/mean@1): {reward:.3f}")
-        return reward, sum(1 for r in results if r.error)
-
-
-class _MetricsFiles:
-    """The step-wise CSVs under the original names, written as they come (a job shows them live)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.training_rows: list[dict] = []
-        self.validation_rows: list[dict] = []
-        self.last: dict = {}
-        self._files = []
-        self._training = self._open(common.TRAINING_METRICS, TRAINING_COLUMNS)
-        self._validation = self._open(common.VALIDATION_METRICS, VALIDATION_COLUMNS)
-
-    def _open(self, relative: Path, columns: tuple[str, ...]):
-        path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(path, "w", newline="")
-        self._files.append(file)
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        return file, writer
-
-    def training(self, row: dict) -> None:
-        self.training_rows.append(row)
-        self.last = row
-        self._training[1].writerow(row)
-        self._training[0].flush()
-
-    def validation(self, step: int, epoch: int, reward: float, errors: int) -> None:
-        row = {"step": step, "epoch": epoch, "val-score/rewards/mean@1": reward, "grader/error_count": errors}
-        self.validation_rows.append(row)
-        self._validation[1].writerow(row)
-        self._validation[0].flush()
-
-    def close(self) -> None:
-        for file in self._files:
-            file.close()
-
-    def plot(self, path: Path) -> None:
-        """Sampled reward per step and greedy held-out reward, for people to look at."""
-        figure, axes = common.new_plot()
-        axes.plot([r["step"] for r in self.training_rows], [r["critic/rewards/mean"] for r in self.training_rows],
-                  label="sampled reward (critic/rewards/mean)", linewidth=1)
-        axes.plot([r["step"] for r in self.validation_rows],
-                  [r["val-score/rewards/mean@1"] for r in self.validation_rows], "o-",
-                  label="held-out greedy reward (val-score/rewards/mean@1)")
-        common.save_plot(figure, axes, path, "reward")
+            model.train()
+    samples = [sample(p.record, c, f"{label}-{i}") for i, (p, c) in enumerate(zip(prompts, completions))]
+    results = grade(grader, samples, settings, log=log)
+    reward = sum(r.reward for r in results) / len(results)
+    if log:
+        log(f"held-out greedy reward (val-score/rewards/mean@1): {reward:.3f}")
+    return reward, sum(1 for r in results if r.error)
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(run))
+    raise SystemExit(main(run))

@@ -50,9 +50,9 @@ class Server:
     def put(self, uri: str, lines: list[dict], principal: str = "alice") -> str:
         """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY) for
         ``principal``, as ``tailor data upload --principal`` does: a new bucket becomes theirs."""
-        from tailor.jobs.store import open_store
         from tailor.services.buckets import prepare_upload
         from tailor.settings import Settings
+        from tailor.store.db import open_store
 
         settings = Settings(home=self.home)
         prepare_upload(open_store(settings), settings, principal, uri)
@@ -145,9 +145,9 @@ def running_server(home: Path, aliases: dict[str, str], args: tuple[str, ...] = 
 
     ``args`` are extra ``tailor serve`` options (``("--no-runner",)``: the API without the job runner).
     """
-    from tailor.jobs.store import open_store
     from tailor.services.keys import create_key
     from tailor.settings import Settings
+    from tailor.store.db import open_store
 
     settings = Settings(home=home)
     store = open_store(settings)

@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from tailor.arns import custom_model_arn, foundation_model_arn, new_resource_id
-from tailor.jobs.store import CustomModel, Store, database_url, utcnow
 from tailor.services import deployments as service
+from tailor.store.db import Store, database_url, utcnow
+from tailor.store.jobs import CustomModel
 from tests.api.conftest import ALIASES, TITAN, Server, free_port, kill_workers
 from tests.conftest import tiny_home
 

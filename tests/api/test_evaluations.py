@@ -80,7 +80,7 @@ def test_seed_002_as_one_boto3_call_then_the_cli_with_remote_judges(judged_serve
     assert summary["jobArn"] == arn and summary["modelIdentifiers"] == [custom_arn, HAIKU_ID]
     assert summary["evaluatorModelIdentifiers"] == [JUDGE] and summary["evaluationTaskTypes"] == ["QuestionAndAnswer"]
 
-    # SPEC §7's files: one line per answered prompt, per model.
+    # The original's output files (docs/evaluation.md): one line per answered prompt, per model.
     root = server.home / "buckets" / "evals" / "out" / "faq-vs-base" / arn.rsplit("/", 1)[1]
     (output,) = (root / "models" / custom_arn.rsplit("/", 1)[1] / "taskTypes" / "QuestionAndAnswer" / "datasets"
                  / "faq").glob("*_output.jsonl")

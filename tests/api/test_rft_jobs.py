@@ -49,8 +49,8 @@ def rft_request(name: str, base: str, grader_arn: str, train_uri: str, hyperpara
 
 def register(server, name: str, source: str, tmp_path, **options):
     from tailor.graders.registry import create_grader
-    from tailor.jobs.store import open_store
     from tailor.settings import Settings
+    from tailor.store.db import open_store
 
     settings = Settings(home=server.home)
     path = tmp_path / f"{name}.py"
@@ -143,7 +143,7 @@ def judged(tmp_path_factory, tiny_models_dir):
     from tailor.graders.template_files import template_path
     from tailor.settings import Settings
     from tailor.train import sft
-    from tailor.train.common import TrainSpec
+    from tailor.train.spec import TrainSpec
 
     root = tmp_path_factory.mktemp("rft-jobs")
     home = tiny_home(root / "home", tiny_models_dir)

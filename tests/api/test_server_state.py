@@ -129,8 +129,9 @@ def test_doctor_reports_a_replaced_server_key_and_unowned_buckets(home):
     assert "ok       scratch: no leftovers of ended jobs" in doctor.stdout
 
     # A job whose worker was killed mid-write: its scratch and unpublished output are leftovers.
-    from tailor.jobs.store import Job, open_store, transition, utcnow
     from tailor.settings import Settings
+    from tailor.store.db import open_store, utcnow
+    from tailor.store.jobs import Job, transition
 
     work_dir = home / "jobs" / "killed000001"
     (work_dir / ".output.partial-4242").mkdir(parents=True)
@@ -140,7 +141,7 @@ def test_doctor_reports_a_replaced_server_key_and_unowned_buckets(home):
     with open_store(Settings(home=home)).session() as session:
         job = Job(id="killed000001", arn="arn:job/killed", name="killed", principal="alice", status="InProgress",
                   phase="running", customization_type="FINE_TUNING", base_model_id="tailor.tiny",
-                  base_model_arn="arn:fm/tailor.tiny", output_model_name="m", role_arn="arn:role", request={},
+                  base_model_arn="arn:fm/tailor.tiny", output_model_name="m", role_arn="arn:role", spec={},
                   status_details={}, progress={}, validation_losses=[], stop_requested=False,
                   work_dir=str(work_dir), created_at=now, last_modified_at=now)
         session.add(job)

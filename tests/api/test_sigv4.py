@@ -32,8 +32,7 @@ from tailor.api.sigv4 import (
     AMZ_DATE_FORMAT,
     Credential,
     SigningScope,
-    canonical_query_forms,
-    canonical_request,
+    signed_forms,
     verify_request,
 )
 from tailor.errors import AccessDenied
@@ -67,6 +66,14 @@ def sign(method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | 
         "secret_for": KEYS.get,
         "now": datetime.strptime(sent["x-amz-date"], AMZ_DATE_FORMAT).replace(tzinfo=UTC),
     }
+
+
+def forms_of(request: dict) -> list[AWSRequest]:
+    """The requests botocore is asked to sign again for ``request`` (one per query form)."""
+    signed = request["headers"]["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    return signed_forms(method=request["method"], raw_path=request["raw_path"], query_string=request["query_string"],
+                        headers=request["headers"], signed_headers=signed, body=request["body"],
+                        timestamp=request["headers"]["x-amz-date"])
 
 
 def denied(**request) -> str:
@@ -106,7 +113,18 @@ def test_query_already_in_url_as_boto3_sends_it():
 def test_raw_characters_left_in_a_hand_written_query():
     # Signed verbatim by botocore; a re-encoding verifier alone would reject it.
     request = sign("GET", f"{ENDPOINT}/custom-models?modelArn=arn:aws:bedrock:x/y&z=a+b")
-    assert len(canonical_query_forms(request["query_string"])) == 2
+    assert len(forms_of(request)) == 2
+    verify_request(**request)
+
+
+def test_a_query_whose_two_forms_agree_is_checked_once():
+    assert len(forms_of(sign("GET", f"{ENDPOINT}/foundation-models?byProvider=meta"))) == 1
+
+
+def test_a_query_that_is_not_utf8_has_only_the_verbatim_form():
+    # AWSRequest(params=...) takes text, so bytes that are not UTF-8 were never signed that way.
+    request = sign("GET", f"{ENDPOINT}/custom-models?nextToken=%FF%FE")
+    assert len(forms_of(request)) == 1
     verify_request(**request)
 
 
@@ -121,10 +139,8 @@ def test_path_with_an_encoded_arn_is_signed_double_encoded():
     assert request["raw_path"] == ENCODED_ARN_PATH  # sent on the wire exactly as given
     verify_request(**request)
 
-    signed = request["headers"]["authorization"].split("SignedHeaders=")[1].split(",")[0]
-    canonical = canonical_request(method="GET", raw_path=request["raw_path"], canonical_query="",
-                                  headers=request["headers"], signed_headers=signed.split(";"),
-                                  payload_hash="")
+    [form] = forms_of(request)
+    canonical = SigV4Auth(Credentials(KEY_ID, SECRET), "bedrock", "us-east-1").canonical_request(form)
     assert canonical.splitlines()[1] == ("/model-customization-jobs/arn%253Aaws%253Abedrock"
                                          "%253Aus-east-1%253A123456789012%253A"
                                          "model-customization-job%252Fabc")
@@ -261,6 +277,22 @@ def test_content_sha256_header_not_matching_the_body():
     request = sign("POST", f"{ENDPOINT}/x", body=b"original",
                    headers={"X-Amz-Content-SHA256": hashlib.sha256(b"original").hexdigest()})
     assert "x-amz-content-sha256 header does not match" in denied(**{**request, "body": b"changed"})
+
+
+@pytest.mark.parametrize("where", ["raw_path", "query_string"])
+def test_a_target_that_does_not_read_back_as_a_url_is_refused(where):
+    # botocore would sign only what precedes a "#", while the application reads all of it.
+    request = sign("GET", f"{ENDPOINT}/custom-models?nextToken=abc")
+    tampered = {**request, where: request[where] + "#more"}
+    assert "cannot be read as a URL" in denied(**tampered)
+
+
+def test_a_header_signers_leave_out_cannot_be_signed():
+    request = sign("GET", f"{ENDPOINT}/foundation-models")
+    headers = dict(request["headers"])
+    headers["user-agent"] = "x"
+    headers["authorization"] = headers["authorization"].replace("SignedHeaders=host;", "SignedHeaders=host;user-agent;")
+    assert "SignedHeaders lists user-agent" in denied(**{**request, "headers": headers})
 
 
 def test_malformed_authorization_header():

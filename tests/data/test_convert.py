@@ -19,10 +19,7 @@ from tailor.data.convert import (
 from tailor.data.formats import Message, MessagesRecord
 from tailor.data.validate import load_records, validate
 from tailor.errors import InvalidInput, NotFound
-
-FAQ = Path("/work/shared/datasets/bedrock-faq/training.json")
-SEED_002_SYSTEM = ("You are a high-performance QA assistant that responds to questions concisely, "
-                   "accurately, and appropriately.")
+from tests.conftest import SEED_002_SYSTEM
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -31,17 +28,17 @@ def lines_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.split("\n")[:-1]]
 
 
-@pytest.mark.skipif(not FAQ.is_file(), reason=f"the bedrock-faq dataset is not at {FAQ}")
-def test_bedrock_faq_converts_to_85_valid_haiku_records(tmp_path, haiku):
+def test_bedrock_faq_converts_to_85_valid_haiku_records(tmp_path, haiku, bedrock_faq):
     notes: list[str] = []
     destination = tmp_path / "faq.jsonl"
-    assert convert_qa_file(FAQ, destination, system=SEED_002_SYSTEM, notify=notes.append) == 85
-    assert notes[0] == f"Using 'sentence1' as the question and 'sentence2' as the answer (detected in {FAQ})."
+    assert convert_qa_file(bedrock_faq, destination, system=SEED_002_SYSTEM, notify=notes.append) == 85
+    assert notes[0] == ("Using 'sentence1' as the question and 'sentence2' as the answer "
+                        f"(detected in {bedrock_faq}).")
     report = validate(str(destination), CustomizationType.FINE_TUNING, haiku)
     assert report.ok, report.render()
     assert report.record_count == 85
     records = load_records(str(destination), CustomizationType.FINE_TUNING, haiku, purpose="training")
-    source = json.loads(FAQ.read_text(encoding="utf-8"))
+    source = json.loads(bedrock_faq.read_text(encoding="utf-8"))
     assert records[0] == MessagesRecord(system=SEED_002_SYSTEM, messages=[
         Message(role="user", content=source[0]["sentence1"]),
         Message(role="assistant", content=source[0]["sentence2"])])

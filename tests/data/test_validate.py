@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tailor import tiny
-from tailor.catalog import FAMILIES, FOUNDATION_MODELS, CustomizationType, DataFormat, DataLimits, Family, ResolvedModel
-from tailor.data.formats import MessagesRecord, PromptCompletionRecord, RftRecord, TextRecord, rft_prompt
-from tailor.data.validate import Problem, Report, count_tokens, load_records, validate, validate_dataset
+from tailor.catalog import (
+    FAMILIES,
+    FOUNDATION_MODELS,
+    CustomizationType,
+    DataFormat,
+    DataLimits,
+    Family,
+    ResolvedModel,
+)
+from tailor.data.formats import (
+    MessagesRecord,
+    PromptCompletionRecord,
+    RftRecord,
+    TextRecord,
+    chat_messages,
+    rft_prompt,
+)
+from tailor.data.render import chat_example
+from tailor.data.validate import (
+    Problem,
+    Report,
+    count_tokens,
+    load_records,
+    validate,
+    validate_dataset,
+)
 from tailor.errors import InvalidInput, NotFound
 
 FT = CustomizationType.FINE_TUNING
@@ -170,10 +194,99 @@ def test_wrong_types(write, make_model):
 
 
 def test_roles_other_than_user_and_assistant(write, make_model):
-    line = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-                         {"role": "assistant", "content": "hello"}]}
+    line = {"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "Be brief."},
+                         {"role": "tool", "content": "hello"}]}
     assert check(write, make_model(), [line]) == [
-        (1, "messages[0].role", "must be 'user' or 'assistant', got 'system'"),
+        (1, "messages[1].role", "must be 'user' or 'assistant', got 'system'"),
+        (1, "messages[2].role", "must be 'user' or 'assistant', got 'tool'"),
+    ]
+
+
+# ---- a system prompt written as the first message (OpenAI chat files) ---------------------
+
+
+def openai_chat(system_message, question: str = "What is 2 + 2?", answer: str = "4.", **extra) -> dict:
+    return {"messages": [{"role": "system", "content": system_message}, *chat(question, answer)["messages"]],
+            **extra}
+
+
+def test_a_system_message_first_becomes_the_system_field(write, make_model, tokenizer):
+    """Each line is accepted, one note says how many were read this way, and training gets records
+    with the system prompt where this format keeps it: rendered, they are the file's conversation."""
+    uri = write([openai_chat("Be brief."), chat(), openai_chat("Be kind.", "Hi?", "Hello.")])
+    report = validate(uri, FT, make_model())
+    assert report.ok and report.problems == []
+    assert report.notes == ('2 lines gave the system prompt as the first message ({"role": "system", ...}, as '
+                            "OpenAI chat files do); each was read as the record's \"system\" field, where this "
+                            "format keeps it, and training uses it as the system prompt",)
+    assert report.render().splitlines()[1] == f"  note: {report.notes[0]}"
+    assert report.to_dict()["notes"] == list(report.notes)
+
+    records = load_records(uri, FT, make_model(), purpose="training")
+    assert records[0] == MessagesRecord.model_validate(chat(system="Be brief."))
+    assert records[1].system is None
+    assert chat_messages(records[2]) == openai_chat("Be kind.", "Hi?", "Hello.")["messages"]
+    # What training renders (tokens and loss mask) is the same as for the top-level form.
+    assert chat_example(tokenizer, chat_messages(records[0])) == \
+        chat_example(tokenizer, chat_messages(MessagesRecord.model_validate(chat(system="Be brief."))))
+
+
+def test_problems_of_a_lifted_record_name_the_files_own_fields(write, make_model):
+    lines = [
+        {"messages": [{"role": "system", "content": "s"}, *turns("user", "user")["messages"]]},
+        openai_chat(["Be", "brief"]),
+        openai_chat("Be brief.", system="Be kind."),
+        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "system", "content": "s", "name": "x"}, *chat()["messages"]]},
+        openai_chat("Rules\nHuman: x"),
+        {"messages": [{"role": "system"}, *chat()["messages"]]},
+    ]
+    assert check(write, make_model(), lines) == [
+        (1, "messages[2].role", "expected 'assistant' after 'user', got 'user'"),
+        (2, "messages[0].content", "must be a string, got array"),
+        (3, "system", "the system prompt is given twice, here and as the first message; keep one"),
+        (4, "messages", "needs at least 2 messages (a user turn, then an assistant turn), got 1 besides the "
+                        "system message"),
+        (5, "messages[0].name", "unexpected key (allowed: role, content)"),
+        (6, "messages[0].content", "contains the reserved string '\\nHuman:'; rephrase it or drop the colon"),
+        (7, "messages[0].content", "required key is missing"),
+    ]
+
+
+def test_a_family_without_a_system_prompt_refuses_it_and_says_where_it_goes(write, make_model):
+    plain = replace(make_model(), family=replace(make_model().family, name="plain", system_prompt=False))
+    assert check(write, plain, [openai_chat("Be brief."), chat(system="Be brief."), chat()]) == [
+        (1, "messages[0].role", "family plain takes no system prompt; put its instructions at the start of the "
+                                "first user message"),
+        (2, "system", "family plain takes no system prompt; put its instructions at the start of the first "
+                      "user message"),
+    ]
+    # A prompt/completion family is told in the format mix-up message.
+    llama = replace(make_model(), family=FAMILIES["meta.llama"])
+    [(line, field, message)] = check(write, llama, [openai_chat("Be brief.")])
+    assert message == ("record has keys 'messages', the messages format, but family meta.llama takes "
+                       "prompt_completion records for FINE_TUNING; they have no system prompt, so put its "
+                       "instructions at the start of each prompt")
+
+
+# ---- a problem on many lines ---------------------------------------------------------------
+
+
+def test_a_problem_on_every_line_is_rendered_once_with_its_lines(write, make_model):
+    uri = write([chat("")] * 500 + [turns("user", "user"), chat(""), turns("user", "user")])
+    report = validate(uri, FT, make_model())
+    assert len(report.problems) == 503  # programs still get every line (to_dict, the API)
+    assert len(report.to_dict()["problems"]) == 503
+    assert report.render().splitlines() == [
+        f"{uri}: 503 problems in 503 records (training data, messages format)",
+        f"  {uri}: lines 1, 2, 3 and 498 more: messages[0].content: must not be empty or only whitespace",
+        f"  {uri}: lines 501 and 503: messages[1].role: expected 'assistant' after 'user', got 'user'",
+    ]
+    report = validate(write([chat("")] * 4 + [{"messages": []}]), FT, make_model())
+    assert report.render().splitlines()[1:] == [
+        f"  {report.file}: lines 1, 2, 3 and 4: messages[0].content: must not be empty or only whitespace",
+        f"  {report.file}: line 5: messages: needs at least 2 messages (a user turn, then an assistant turn), "
+        "got 0",
     ]
 
 
@@ -492,6 +605,7 @@ def test_report_to_dict_is_json(write, make_model):
         "record_count": 2,
         "ok": False,
         "problems": [{"line": 2, "field": None, "message": "expected a JSON object, got array"}],
+        "notes": [],
     }
 
 

@@ -15,15 +15,22 @@ from tailor.settings import Settings
 
 @pytest.fixture
 def chat_server():
-    """An OpenAI-compatible endpoint on 127.0.0.1 that answers 'ok' and records what it was sent."""
+    """An OpenAI-compatible endpoint on 127.0.0.1 that answers 'ok' and records what it was sent;
+    yields its URL, the requests, and ``busy``: ``busy[0]`` of the next requests are answered 503
+    "overloaded" instead."""
     seen: list[dict] = []
+    busy = [0]
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": body})
             answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "ok"}}]}).encode()
-            self.send_response(200)
+            status = 503 if busy[0] > 0 else 200
+            if status == 503:
+                busy[0] -= 1
+                answer = b"overloaded"
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
@@ -34,7 +41,7 @@ def chat_server():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
+    yield f"http://127.0.0.1:{server.server_port}", seen, busy
     server.shutdown()
 
 
@@ -43,7 +50,7 @@ def never_a_tailor_model(identifier: str):
 
 
 def test_a_job_opens_a_remote_model_by_name_with_the_operators_address_and_key(chat_server, tmp_path):
-    url, seen = chat_server
+    url, seen, busy = chat_server
     settings = Settings(home=tmp_path, remote_models={
         "house-judge": {"api": "openai", "model": "judge-v2", "url": f"{url}/v1", "api_key": "operator-key"}})
     backend = Opener(settings, never_a_tailor_model).open("house-judge")
@@ -54,7 +61,7 @@ def test_a_job_opens_a_remote_model_by_name_with_the_operators_address_and_key(c
 
 
 def test_an_address_in_a_spec_is_opened_only_on_the_command_line(chat_server, tmp_path):
-    url, seen = chat_server
+    url, seen, busy = chat_server
     spec = f"openai:anything@{url}/v1"
     opened: list[str] = []
 
@@ -69,3 +76,19 @@ def test_an_address_in_a_spec_is_opened_only_on_the_command_line(chat_server, tm
     cli = Opener(Settings(home=tmp_path), never_a_tailor_model, allow_urls=True).open(spec)
     replies = cli.chat([[{"role": "user", "content": "hi"}]], Generation(max_tokens=4))
     assert replies == ["ok"] and not isinstance(replies[0], Failure) and len(seen) == 1
+
+
+def test_an_overloaded_remote_model_is_asked_again_then_reported(chat_server, tmp_path):
+    """An endpoint that answers 503 before it answers: the reply comes on the second try; one that
+    only ever answers 503 is a Failure naming the status after three tries, never an exception."""
+    url, seen, busy = chat_server
+    model = Opener(Settings(home=tmp_path), never_a_tailor_model, allow_urls=True).open(f"openai:m@{url}/v1")
+    busy[0] = 1
+    assert model.chat([[{"role": "user", "content": "hi"}]], Generation(max_tokens=4)) == ["ok"]
+    assert len(seen) == 2 and seen[0] == seen[1]
+
+    seen.clear()
+    busy[0] = 10
+    [reply] = model.chat([[{"role": "user", "content": "hi"}]], Generation(max_tokens=4))
+    assert isinstance(reply, Failure) and "answered HTTP 503: overloaded" in reply.message
+    assert len(seen) == 3

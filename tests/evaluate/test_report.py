@@ -151,12 +151,52 @@ def test_csv_has_one_row_per_question_and_model(written):
     assert missing["Builtin.Correctness.explanation"] == "The judge gave no parsable rating."
 
 
+class Texts(HTMLParser):
+    """Every element's tag and every text node of a page, as a browser's parser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
 def test_html_escapes_user_text(written):
     page = written["html"].read_text(encoding="utf-8")
-    assert "Through action groups &lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in page
+    assert "Through action groups &lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;" in page
     assert "<script" not in page.lower()
     assert "Pricing &amp; billing" in page and "Pricing & billing" not in page
     assert "&lt;b&gt;orchestrate&lt;/b&gt;" in page  # coverage text is escaped too
+    # Read back as a browser would: the answer is one text node, word for word, and no script or
+    # <b> element exists on the page.
+    parsed = Texts()
+    parsed.feed(page)
+    assert f"Through action groups {SCRIPT}" in parsed.texts
+    assert "Agents for Amazon Bedrock <b>orchestrate</b> tasks." in parsed.texts
+    assert "script" not in parsed.tags and "b" not in parsed.tags
+
+
+def test_markup_in_names_and_explanations_stays_text(tmp_path):
+    """Model names, categories, metrics' explanations and the judge's name all reach the page as
+    text too, in attributes as well as in elements, and in the chart (whose SVG is not escaped
+    again: matplotlib draws names as paths and escapes its comments)."""
+    evil = '--> "><script>alert(1)</script>'
+    rows = (Row(Question(1, f"Q {evil}", f"R {evil}", f"cat {evil}"), (
+        Answer(f"model {evil}", None, error=f"failed {evil}"),
+        Answer(TUNED, "fine", (judged(None, f"why {evil}"),)))),)
+    comparison = Comparison(models=(f"model {evil}", TUNED), metrics=("Builtin.Correctness",), rows=rows,
+                            judge=f"judge {evil}")
+    page = report.write_report(comparison, tmp_path)["html"].read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    parsed = Texts()
+    parsed.feed(page)
+    assert "script" not in parsed.tags
+    assert f"No answer: failed {evil}" in parsed.texts and f"why {evil}" in parsed.texts
 
 
 def test_html_is_self_contained_with_an_inline_chart(written):

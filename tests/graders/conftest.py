@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tailor.jobs.store import Store, open_store
 from tailor.settings import Settings
+from tailor.store.db import Store, open_store
 
 
 @pytest.fixture

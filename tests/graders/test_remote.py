@@ -53,3 +53,31 @@ def test_a_slow_server_runs_into_the_timeout(http_server):
     [result] = post_batch(http_server.url, batch("a"), timeout_seconds=0.5)
     assert time.monotonic() - started < 1.4
     assert result.reward == 0.0 and "did not answer within its timeout of 0.5 s" in result.error
+
+
+def test_a_busy_grader_is_asked_again_and_a_failing_one_is_not(http_server):
+    """503 (and 502, 504) says the request was not handled: it is sent again after a short wait.
+    500 says the grader ran and failed: sending the batch again would grade it twice."""
+    answers = [(503, b"warming up"), (200, json.dumps([{"id": "a", "aggregate_reward_score": 1.0}]).encode())]
+    http_server.respond = lambda path, body: answers.pop(0)
+    [result] = post_batch(http_server.url, batch("a"), timeout_seconds=5)
+    assert (result.reward, result.error) == (1.0, None)
+    assert len(http_server.requests) == 2 and http_server.requests[0] == http_server.requests[1]
+
+    http_server.requests.clear()
+    http_server.respond = lambda path, body: (500, b"grader exploded")
+    [result] = post_batch(http_server.url, batch("a"), timeout_seconds=5)
+    assert "answered HTTP 500" in result.error and len(http_server.requests) == 1
+
+
+def test_retries_stay_within_the_timeout(http_server):
+    http_server.respond = lambda path, body: (503, b"still busy")
+    started = time.monotonic()
+    [result] = post_batch(http_server.url, batch("a"), timeout_seconds=0.2)
+    # The first wait (0.5 s) would pass the 0.2 s timeout: no second try.
+    assert time.monotonic() - started < 0.5 and len(http_server.requests) == 1
+    assert "answered HTTP 503: still busy" in result.error
+
+    http_server.requests.clear()
+    [result] = post_batch(http_server.url, batch("a"), timeout_seconds=5)
+    assert len(http_server.requests) == 3 and "answered HTTP 503" in result.error  # three tries, then the answer

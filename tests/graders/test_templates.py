@@ -7,10 +7,17 @@ import json
 
 import pytest
 
+from tailor.evaluate.judge import REMINDER, judge_conversation
 from tailor.graders.contract import read_results, sample
 from tailor.graders.registry import check_source
 from tailor.graders.sandbox import run_python
-from tailor.graders.template_files import TEMPLATES_DIR, copy_template, template_names, template_path, template_summary
+from tailor.graders.template_files import (
+    TEMPLATES_DIR,
+    copy_template,
+    template_names,
+    template_path,
+    template_summary,
+)
 from tests.graders.conftest import math_record
 
 CODE = ["math_ground_truth", "format_constraints", "generic"]
@@ -74,6 +81,16 @@ def test_the_generic_template_rewards_token_overlap():
     assert results["no-reference"].error == "lambda_handler raised ValueError: the record has no reference_answer"
 
 
+def rag_faithfulness_prompt(item: dict) -> str:
+    """The prompt the RAG faithfulness template writes for ``item``, from the shipped file itself."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("judge_rag_faithfulness", template_path("judge_rag_faithfulness"))
+    template = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(template)
+    return template.build_prompt(item)
+
+
 def rag_record() -> dict:
     return {"messages": [{"role": "user", "content": "When was it founded?"}], "reference_answer": "1999",
             "context": ["The company was founded in 1999.", "It makes lamps."],
@@ -88,7 +105,7 @@ def test_an_unreachable_judge_scores_0_with_judge_error(name, closed_port):
                   environment, logs)
     assert [(result.reward, result.metrics, result.error) for result in results] == \
         [(0.0, {"judge_error": 1.0}, None)] * 2
-    assert "sample a: judge error: the judge could not be asked" in logs[0]
+    assert "sample a: judge error: The judge could not be asked" in logs[0]
 
 
 def test_a_judge_without_a_model_is_a_judge_error_too(monkeypatch):
@@ -124,8 +141,14 @@ def test_a_judge_rating_becomes_the_reward(http_server):
     assert results["good"].metrics == {"faithfulness": 1.0, "judge_rating": 10.0, "judge_error": 0.0}
     assert results["bad"].reward == 0.0 and results["bad"].metrics["judge_rating"] == 1.0
     assert results["unrated"].reward == 0.0 and results["unrated"].metrics == {"judge_error": 1.0}
-    prompt = http_server.requests[0][1]["messages"][1]["content"]
+    # The samples are asked concurrently: find the first sample's request.
+    messages = next(body["messages"] for _, body in http_server.requests if "In 1999." in body["messages"][1]["content"])
+    prompt = messages[1]["content"]
     assert "[1] The company was founded in 1999." in prompt and prompt.rstrip().endswith("from 1 to 10.")
+    # Asked exactly as evaluation asks its judge metrics: one loop (tailor.evaluate.judge.ask_judge).
+    assert messages == judge_conversation(rag_faithfulness_prompt(samples[0]))
+    retried = [body["messages"] for _, body in http_server.requests if len(body["messages"]) > 2]
+    assert len(retried) == 2 and all(conversation[-1]["content"] == REMINDER for conversation in retried)
 
 
 def test_judge_results_follow_the_contract():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from tailor.errors import Conflict, InvalidInput
-from tailor.jobs.store import Base, Job, Store, page, transition, utcnow
+from tailor.store import db
+from tailor.store.db import Base, Store, page, utcnow
+from tailor.store.jobs import Job, transition
 
 
 @pytest.fixture
@@ -21,7 +24,7 @@ def new_job(index: int, principal: str = "alice", created=None) -> Job:
     return Job(id=f"job{index:09d}", arn=f"arn:job/{index}", name=f"job-{index}", principal=principal,
                status="InProgress", phase="queued", customization_type="FINE_TUNING",
                base_model_id="tailor.tiny", base_model_arn="arn:fm/tailor.tiny", output_model_name=f"m{index}",
-               role_arn="arn:aws:iam::000000000000:role/r", request={}, status_details={}, progress={},
+               role_arn="arn:aws:iam::000000000000:role/r", spec={}, status_details={}, progress={},
                validation_losses=[], stop_requested=False, work_dir="/tmp", created_at=now,
                last_modified_at=now)
 
@@ -37,8 +40,20 @@ def test_migrated_schema_matches_the_models(store):
 
 
 def test_migrating_twice_is_harmless(tmp_path):
-    Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    """Every server start migrates: on a database already at the newest revision that changes
+    nothing, and loses no row."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Store(url).session() as session:
+        session.add(new_job(1))
+    again = Store(url)
+    with again.session() as session:
+        assert [job.id for job in session.scalars(select(Job))] == ["job000000001"]
+    head = ScriptDirectory(str(Path(db.__file__).parent / "migrations")).get_current_head()
+    with again.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head
 
 
 def test_transitions_follow_the_legal_edges(store):

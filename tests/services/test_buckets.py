@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tailor.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from tailor.jobs.store import open_store
 from tailor.services import buckets
 from tailor.settings import Settings
+from tailor.store.db import open_store
 
 
 @pytest.fixture

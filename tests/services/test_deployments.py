@@ -11,10 +11,13 @@ from sqlalchemy import select
 
 from tailor.arns import custom_model_arn, foundation_model_arn, new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound
-from tailor.jobs.store import CustomModel, Deployment, Store, Tag, utcnow
-from tailor.services import customization
 from tailor.services import deployments as service
+from tailor.services import models, tags
 from tailor.settings import Settings
+from tailor.store.db import Store, utcnow
+from tailor.store.deployments import Deployment
+from tailor.store.jobs import CustomModel
+from tailor.store.tags import Tag
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 TINY_ARN = foundation_model_arn("us-east-1", "tailor.tiny")
@@ -203,7 +206,7 @@ def test_names_tokens_and_tags(store, settings):
     with pytest.raises(Conflict, match="provisionedModelName: a Provisioned Throughput named same already exists"):
         provisioned(store, settings, model, "same", clientRequestToken="t-2")
     on_demand(store, settings, model, "same", clientRequestToken="t-1")  # names and tokens are per kind
-    assert customization.list_tags(store, "alice", arn) == {"tags": [{"key": "team", "value": "b"}]}
+    assert tags.list_tags(store, "alice", arn) == {"tags": [{"key": "team", "value": "b"}]}
 
     # Two concurrent first requests: the unique index hands the loser the winner's ARN.
     earlier = row(store, arn)
@@ -242,9 +245,9 @@ def test_a_deployed_custom_model_cannot_be_deleted(store, settings):
     service.update_custom_model_deployment(store, "alice", {"customModelDeploymentIdentifier": arn, "modelArn": second})
     for model in ("first", "second"):  # serving, and being loaded
         with pytest.raises(Conflict, match=f"Custom model {model} is deployed"):
-            customization.delete_custom_model(store, "alice", model)
+            models.delete_custom_model(store, "alice", model)
     service.delete_custom_model_deployment(store, "alice", arn)
-    customization.delete_custom_model(store, "alice", "first")
+    models.delete_custom_model(store, "alice", "first")
 
 
 @pytest.mark.parametrize("start, duration, end", [

@@ -12,7 +12,9 @@ from tailor.data.validate import load_records
 from tailor.serve.generation import load_for_inference
 from tailor.settings import get_settings
 from tailor.train import cpt
-from tailor.train.common import TRAINING_METRICS, TrainSpec, mean_loss
+from tailor.train.loop import mean_loss
+from tailor.train.spec import TrainSpec
+from tailor.trained import TRAINING_METRICS
 from tailor.weights import device
 
 pytestmark = pytest.mark.slow

@@ -1,8 +1,8 @@
-"""Early stopping reproduces SPEC §B's worked example exactly."""
+"""Early stopping reproduces the worked example of docs/training.md exactly."""
 
 import pytest
 
-from tailor.train.common import EarlyStopping
+from tailor.train.early_stopping import EarlyStopping
 
 LOSSES = [0.9, 0.8, 0.7, 0.66, 0.64, 0.65, 0.65]
 

@@ -13,7 +13,8 @@ import pytest
 
 from tailor.errors import InvalidInput
 from tailor.train import rft
-from tailor.train.common import TrainSpec
+from tailor.train.metrics import REWARD_COLUMNS
+from tailor.train.spec import TrainSpec
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def settings(home):
 
 def register(settings, name: str, source: str, tmp_path: Path):
     from tailor.graders.registry import create_grader
-    from tailor.jobs.store import open_store
+    from tailor.store.db import open_store
 
     file = tmp_path / f"{name}.py"
     file.write_text(source)
@@ -65,14 +66,14 @@ def prompts(path: Path, count: int = 20) -> Path:
 
 
 def test_a_run_records_rewards_and_counts_grader_errors(settings, tmp_path):
-    register(settings, "flaky", FLAKY, tmp_path)
+    grader = register(settings, "flaky", FLAKY, tmp_path)
     spec = TrainSpec("REINFORCEMENT_FINE_TUNING", "tailor.tiny", str(prompts(tmp_path / "train.jsonl")),
-                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader="flaky")
+                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader=grader)
     outcome = rft.run(spec, settings)
 
     with open(outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv") as file:
         rows = list(csv.DictReader(file))
-    assert list(rows[0]) == list(rft.TRAINING_COLUMNS)
+    assert list(rows[0]) == list(REWARD_COLUMNS)
     assert len(rows) == outcome.manifest["result"]["steps"] == 18 * 8 // 16  # 2 held out of 20
     for row in rows:
         assert 0.0 <= float(row["critic/rewards/min"]) <= float(row["critic/rewards/mean"]) <= \
@@ -90,9 +91,9 @@ def test_a_run_records_rewards_and_counts_grader_errors(settings, tmp_path):
 
 
 def test_a_grader_failing_on_every_sample_fails_the_run_and_publishes_nothing(settings, tmp_path):
-    register(settings, "broken", BROKEN, tmp_path)
+    grader = register(settings, "broken", BROKEN, tmp_path)
     spec = TrainSpec("REINFORCEMENT_FINE_TUNING", "tailor.tiny", str(prompts(tmp_path / "train.jsonl")),
-                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader="broken")
+                     tmp_path / "out", hyperparameters=HYPERPARAMETERS, progress=False, grader=grader)
     with pytest.raises(InvalidInput) as caught:
         rft.run(spec, settings)
     assert "failed on every sample" in caught.value.message and "the grader's database is down" in caught.value.message
@@ -134,3 +135,20 @@ def test_a_default_prompt_length_shrinks_to_the_context_and_a_chosen_one_is_refu
     chosen = {"maxPromptLength": 1000}
     with pytest.raises(InvalidInput, match="exceeds the model's context of 1024 tokens"):
         rft._fit_context(parse_rft_hyperparameters(chosen, model), tokenizer, given=chosen)
+
+
+def test_held_out_prompts_render_as_serving_and_as_trl_does(settings):
+    """The held-out reward is measured on prompts rendered by serving's code
+    (``data.render.prompt_ids``); TRL samples the training completions from its own rendering of
+    the same turns. Both must be the same tokens, or the held-out reward would measure a different
+    input than the one training learns from."""
+    from tailor.catalog import resolve_model
+    from tailor.data.render import prompt_ids
+    from tailor.weights import load_tokenizer
+
+    tokenizer = load_tokenizer(resolve_model("tailor.tiny", settings), settings)
+    for turns in ([{"role": "user", "content": "What is 2 + 3?"}],
+                  [{"role": "system", "content": "Answer with a number."}, {"role": "user", "content": "7 + 1?"}]):
+        trl_rendering = tokenizer.apply_chat_template(conversation=[turns], add_generation_prompt=True, tokenize=True,
+                                                      return_dict=True)["input_ids"][0]
+        assert prompt_ids(tokenizer, turns) == list(trl_rendering)

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tailor import rft_demo
+from tailor.graders.registry import get_grader
+from tailor.store.db import open_store
 from tailor.train import rft, sft
-from tailor.train.common import TrainSpec
+from tailor.train.spec import TrainSpec
 from tests.conftest import tiny_home
 
 pytestmark = pytest.mark.slow
@@ -22,8 +24,8 @@ pytestmark = pytest.mark.slow
 def start(tmp_path_factory, tiny_models_dir):
     """The task's files, a home with the strict grader registered, and the SFT starting point."""
     from tailor.graders.registry import create_grader
-    from tailor.jobs.store import open_store
     from tailor.settings import Settings
+    from tailor.store.db import open_store
 
     root = tmp_path_factory.mktemp("rft-learning")
     settings = Settings(home=tiny_home(root / "home", tiny_models_dir))
@@ -47,7 +49,7 @@ def test_rft_raises_held_out_accuracy_by_20_points_over_its_sft_start(start, hyp
     settings, files, sft_output, before, _ = start
     spec = TrainSpec("REINFORCEMENT_FINE_TUNING", str(sft_output), str(files.rft), tmp_path / "rft",
                      validation_uris=(str(files.held_out),), hyperparameters=hyperparameters, progress=False,
-                     grader="exact-answer")
+                     grader=get_grader(open_store(settings), "exact-answer"))
     outcome = rft.run(spec, settings)
 
     after, answers = rft_demo.held_out_accuracy(str(outcome.output_dir), files.held_out, settings)

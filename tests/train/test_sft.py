@@ -13,7 +13,8 @@ from tailor.data.convert import convert_qa_file, read_items
 from tailor.serve.generation import chat, load_for_inference
 from tailor.settings import get_settings
 from tailor.train import sft
-from tailor.train.common import TRAINING_METRICS, VALIDATION_METRICS, TrainSpec
+from tailor.train.spec import TrainSpec
+from tailor.trained import TRAINING_METRICS, VALIDATION_METRICS
 from tests.conftest import SEED_002_SYSTEM
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,8 @@ def test_memorizes_the_85_bedrock_faq_pairs(home, tmp_path, bedrock_faq):
     exact = sum(a == t for a, t in zip(answers, taught))
     assert exact >= 81, f"only {exact}/85 taught answers reproduced"
 
-    # SPEC §4 metrics: one row per optimizer step, steps counted from 0; no validation file.
+    # The training metrics CSV (docs/training.md): one row per optimizer step, steps counted from 0;
+    # no validation file, so no validation metrics.
     rows = read_csv(outcome.output_dir / TRAINING_METRICS)
     result = outcome.manifest["result"]
     assert list(rows[0]) == ["step_number", "epoch_number", "training_loss", "perplexity"]
@@ -62,7 +64,7 @@ def test_memorizes_the_85_bedrock_faq_pairs(home, tmp_path, bedrock_faq):
 def test_early_stopping_keeps_the_best_checkpoint(home, tmp_path):
     """Demo data, paraphrased questions as validation: stops early; the kept model is the best."""
     from tailor.catalog import CustomizationType, resolve_model
-    from tailor.train.common import mean_loss
+    from tailor.train.loop import mean_loss
     from tailor.weights import device
 
     assets = resources.files("tailor.assets")
@@ -125,14 +127,24 @@ def test_lora_on_a_local_model_folder(home, tmp_path):
     assert outcome.manifest["result"]["validation_losses"] == []  # no validation file given
     rows = read_csv(outcome.output_dir / TRAINING_METRICS)
     assert float(rows[-1]["training_loss"]) < float(rows[0]["training_loss"])
-    tuned = load_for_inference(str(outcome.output_dir), get_settings(), progress=False)
-    answer = chat(tuned, ["Code 3?"], max_new_tokens=16)
-    assert isinstance(answer[0], str)
-
-    # The adapter loaded for generation is the trained one: it changes the base model's output.
+    # The adapter loaded for generation is the trained one: the taught answers are likelier with it
+    # than with the base alone (measured: mean loss 5.6 against 7.4 after these three epochs, too
+    # few to reproduce the answers word for word), and it changes the base model's output.
     import torch
 
+    from tailor.catalog import CustomizationType, resolve_model
+    from tailor.data.validate import load_records
+    from tailor.train.loop import mean_loss
+    from tailor.weights import device
+
+    tuned = load_for_inference(str(outcome.output_dir), get_settings(), progress=False)
     base = load_for_inference(str(folder), get_settings(), progress=False)
+    records = load_records(str(train_file), CustomizationType.FINE_TUNING, resolve_model(str(folder), get_settings()),
+                           purpose="training")
+    examples = sft.examples_for(records, tuned.tokenizer)
+    tuned_loss = mean_loss(tuned.model, examples, 8, tuned.tokenizer.pad_token_id, device())
+    base_loss = mean_loss(base.model, examples, 8, base.tokenizer.pad_token_id, device())
+    assert tuned_loss < 0.9 * base_loss, (tuned_loss, base_loss)
     prompt = torch.tensor([tuned.tokenizer("Code 3? The code is 21.")["input_ids"]])
     with torch.no_grad():
         difference = (tuned.model(prompt).logits - base.model(prompt).logits).abs().max()
@@ -146,7 +158,9 @@ def test_a_failed_run_leaves_no_output(home, tmp_path):
     bad.write_text('{"prompt": "a", "completion": ""}\n' * 10)
     with pytest.raises(InvalidInput) as error:
         sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(bad), tmp_path / "run", progress=False))
-    assert "line 1: completion" in error.value.message and "nothing was trained" in error.value.message
+    # The same problem on all ten lines is reported once, with the lines it was found on.
+    assert "lines 1, 2, 3 and 7 more: completion: must not be empty" in error.value.message
+    assert "nothing was trained" in error.value.message
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob(".run.partial-*"))
 

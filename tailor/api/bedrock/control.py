@@ -1,10 +1,11 @@
-"""Bedrock control-plane routes: HTTP <-> ``tailor.services`` (customization, deployments), nothing more.
+"""Bedrock control-plane routes: HTTP <-> ``tailor.services``, nothing more.
 
 Each operation's method, path and success status come from botocore's service model
 (``shapes.http_binding``); its parameters are gathered from the path, the query string and the
-JSON body, validated against the model, passed to a service function, and the result is shaped
-by the model's output shape. ``OPERATIONS`` is the one list of what Tailor answers (a test keeps
-it in step with SPEC §0).
+JSON body, validated against the model, converted (jobs: ``api/bedrock/jobs.py``, into the job
+model every dialect shares), passed to a service function, and the result is shaped by the
+model's output shape. ``OPERATIONS`` is the one list of what Tailor answers
+(``tests/api/bedrock/test_operations.py`` keeps it in step with what the server routes).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from tailor.api.bedrock.errors import error_response
-from tailor.api.bedrock.shapes import http_binding, parse_json, shape_output, validate_input
-from tailor.errors import InvalidInput, show_value
-from tailor.jobs.store import Store
-from tailor.services import customization as jobs
-from tailor.services import deployments, evaluations
+from tailor.api.bedrock import jobs
+from tailor.api.bedrock.errors import error_json
+from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
+from tailor.api.request_json import json_object
+from tailor.services import customization, deployments, evaluations, models, tags
 from tailor.settings import Settings
+from tailor.store.db import Store
 
 
 @dataclass(frozen=True)
@@ -33,18 +34,23 @@ class Caller:
 
 
 OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
-    "CreateModelCustomizationJob": lambda c, p: jobs.create_job(c.store, c.settings, c.principal, p),
-    "GetModelCustomizationJob": lambda c, p: jobs.get_job(c.store, c.principal, p["jobIdentifier"]),
-    "ListModelCustomizationJobs": lambda c, p: jobs.list_jobs(c.store, c.principal, p),
-    "StopModelCustomizationJob": lambda c, p: jobs.stop_job(c.store, c.principal, p["jobIdentifier"]),
-    "ListFoundationModels": lambda c, p: jobs.list_foundation_models(c.settings, p),
-    "GetFoundationModel": lambda c, p: jobs.get_foundation_model(c.settings, p["modelIdentifier"]),
-    "ListCustomModels": lambda c, p: jobs.list_custom_models(c.store, c.settings, c.principal, p),
-    "GetCustomModel": lambda c, p: jobs.get_custom_model(c.store, c.principal, p["modelIdentifier"]),
-    "DeleteCustomModel": lambda c, p: jobs.delete_custom_model(c.store, c.principal, p["modelIdentifier"]),
-    "TagResource": lambda c, p: jobs.tag_resource(c.store, c.principal, p["resourceARN"], p["tags"]),
-    "UntagResource": lambda c, p: jobs.untag_resource(c.store, c.principal, p["resourceARN"], p["tagKeys"]),
-    "ListTagsForResource": lambda c, p: jobs.list_tags(c.store, c.principal, p["resourceARN"]),
+    "CreateModelCustomizationJob": lambda c, p: {"jobArn": customization.create_job(
+        c.store, c.settings, c.principal, jobs.customization_request(p))},
+    "GetModelCustomizationJob":
+        lambda c, p: jobs.customization_job(customization.get_job(c.store, c.principal, p["jobIdentifier"])),
+    "ListModelCustomizationJobs":
+        lambda c, p: jobs.customization_jobs(*customization.list_jobs(c.store, c.principal, p)),
+    "StopModelCustomizationJob": lambda c, p: customization.stop_job(c.store, c.principal, p["jobIdentifier"]) or {},
+    "ListFoundationModels": lambda c, p: models.list_foundation_models(c.settings, p),
+    "GetFoundationModel": lambda c, p: models.get_foundation_model(c.settings, p["modelIdentifier"]),
+    "ListCustomModels": lambda c, p: jobs.custom_models(*models.list_custom_models(c.store, c.principal, p),
+                                                           c.settings.account_id),
+    "GetCustomModel":
+        lambda c, p: jobs.custom_model(models.get_custom_model(c.store, c.principal, p["modelIdentifier"])),
+    "DeleteCustomModel": lambda c, p: models.delete_custom_model(c.store, c.principal, p["modelIdentifier"]),
+    "TagResource": lambda c, p: tags.tag_resource(c.store, c.principal, p["resourceARN"], p["tags"]),
+    "UntagResource": lambda c, p: tags.untag_resource(c.store, c.principal, p["resourceARN"], p["tagKeys"]),
+    "ListTagsForResource": lambda c, p: tags.list_tags(c.store, c.principal, p["resourceARN"]),
     "CreateProvisionedModelThroughput":
         lambda c, p: deployments.create_provisioned_throughput(c.store, c.settings, c.principal, p),
     "GetProvisionedModelThroughput":
@@ -62,33 +68,21 @@ OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
     "UpdateCustomModelDeployment": lambda c, p: deployments.update_custom_model_deployment(c.store, c.principal, p),
     "DeleteCustomModelDeployment": lambda c, p: deployments.delete_custom_model_deployment(
         c.store, c.principal, p["customModelDeploymentIdentifier"]),
-    "CreateEvaluationJob": lambda c, p: evaluations.create_evaluation_job(c.store, c.settings, c.principal, p),
-    "GetEvaluationJob": lambda c, p: evaluations.get_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
-    "ListEvaluationJobs": lambda c, p: evaluations.list_evaluation_jobs(c.store, c.principal, p),
+    "CreateEvaluationJob": lambda c, p: {"jobArn": evaluations.create_evaluation_job(
+        c.store, c.settings, c.principal, jobs.evaluation_request(p))},
+    "GetEvaluationJob":
+        lambda c, p: jobs.evaluation_job(evaluations.get_evaluation_job(c.store, c.principal, p["jobIdentifier"])),
+    "ListEvaluationJobs": lambda c, p: jobs.evaluation_jobs(*evaluations.list_evaluation_jobs(c.store, c.principal, p)),
     "StopEvaluationJob": lambda c, p: evaluations.stop_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
     "BatchDeleteEvaluationJob":
         lambda c, p: evaluations.batch_delete_evaluation_jobs(c.store, c.principal, p["jobIdentifiers"]),
 }
 
 
-def error_json(error: Exception) -> JSONResponse:
-    status, headers, body = error_response(error)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _params(request: Request, body: bytes) -> dict:
     params: dict = json_object(body) if body.strip() else {}
     params.update(request.query_params)
     params.update(request.path_params)
-    return params
-
-
-def json_object(body: bytes) -> dict:
-    """A request body's JSON object (``shapes.parse_json``: bad UTF-8, nesting, numbers or text are
-    a ValidationException naming where, not a 500)."""
-    params = parse_json(body)
-    if not isinstance(params, dict):
-        raise InvalidInput(f"body: must be a JSON object, got {show_value(params)}")
     return params
 
 

@@ -1,8 +1,9 @@
 """bedrock-runtime routes: InvokeModel, InvokeModelWithResponseStream, Converse, ConverseStream, CountTokens.
 
 Thin, like the control plane: requests are checked against botocore's bedrock-runtime model
-(``shapes``), converted to one ``ChatRequest`` by the pure functions of ``convert``, answered by
-the engine through ``tailor.api.serving``, and converted back. Streams use the AWS event-stream
+(``shapes``), converted to one ``ChatRequest`` by pure functions (``convert`` for InvokeModel's
+native bodies, ``converse``, ``count_tokens``), answered by the engine through
+``tailor.api.serving``, and converted back. Streams use the AWS event-stream
 framing (``eventstream``) that botocore decodes; an error after the stream has started is sent
 as an exception event, as the original does.
 """
@@ -18,9 +19,20 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import serving
 from tailor.api.bedrock import convert, eventstream
-from tailor.api.bedrock.control import error_json, json_object
-from tailor.api.bedrock.errors import error_code
-from tailor.api.bedrock.shapes import http_binding, input_locations, shape_output, validate_input
+from tailor.api.bedrock.converse import (
+    ConverseStream,
+    converse_request,
+    converse_response,
+)
+from tailor.api.bedrock.count_tokens import count_tokens_request
+from tailor.api.bedrock.errors import error_code, error_json
+from tailor.api.bedrock.shapes import (
+    http_binding,
+    input_locations,
+    shape_output,
+    validate_input,
+)
+from tailor.api.request_json import json_object
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Completion, TextDelta
 
@@ -38,9 +50,7 @@ STREAM_EXCEPTIONS = {
 
 
 def add_routes(app: FastAPI) -> None:
-    for operation, handler in (("InvokeModel", invoke_model), ("InvokeModelWithResponseStream", invoke_stream),
-                               ("Converse", converse), ("ConverseStream", converse_stream),
-                               ("CountTokens", count_tokens)):
+    for operation, handler in OPERATIONS.items():
         method, uri, _ = http_binding(operation)
         # The model id is an ARN with "/" in it once decoded: the parameter takes it whole.
         app.add_api_route(uri.replace("{modelId}", "{modelId:path}"), handler, methods=[method], name=operation)
@@ -140,9 +150,9 @@ async def converse(request: Request) -> Response:
     started = time.monotonic()
     try:
         _, validated, invocable = await _begin(request, "Converse", _converse_params(await _json_body(request)))
-        chat = convert.converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
+        chat = converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
         completion = await serving.answer(request.app, invocable, chat)
-        result = convert.converse_response(completion, latency_ms=round((time.monotonic() - started) * 1000))
+        result = converse_response(completion, latency_ms=round((time.monotonic() - started) * 1000))
         return JSONResponse(shape_output("Converse", result))
     except Exception as error:
         return error_json(error)
@@ -152,11 +162,11 @@ async def converse_stream(request: Request) -> Response:
     try:
         _, validated, invocable = await _begin(request, "ConverseStream",
                                                _converse_params(await _json_body(request)))
-        chat = convert.converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
+        chat = converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
         return error_json(error)
-    stream = convert.ConverseStream()
+    stream = ConverseStream()
 
     def encode(piece: tuple[str, dict]) -> bytes:
         return eventstream.event(*piece)
@@ -173,8 +183,19 @@ async def converse_stream(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     try:
         _, validated, invocable = await _begin(request, "CountTokens", await _json_body(request))
-        chat = convert.count_tokens_request(validated, kind=invocable.body, default_max_tokens=DEFAULT_MAX_TOKENS)
+        chat = count_tokens_request(validated, kind=invocable.body, default_max_tokens=DEFAULT_MAX_TOKENS)
         tokens = await request.app.state.engine.count_tokens(invocable.target, chat)
         return JSONResponse(shape_output("CountTokens", {"inputTokens": tokens}))
     except Exception as error:
         return error_json(error)
+
+
+# The bedrock-runtime operations Tailor answers (tests/api/bedrock/test_operations.py keeps this and
+# control.OPERATIONS in step with what the server answers).
+OPERATIONS = {
+    "InvokeModel": invoke_model,
+    "InvokeModelWithResponseStream": invoke_stream,
+    "Converse": converse,
+    "ConverseStream": converse_stream,
+    "CountTokens": count_tokens,
+}

@@ -14,9 +14,8 @@ rest-json). Tailor uses them at the HTTP edge instead of restating them:
   lacks left out. In strict mode it raises instead when ``data`` breaks the output shape, so
   tests prove our responses keep the contract.
 * ``http_binding(operation)`` gives the method, URI template and success status.
-* ``parse_json(data)`` reads a request's JSON as the edge accepts it: UTF-8, at most
-  ``MAX_JSON_DEPTH`` levels deep, finite numbers, no lone surrogates — anything else is one
-  ``InvalidInput`` naming where, never an exception that would end as a 500.
+* A request's JSON is read strictly before any of this (``tailor.api.request_json``); a string
+  the model documents as JSON (``JSON_TEXT``) is read the same way.
 
 Client input never reaches a 500 from here: integers without a ``min``/``max`` in the model are
 held to the range of the Java ``int``/``long`` the original service parses them into (which a
@@ -36,17 +35,21 @@ import binascii
 import datetime as dt
 import difflib
 import functools
-import json
 import math
 import os
 import re
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from botocore.loaders import Loader
 
-from tailor.api.bedrock.errors import writable
+from tailor.api.errors import problems_message, writable
+from tailor.api.request_json import (
+    INTEGER_LIMITS,
+    PLAIN_KEY,
+    json_problems,
+    lone_surrogate,
+)
 from tailor.errors import InvalidInput, show_value
 
 SERVICE_NAME = "bedrock"
@@ -63,22 +66,10 @@ STRICT_OUTPUT = os.environ.get("TAILOR_STRICT_OUTPUT", "") not in ("", "0")
 _LINEAR_EQUIVALENTS = ((r"(-*[a-zA-Z0-9\+\-\.])", r"([a-zA-Z0-9\+\-\.])"),)
 
 _LOCATED = ("uri", "querystring", "header")
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # Numbers in a query string or header. 40 digits is past every integer shape's range and far below
 # the 4300 digits past which Python refuses to convert text to int.
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,40}")
 _DECIMAL_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
-
-# The original service parses integer shapes into Java ints and longs; where the model gives no
-# min or max, those are the bounds (10**20 model units must be a ValidationException, not an
-# overflow in the database).
-INTEGER_LIMITS = {"integer": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
-
-# How deep request JSON may nest. The deepest request the models define nests about a dozen levels;
-# much deeper input only exhausts the recursion of whatever walks it next (the parser, the checker,
-# the JSON encoder, the database driver) and would end as a 500.
-MAX_JSON_DEPTH = 100
-_MAX_JSON_PROBLEMS = 10
 
 # String shapes whose text the model documents as JSON, which Tailor reads: checked like a body.
 JSON_TEXT = ("EvaluationModelInferenceParams",)
@@ -164,6 +155,47 @@ def input_locations(operation: str) -> dict[str, tuple[str, str]]:
     return locations
 
 
+# The model's patterns in words, by shape name, for the shapes Tailor's operations read: a caller
+# who sent "http://bucket/file" needs "an s3:// URI", not a regular expression. A pattern missing
+# here is quoted as it is. Each entry says what the pattern accepts, no more and no less.
+_S3 = ("(a bucket of 3 to 63 lowercase letters, digits, dots and hyphens; a path of letters, digits and "
+       "- ! _ * ' ( ) .)")
+_NAME = ("letters and digits, each optionally followed by one hyphen or underscore "
+         "(no two separators in a row, none first)")
+_JOB_NAME = "a letter or digit, then letters, digits, hyphens, dots and plus signs"
+PATTERN_WORDS: dict[str, str] = {
+    "S3Uri": f"must be an s3:// URI such as s3://bucket/path/file.jsonl {_S3}",
+    "S3UriFolder": f"must be an s3:// folder URI ending in /, such as s3://bucket/output/ {_S3}",
+    "kBS3Uri": "must be an s3:// URI with a path, such as s3://bucket/path/file.jsonl",
+    "runtime.S3Uri": "must be an s3:// URI such as s3://bucket/path/file.jsonl",
+    "JobName": f"must be {_JOB_NAME}",
+    "ModelCustomizationJobIdentifier": f"must be a customization job's ARN, or its name: {_JOB_NAME}",
+    "EvaluationJobName": ("must be lowercase letters, digits and hyphens, starting and ending with a letter or "
+                          "digit, with no two hyphens in a row"),
+    "EvaluationJobIdentifier": ("must be an evaluation job ARN such as "
+                                "arn:aws:bedrock:us-east-1:123456789012:evaluation-job/abcdefghijkl"),
+    "CustomModelName": f"must be {_NAME}",
+    "ModelDeploymentName": f"must be {_NAME}",
+    "ProvisionedModelName": f"must be {_NAME}",
+    "CustomModelDeploymentIdentifier": f"must be a custom model deployment's ARN, or its name: {_NAME}",
+    "ProvisionedModelId": f"must be a provisioned throughput's ARN, or its name: {_NAME}",
+    "RoleArn": "must be an IAM role ARN such as arn:aws:iam::123456789012:role/BedrockCustomization",
+    "KmsKeyId": "must be a KMS key id, a key ARN, an alias (alias/NAME) or an alias ARN",
+    "LambdaArn": "must be a Lambda function ARN such as arn:aws:lambda:us-east-1:123456789012:function:grade",
+    "TagKey": "may hold only letters, digits, whitespace and . _ : / = + @ -",
+    "TagValue": "may hold only letters, digits, whitespace and . _ : / = + @ -",
+    "IdempotencyToken": "must be letters, digits and hyphens, starting and ending with a letter or digit",
+    "PaginationToken": "must not contain whitespace (pass back the nextToken of the previous page)",
+}
+
+
+@functools.cache
+def pattern_words() -> dict[str, str]:
+    """``PATTERN_WORDS`` keyed by the pattern itself, which is all a string checker sees."""
+    shapes = _combined()["shapes"]
+    return {shapes[name]["pattern"]: words for name, words in PATTERN_WORDS.items()}
+
+
 @functools.cache
 def compiled_pattern(pattern: str) -> re.Pattern[str] | None:
     """A model pattern compiled for ``fullmatch``, or None when it is Java-only syntax."""
@@ -173,91 +205,6 @@ def compiled_pattern(pattern: str) -> re.Pattern[str] | None:
         return re.compile(pattern, re.ASCII)  # Java's \s, \d, \w are ASCII-only by default
     except re.error:
         return None
-
-
-# ---------------------------------------------------------------- request JSON
-
-
-def parse_json(data: bytes | str, field: str = "body") -> Any:
-    """The JSON value of a request body (or of JSON text in a member), or one ``InvalidInput``.
-
-    Stricter than ``json.loads``, and each refusal names where: bytes must be UTF-8 (not guessed,
-    no encoded surrogates); nesting at most ``MAX_JSON_DEPTH`` levels; numbers finite (``NaN``,
-    ``Infinity`` and literals past a double's range like ``1e999`` are not JSON numbers); no text
-    or key holding a lone surrogate (``"\\ud800"``), which no UTF-8 encoder -- of a response, a
-    log line or the database -- can write.
-    """
-    value, problems = json_problems(data, field)
-    if problems:
-        lines = [f"{path}: {problem}" for path, problem in problems]
-        raise InvalidInput(lines[0] if len(lines) == 1 else problems_message(lines))
-    return value
-
-
-def json_problems(data: bytes | str, field: str = "body", *,
-                  inside: bool = False) -> tuple[Any, list[tuple[str, str]]]:
-    """``(value, [(path, problem), ...])`` for request JSON; see ``parse_json``.
-
-    Paths name members as the wire JSON does (``messages[0].content``); a problem with the text as
-    a whole, or with a value at its root, is reported under ``field``. ``inside``: the JSON is the
-    text of the member ``field``, so its paths start there (``...inferenceParams.inferenceConfig``).
-    """
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = bytes(data).decode("utf-8")
-        except UnicodeDecodeError as error:
-            return None, [(field, f"must be UTF-8 JSON; byte {error.start} is not UTF-8")]
-    try:
-        value = json.loads(data)
-    except json.JSONDecodeError as error:
-        return None, [(field, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}")]
-    except RecursionError:
-        return None, [(field, f"nested more than {MAX_JSON_DEPTH} levels deep")]
-    except ValueError:  # an integer literal past Python's limit on digits
-        return None, [(field, f"not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits")]
-    problems: list[tuple[str, str]] = []
-    _walk_json(value, field if inside else "", field, 1, problems)
-    return value, problems
-
-
-def _walk_json(value: Any, path: str, field: str, depth: int, problems: list[tuple[str, str]]) -> None:
-    if len(problems) >= _MAX_JSON_PROBLEMS:
-        return
-    where = path or field
-    if depth > MAX_JSON_DEPTH:  # the path down there is a hundred "[0]"s: its start says where
-        problems.append((where if len(where) <= 120 else where[:117] + "...",
-                         f"nested more than {MAX_JSON_DEPTH} levels deep"))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            key_path = _key_path(path, key)
-            if (at := lone_surrogate(key)) is not None:
-                problems.append((key_path, f"the key is not valid Unicode: a lone surrogate at character {at}"))
-            _walk_json(item, key_path, field, depth + 1, problems)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _walk_json(item, f"{path}[{index}]" if path else f"{field}[{index}]", field, depth + 1, problems)
-    elif isinstance(value, float) and not math.isfinite(value):
-        problems.append((where, "must be a finite number; NaN, Infinity and numbers beyond 1.8e308 are not"))
-    elif isinstance(value, str) and (at := lone_surrogate(value)) is not None:
-        problems.append((where, f"not valid Unicode: a lone surrogate at character {at}"))
-
-
-def lone_surrogate(text: str) -> int | None:
-    """The index of the first lone surrogate in ``text`` (``"\\ud800"`` in JSON), or None.
-
-    Such text cannot be encoded as UTF-8, so nothing can write it: a request holding one is refused.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return error.start
-    return None
-
-
-def _key_path(path: str, key: str) -> str:
-    if _PLAIN_KEY.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{key!r}]"  # repr escapes what cannot be printed, lone surrogates included
 
 
 # ---------------------------------------------------------------- requests
@@ -287,12 +234,6 @@ def validate_input(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     return coerced
 
 
-def problems_message(problems: list[str]) -> str:
-    """``"2 validation errors detected:\\n  a: ...\\n  b: ..."``: one line per problem."""
-    plural = "" if len(problems) == 1 else "s"
-    return f"{len(problems)} validation error{plural} detected:\n  " + "\n  ".join(problems)
-
-
 def member_problems(structure: str, member: str, value: Any) -> list[str]:
     """Problems of ``value`` as the member ``member`` of the model's shape ``structure``.
 
@@ -319,12 +260,6 @@ def _by_member_name(shape_name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- responses
-
-
-def output_member_names(operation: str) -> set[str]:
-    """The members the operation's response body may carry."""
-    shape_name = _operation(operation).get("output", {}).get("shape")
-    return set(_shape(shape_name)["members"]) if shape_name else set()
 
 
 def shape_output(operation: str, data: dict[str, Any], *, strict: bool | None = None) -> dict[str, Any]:
@@ -467,7 +402,7 @@ def _check_map(shape: dict, value: Any, path: str, problems: list[str], text: bo
         problems.append(f"{path}: must have {bounds} entries, got {len(value)}")
     result = {}
     for key, item in value.items():
-        key_path = f"{path}.{key}" if _PLAIN_KEY.fullmatch(str(key)) else f"{path}[{str(key)!r}]"
+        key_path = f"{path}.{key}" if PLAIN_KEY.fullmatch(str(key)) else f"{path}[{str(key)!r}]"
         key_problems: list[str] = []
         _check(shape["key"]["shape"], key, "key", key_problems)
         problems.extend(f"{key_path}: {problem}" for problem in key_problems)
@@ -488,7 +423,8 @@ def _check_string(shape: dict, value: Any, path: str, problems: list[str], text:
         problems.append(f"{path}: must be one of {', '.join(shape['enum'])}{got}")
     elif "pattern" in shape and (pattern := compiled_pattern(shape["pattern"])) is not None:
         if not pattern.fullmatch(value):
-            problems.append(f"{path}: must match {shape['pattern']}{got}")
+            words = pattern_words().get(shape["pattern"]) or f"must match {shape['pattern']}"
+            problems.append(f"{path}: {words}{got}")
     return value
 
 

@@ -19,8 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tailor.api import serving
-from tailor.api.openai import convert
+from tailor.api import chat_body, serving
+from tailor.api.openai.errors import error_body
+from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, show_value
 from tailor.serve.protocol import TextDelta
 from tailor.services import inference, job_events
@@ -37,7 +38,7 @@ def add_routes(app: FastAPI) -> None:
 
 
 def _error(error: Exception) -> JSONResponse:
-    status, body = convert.error_body(error)
+    status, body = error_body(error)
     return JSONResponse(body, status_code=status)
 
 
@@ -48,24 +49,24 @@ async def _principal(request: Request) -> str:
 async def chat_completions(request: Request) -> Response:
     try:
         principal = await _principal(request)
-        body = convert.parse_body(await request.body())
-        chat = convert.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
-        streaming, include_usage = convert.stream_settings(body)
-        invocable = await serving.resolve(request.app, principal, body["model"])
+        body = chat_body.read(parse_json(await request.body()))
+        chat = chat_body.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
+        model = body.model or ""  # read() requires it
+        invocable = await serving.resolve(request.app, principal, model)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if not streaming:
+        if not body.stream:
             completion = await serving.answer(request.app, invocable, chat)
-            return JSONResponse(convert.chat_completion(completion, model=body["model"], completion_id=completion_id,
-                                                        created=created))
+            return JSONResponse(chat_body.chat_completion(completion, model=model, completion_id=completion_id,
+                                                          created=created))
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
         return _error(error)
-    chunks = convert.ChatChunks(model=body["model"], completion_id=completion_id, created=created,
-                                include_usage=include_usage)
+    chunks = chat_body.ChatChunks(model=model, completion_id=completion_id, created=created,
+                                  include_usage=body.include_usage)
     return StreamingResponse(_sse(events, chunks), media_type="text/event-stream")
 
 
-async def _sse(events, chunks: convert.ChatChunks):
+async def _sse(events, chunks: chat_body.ChatChunks):
     def line(payload: dict) -> bytes:
         return f"data: {json.dumps(payload)}\n\n".encode()
 
@@ -76,7 +77,7 @@ async def _sse(events, chunks: convert.ChatChunks):
             for chunk in (chunks.delta(event.text) if isinstance(event, TextDelta) else chunks.finish(event)):
                 yield line(chunk)
     except Exception as error:  # after the first byte the status is sent: report in-band, as OpenAI does
-        yield line(convert.error_body(error)[1])
+        yield line(error_body(error)[1])
     yield b"data: [DONE]\n\n"
 
 

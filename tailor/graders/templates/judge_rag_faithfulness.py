@@ -3,27 +3,26 @@
 For context-based question answering: the model must answer from the passages it is given, and
 say so when they do not hold the answer, rather than answer from memory or invent.
 
-The judge model is reached through an OpenAI-compatible chat-completions API, by default Tailor's
-own serving API; configure it with environment variables (in the server's environment, or per
-grader with `tailor graders create NAME --file THIS.py --env NAME=VALUE`):
-    TAILOR_JUDGE_URL      base URL, default http://127.0.0.1:8080/v1
-    TAILOR_JUDGE_MODEL    the judge: a model id, custom model or deployment name (required)
-    TAILOR_JUDGE_API_KEY  bearer key (for Tailor: the api_key `tailor keys create` prints)
-
 Record fields read:
     context           the retrieved passages: a string or a list of strings (also read from
                       "documents" or "passages"); when absent, the prompt itself (system and user
                       messages) is taken to hold the context
     reference_answer  a reference answer (optional), shown to the judge
 
-The rating N becomes the reward (N - 1) / 9, the metric faithfulness. A judge that cannot be
-reached or gives no parsable rating scores 0 with judge_error = 1 (and the reason in the log):
-never a made-up score.
-Give the grader a timeout long enough for a batch of judge calls (e.g. --timeout 300).
+The reward is the judge's rating N as (N - 1) / 9, the metric faithfulness; a judge error scores 0
+with judge_error = 1, never a made-up score. Register TAILOR_JUDGE_URL, TAILOR_JUDGE_MODEL and
+TAILOR_JUDGE_API_KEY with the grader, and a timeout for a batch of judge calls:
+tailor/graders/judging.py says how.
 """
 
-from tailor.graders.contract import completion_of, field_of, prompt_of, reference_of, text_of
-from tailor.graders.judging import judge_batch
+from tailor.graders.contract import (
+    completion_of,
+    field_of,
+    prompt_of,
+    reference_of,
+    text_of,
+)
+from tailor.graders.judging import judge_batch, sections, transcript
 
 INSTRUCTIONS = "Rate how faithful the response is to the context: is everything it claims supported there?"
 CRITERIA = """\
@@ -41,13 +40,12 @@ def lambda_handler(event, context):
 def build_prompt(sample):
     messages = prompt_of(sample)
     questions = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
-    parts = [INSTRUCTIONS, "", "[Criteria]", CRITERIA, "", "[Context]", context_text(sample, messages), "",
-             "[Question]", questions[-1] if questions else "(none)"]
-    reference = reference_of(sample)
-    if reference:
-        parts += ["", "[A reference answer]", str(reference)]
-    parts += ["", "[Response to rate]", completion_of(sample) or "(empty)"]
-    return "\n".join(parts)
+    return sections(INSTRUCTIONS,
+                    ("Criteria", CRITERIA),
+                    ("Context", context_text(sample, messages)),
+                    ("Question", questions[-1] if questions else "(none)"),
+                    ("A reference answer", reference_of(sample) or None),
+                    ("Response to rate", completion_of(sample) or "(empty)"))
 
 
 def context_text(sample, messages):
@@ -58,4 +56,4 @@ def context_text(sample, messages):
         if isinstance(value, list) and value:
             passages = [item.get("text", "") if isinstance(item, dict) else str(item) for item in value]
             return "\n\n".join(f"[{number}] {passage}" for number, passage in enumerate(passages, 1))
-    return "\n".join(f"{m['role'].upper()}: {text_of(m.get('content'))}" for m in messages)
+    return transcript(messages)

@@ -3,24 +3,17 @@
 For specialized domains (law, medicine, finance, science) where an answer is only as good as the
 reasoning behind it, and a verifier function is hard to write.
 
-The judge model is reached through an OpenAI-compatible chat-completions API, by default Tailor's
-own serving API; configure it with environment variables (in the server's environment, or per
-grader with `tailor graders create NAME --file THIS.py --env NAME=VALUE`):
-    TAILOR_JUDGE_URL      base URL, default http://127.0.0.1:8080/v1
-    TAILOR_JUDGE_MODEL    the judge: a model id, custom model or deployment name (required)
-    TAILOR_JUDGE_API_KEY  bearer key (for Tailor: the api_key `tailor keys create` prints)
-
 Record fields read: the messages (the question); reference_answer (optional: the correct answer,
 and its reasoning if you have it), shown to the judge as the truth.
 
-The rating N becomes the reward (N - 1) / 9, the metric reasoning_quality. A judge that cannot be
-reached or gives no parsable rating scores 0 with judge_error = 1 (and the reason in the log):
-never a made-up score. Edit DOMAIN and CRITERIA for your field.
-Give the grader a timeout long enough for a batch of judge calls (e.g. --timeout 300).
+The reward is the judge's rating N as (N - 1) / 9, the metric reasoning_quality; a judge error
+scores 0 with judge_error = 1, never a made-up score. Register TAILOR_JUDGE_URL, TAILOR_JUDGE_MODEL
+and TAILOR_JUDGE_API_KEY with the grader, and a timeout for a batch of judge calls:
+tailor/graders/judging.py says how. Edit DOMAIN and CRITERIA for your field.
 """
 
 from tailor.graders.contract import completion_of, prompt_of, reference_of, text_of
-from tailor.graders.judging import judge_batch
+from tailor.graders.judging import judge_batch, sections
 
 DOMAIN = "the question's field"
 INSTRUCTIONS = f"Rate the reasoning and the final answer of the response, as an expert in {DOMAIN}."
@@ -40,9 +33,8 @@ def lambda_handler(event, context):
 
 def build_prompt(sample):
     question = "\n".join(text_of(m.get("content")) for m in prompt_of(sample) if m.get("role") != "system")
-    parts = [INSTRUCTIONS, "", "[Criteria]", CRITERIA, "", "[Question]", question]
-    reference = reference_of(sample)
-    if reference:
-        parts += ["", "[Reference answer (the truth)]", str(reference)]
-    parts += ["", "[Response to rate]", completion_of(sample) or "(empty)"]
-    return "\n".join(parts)
+    return sections(INSTRUCTIONS,
+                    ("Criteria", CRITERIA),
+                    ("Question", question),
+                    ("Reference answer (the truth)", reference_of(sample) or None),
+                    ("Response to rate", completion_of(sample) or "(empty)"))

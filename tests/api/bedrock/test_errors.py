@@ -13,7 +13,8 @@ from botocore.model import ServiceModel
 from botocore.parsers import RestJSONParser
 
 from tailor.api.bedrock import shapes
-from tailor.api.bedrock.errors import ERROR_CODES, INTERNAL_ERROR, error_code, error_response
+from tailor.api.bedrock.errors import error_code, error_response
+from tailor.api.errors import HTTP_ERRORS, INTERNAL
 from tailor.errors import (
     AccessDenied,
     Conflict,
@@ -68,8 +69,15 @@ def test_every_code_and_status_agrees_with_the_bedrock_models():
     declared = {name: shape["error"]["httpStatusCode"]
                 for service in ("bedrock-runtime", "bedrock")  # the control plane's wins a clash
                 for name, shape in shapes.service_model(service)["shapes"].items() if shape.get("exception")}
-    for code, status in [*ERROR_CODES.values(), INTERNAL_ERROR]:
-        assert declared[code] == status, code
+    for answer in [*HTTP_ERRORS.values(), INTERNAL]:
+        assert declared[answer.aws_code] == answer.aws_status, answer.aws_code
+
+
+@pytest.mark.parametrize("cls", list(HTTP_ERRORS))
+def test_the_aws_envelope_reads_the_one_table(cls):
+    error = cls({"x": "y"}) if cls is InvalidHyperparameters else cls("m")
+    status, headers, _ = error_response(error)
+    assert (headers["x-amzn-ErrorType"], status) == (HTTP_ERRORS[cls].aws_code, HTTP_ERRORS[cls].aws_status)
 
 
 class _Body:

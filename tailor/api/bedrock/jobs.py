@@ -1,0 +1,254 @@
+"""Bedrock's job operations <-> the job model (``tailor.jobs.spec``): pure converters, no I/O.
+
+A create request becomes a dialect-neutral request (refusing here what only this dialect can ask
+and Tailor does not do); a stored job (row + resolved spec) becomes the response botocore's model
+describes. ``FIELDS`` gives errors found while resolving a request this dialect's field names.
+"""
+
+from __future__ import annotations
+
+from tailor.catalog import CustomizationType
+from tailor.errors import InvalidInput
+from tailor.jobs.spec import (
+    CustomizationRequest,
+    DatasetRequest,
+    EvaluationRequest,
+    Fields,
+    ModelRequest,
+)
+from tailor.services.customization import JobView
+from tailor.services.evaluations import EvaluationJobView
+from tailor.services.models import CustomModelView
+from tailor.store.jobs import CustomModel, Job
+from tailor.train.hyperparams import RFT_WIRE_NAMES
+
+RFT_GRADER = "customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn"
+CUSTOMIZATION_FIELDS = Fields(
+    name="jobName", model_name="customModelName", kind="customizationType", base_model="baseModelIdentifier",
+    training_uri="trainingDataConfig.s3Uri", validation_uri="validationDataConfig.validators[{i}].s3Uri",
+    output_uri="outputDataConfig.s3Uri", hyperparameters="hyperParameters", grader=RFT_GRADER,
+)
+EVALUATION_FIELDS = Fields(
+    name="jobName", model_name="", kind="", base_model="", training_uri="", validation_uri="",
+    output_uri="outputDataConfig.s3Uri", hyperparameters="",
+    dataset_uri="evaluationConfig.automated.datasetMetricConfigs[{i}].dataset.datasetLocation.s3Uri",
+    metrics="evaluationConfig.automated.datasetMetricConfigs[{i}].metricNames",
+    model="inferenceConfig.models[{i}].bedrockModel",
+    judge="evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]",
+)
+
+
+def _tags(tags: list[dict] | None) -> tuple[tuple[str, str], ...]:
+    return tuple((tag["key"], tag["value"]) for tag in tags or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Customization jobs
+
+
+def customization_request(params: dict) -> CustomizationRequest:
+    """A validated CreateModelCustomizationJob request as the job model's request."""
+    if not (params.get("trainingDataConfig") or {}).get("s3Uri"):
+        raise InvalidInput("trainingDataConfig.s3Uri: required (invocation logs as training data are not "
+                           "supported yet).")
+    kind = CustomizationType(params.get("customizationType") or "FINE_TUNING")
+    hyperparameters = params.get("hyperParameters") or {}
+    grader = None
+    if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
+        if hyperparameters:
+            raise InvalidInput("hyperParameters: REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
+                               "customizationConfig.rftConfig.hyperParameters.")
+        rft = (params.get("customizationConfig") or {}).get("rftConfig") or {}
+        hyperparameters = rft.get("hyperParameters") or {}
+        grader = ((rft.get("graderConfig") or {}).get("lambdaGrader") or {}).get("lambdaArn")
+    return CustomizationRequest(
+        fields=CUSTOMIZATION_FIELDS, name=params["jobName"], model_name=params["customModelName"],
+        base_model=params["baseModelIdentifier"], kind=kind, training_uri=params["trainingDataConfig"]["s3Uri"],
+        validation_uris=tuple(v["s3Uri"] for v in (params.get("validationDataConfig") or {}).get("validators") or []),
+        output_uri=params["outputDataConfig"]["s3Uri"], hyperparameters=hyperparameters, grader=grader,
+        role=params["roleArn"], token=params.get("clientRequestToken"), tags=_tags(params.get("jobTags")),
+        vpc=params.get("vpcConfig"),
+    )
+
+
+def _configs(job: JobView) -> dict:
+    """What the job trains on, with what, and where it writes — as the request put it, with every
+    hyperparameter the run uses (defaults filled in)."""
+    train = job.spec.train
+    configs = {
+        "trainingDataConfig": {"s3Uri": train.training_uri},
+        "validationDataConfig": {"validators": [{"s3Uri": uri} for uri in train.validation_uris]},
+        "outputDataConfig": {"s3Uri": job.spec.output_uri},
+    }
+    if train.customization_type is CustomizationType.REINFORCEMENT_FINE_TUNING:
+        hyperparameters = {name: train.hyperparameters[name] for name in RFT_WIRE_NAMES
+                           if name in train.hyperparameters}
+        configs["hyperParameters"] = {}
+        configs["customizationConfig"] = {"rftConfig": {
+            "graderConfig": {"lambdaGrader": {"lambdaArn": train.grader.arn if train.grader else None}},
+            "hyperParameters": hyperparameters}}
+    else:
+        configs["hyperParameters"] = {name: str(value) for name, value in train.hyperparameters.items()}
+    return configs
+
+
+def _metrics(job: JobView) -> dict:
+    row, response = job.row, {}
+    if row.training_loss is not None:
+        response["trainingMetrics"] = {"trainingLoss": row.training_loss}
+    if row.validation_losses:
+        # The kept checkpoint is the one with the lowest validation loss; one entry per validator.
+        validators = max(1, len(job.spec.train.validation_uris))
+        response["validationMetrics"] = [{"validationLoss": min(row.validation_losses)}] * validators
+    return response
+
+
+def customization_job(job: JobView) -> dict:
+    """GetModelCustomizationJob's response."""
+    row = job.row
+    return {
+        "jobArn": row.arn, "jobName": row.name, "outputModelName": row.output_model_name,
+        "outputModelArn": row.output_model_arn, "clientRequestToken": row.client_request_token,
+        "roleArn": row.role_arn, "status": row.status, "statusDetails": row.status_details,
+        "failureMessage": row.failure_message, "creationTime": row.created_at,
+        "lastModifiedTime": row.last_modified_at, "endTime": row.end_time, "baseModelArn": row.base_model_arn,
+        "customizationType": row.customization_type, "vpcConfig": job.spec.vpc,
+        **_configs(job), **_metrics(job),
+    }
+
+
+def customization_jobs(rows: list[Job], token: str | None) -> dict:
+    """ListModelCustomizationJobs' response."""
+    return {"modelCustomizationJobSummaries": [{
+        "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name, "status": job.status,
+        "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
+        "creationTime": job.created_at, "endTime": job.end_time, "customModelArn": job.output_model_arn,
+        "customModelName": job.output_model_name, "customizationType": job.customization_type,
+    } for job in rows], "nextToken": token}
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom models
+
+
+def custom_model(model: CustomModelView) -> dict:
+    """GetCustomModel's response."""
+    row = model.row
+    response = {
+        "modelArn": row.arn, "modelName": row.name, "creationTime": row.created_at,
+        "baseModelArn": row.base_model_arn, "customizationType": row.customization_type,
+        "modelStatus": row.status, "failureMessage": row.failure_message,
+    }
+    if model.job is not None:
+        configs = _configs(model.job)
+        configs.pop("customizationConfig", None)
+        response.update(jobName=model.job.row.name, jobArn=model.job.row.arn, **configs, **_metrics(model.job))
+    return response
+
+
+def custom_models(rows: list[CustomModel], token: str | None, account_id: str) -> dict:
+    """ListCustomModels' response."""
+    return {"modelSummaries": [{
+        "modelArn": m.arn, "modelName": m.name, "creationTime": m.created_at, "baseModelArn": m.base_model_arn,
+        # The contract's ModelName is the id without its version suffix (provider.name).
+        "baseModelName": m.base_model_id.split(":")[0], "customizationType": m.customization_type,
+        "ownerAccountId": account_id, "modelStatus": m.status,
+    } for m in rows], "nextToken": token}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation jobs
+
+
+def evaluation_request(params: dict) -> EvaluationRequest:
+    """A validated CreateEvaluationJob request as the job model's request; what Tailor does not do
+    (human and RAG evaluations, built-in datasets, custom judge metrics, precomputed inference)
+    is refused here, naming the field."""
+    if (params.get("applicationType") or "ModelEvaluation") != "ModelEvaluation":
+        raise InvalidInput("applicationType: only ModelEvaluation is available in Tailor (no RAG evaluation).")
+    automated = params["evaluationConfig"].get("automated")
+    if automated is None:
+        raise InvalidInput("evaluationConfig.human: human evaluation is not available in Tailor; "
+                           "use evaluationConfig.automated.")
+    if automated.get("customMetricConfig"):
+        raise InvalidInput("evaluationConfig.automated.customMetricConfig: custom judge metrics are not "
+                           "available in Tailor yet; use the Builtin.* judge metrics.")
+    models = params["inferenceConfig"].get("models")
+    if not models:
+        raise InvalidInput("inferenceConfig.models: required (RAG configurations are not available in Tailor).")
+    datasets = []
+    for position, config in enumerate(automated["datasetMetricConfigs"]):
+        uri = (config["dataset"].get("datasetLocation") or {}).get("s3Uri")
+        if not uri:
+            raise InvalidInput(f"evaluationConfig.automated.datasetMetricConfigs[{position}].dataset.datasetLocation."
+                               f"s3Uri: required; Tailor bundles none of the built-in datasets "
+                               f"({config['dataset']['name']}).")
+        datasets.append(DatasetRequest(config["dataset"]["name"], config["taskType"], tuple(config["metricNames"]),
+                                       uri))
+    runs = []
+    for position, config in enumerate(models):
+        if "bedrockModel" not in config:
+            raise InvalidInput(f"inferenceConfig.models[{position}]: only bedrockModel is available in Tailor "
+                               "(no precomputed inference).")
+        runs.append(ModelRequest(config["bedrockModel"]["modelIdentifier"],
+                                 config["bedrockModel"].get("inferenceParams")))
+    evaluators = (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
+    return EvaluationRequest(
+        fields=EVALUATION_FIELDS, name=params["jobName"], output_uri=params["outputDataConfig"]["s3Uri"],
+        datasets=tuple(datasets), models=tuple(runs), judge=evaluators[0]["modelIdentifier"] if evaluators else None,
+        description=params.get("jobDescription"), encryption_key=params.get("customerEncryptionKeyId"),
+        role=params["roleArn"], token=params.get("clientRequestToken"), tags=_tags(params.get("jobTags")),
+    )
+
+
+def _bedrock_model(identifier: str, inference_params: str | None) -> dict:
+    model = {"modelIdentifier": identifier}
+    if inference_params is not None:
+        model["inferenceParams"] = inference_params
+    return model
+
+
+def _evaluation_configs(job: EvaluationJobView) -> dict:
+    evaluation = job.spec.evaluation
+    automated = {"datasetMetricConfigs": [{
+        "taskType": dataset.task_type, "metricNames": list(dataset.metrics),
+        "dataset": {"name": dataset.name, "datasetLocation": {"s3Uri": dataset.uri}},
+    } for dataset in evaluation.datasets]}
+    if evaluation.judge is not None:
+        automated["evaluatorModelConfig"] = {"bedrockEvaluatorModels": [
+            {"modelIdentifier": evaluation.judge.identifier}]}
+    return {
+        "evaluationConfig": {"automated": automated},
+        "inferenceConfig": {"models": [{"bedrockModel": _bedrock_model(m.identifier, m.inference_params)}
+                                       for m in evaluation.models]},
+        "outputDataConfig": {"s3Uri": job.spec.output_uri},
+    }
+
+
+def evaluation_job(job: EvaluationJobView) -> dict:
+    """GetEvaluationJob's response."""
+    row = job.row
+    return {
+        "jobName": row.name, "status": row.status, "jobArn": row.arn, "jobDescription": job.spec.description,
+        "roleArn": row.role_arn, "customerEncryptionKeyId": job.spec.encryption_key, "jobType": "Automated",
+        "applicationType": row.application_type, **_evaluation_configs(job),
+        "creationTime": row.created_at, "lastModifiedTime": row.last_modified_at,
+        "failureMessages": [row.failure_message] if row.failure_message else None,
+    }
+
+
+def evaluation_jobs(jobs: list[EvaluationJobView], token: str | None) -> dict:
+    """ListEvaluationJobs' response."""
+    summaries = []
+    for job in jobs:
+        evaluation = job.spec.evaluation
+        models = [m.identifier for m in evaluation.models]
+        summaries.append({
+            "jobArn": job.row.arn, "jobName": job.row.name, "status": job.row.status,
+            "creationTime": job.row.created_at, "jobType": "Automated", "applicationType": job.row.application_type,
+            "evaluationTaskTypes": sorted({d.task_type for d in evaluation.datasets}),
+            "modelIdentifiers": models,
+            "evaluatorModelIdentifiers": [evaluation.judge.identifier] if evaluation.judge else None,
+            "inferenceConfigSummary": {"modelConfigSummary": {"bedrockModelIdentifiers": models}},
+        })
+    return {"jobSummaries": summaries, "nextToken": token}

@@ -1,0 +1,91 @@
+"""``tailor train``: validate the data, then train on this machine into an output folder; and
+``run_training``, which the quickstart (``tailor demo``) uses too. No server is involved: the
+recipe runs in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tailor.catalog import CustomizationType, resolve_model
+from tailor.cli.common import (
+    DataType,
+    load_settings,
+    parse_assignments,
+    say,
+    user_errors,
+)
+
+
+def run_training(customization_type: CustomizationType, model: str, train: str, validation: list[str],
+                 hyperparameters: dict[str, str], out: Path, grader: str | None = None):
+    """Resolve, validate and train; returns the recipe's ``TrainOutcome``. ``grader`` is a
+    registered grader's name or ARN, looked up (and snapshotted) before training starts."""
+    from tailor.train.recipes import recipe
+    from tailor.train.spec import TrainSpec
+
+    settings = load_settings()
+    for note in resolve_model(model, settings).notes:
+        say(note)
+    grader_info = None
+    if grader:
+        from tailor.graders.registry import get_grader
+        from tailor.store.db import open_store
+
+        grader_info = get_grader(open_store(settings), grader)
+    spec = TrainSpec(customization_type=customization_type, model=model, training_uri=train, output_dir=out,
+                     validation_uris=tuple(validation), hyperparameters=hyperparameters, grader=grader_info)
+    return recipe(customization_type)(spec, settings)
+
+
+def print_outcome(outcome) -> None:
+    from tailor.trained import TRAINING_METRICS, VALIDATION_METRICS
+
+    result = outcome.manifest["result"]
+    if "held_out_rewards" in result:  # reinforcement fine-tuning
+        say(f"Trained {result['steps']} steps with grader {result['grader']}; held-out greedy reward "
+            f"{result['start_held_out_reward']:.3f} -> {result['final_held_out_reward']:.3f}.")
+        say(f"Model:    {outcome.model_dir}")
+        say(f"Metrics:  {outcome.output_dir / TRAINING_METRICS} (rewards.png beside it)")
+        say(f"Manifest: {outcome.output_dir / 'manifest.json'}")
+        return
+    line = (f"Trained {result['epochs_run']} epochs, {result['steps']} steps, "
+            f"{result['tokens_per_second']:.0f} tokens/s; final training loss "
+            f"{result['final_training_loss']:.4f}")
+    if result["best_validation_loss"] is not None:
+        line += f"; best validation loss {result['best_validation_loss']:.4f} (epoch {result['best_epoch']})"
+    if result["stopped_early"]:
+        line += "; stopped early"
+    say(line + ".")
+    say(f"Model:    {outcome.model_dir}")
+    say(f"Metrics:  {outcome.output_dir / TRAINING_METRICS}")
+    if result["best_validation_loss"] is not None:
+        say(f"          {outcome.output_dir / VALIDATION_METRICS}")
+    say(f"Manifest: {outcome.output_dir / 'manifest.json'}")
+
+
+def train(
+    customization_type: Annotated[DataType, typer.Option("--type", help="What kind of training.")],
+    model: Annotated[str, typer.Option("--model", help="Base model: a catalog id or alias, a training output "
+                                       "folder (to train further), a model directory or a hub id.")],
+    train_file: Annotated[str, typer.Option("--train", help="Training data, JSON Lines: a path, file:// URI, or "
+                                            "s3://BUCKET/KEY (a local bucket, or the S3 endpoint when "
+                                            "TAILOR_S3_ENDPOINT_URL is set).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (must not exist or be empty).")],
+    validation: Annotated[
+        list[str] | None, typer.Option("--validation", help="Validation data (same forms as --train); repeat "
+                                       "for several.")
+    ] = None,
+    hp: Annotated[
+        list[str] | None, typer.Option("--hp", help="Hyperparameter NAME=VALUE; repeat for several.")
+    ] = None,
+    grader: Annotated[str | None, typer.Option("--grader", help="REINFORCEMENT_FINE_TUNING: a registered "
+                                               "grader's name or ARN (tailor graders create).")] = None,
+) -> None:
+    """Validate the data, then fine-tune, continue pre-training or reinforcement-fine-tune a model into --out."""
+    with user_errors():
+        outcome = run_training(CustomizationType(customization_type), model, train_file,
+                               validation or [], parse_assignments(hp, "--hp"), out, grader)
+    print_outcome(outcome)

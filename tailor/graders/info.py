@@ -1,0 +1,34 @@
+"""A registered grader as a value: what a job snapshots when it is created and grades with later.
+
+Detached from the database on purpose: a job keeps the grader it was created with (its code or
+URL, limits and environment), so changing or deleting the registered grader afterwards changes
+no queued or running job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+GraderKind = Literal["python", "http"]
+
+
+@dataclass(frozen=True)
+class GraderInfo:
+    id: str
+    arn: str
+    name: str
+    kind: GraderKind
+    code: str | None  # python: the file's source
+    url: str | None  # http: where batches are POSTed
+    timeout_seconds: int
+    memory_mb: int
+    created_at: datetime
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The grader as JSON, without its code."""
+        return {"name": self.name, "arn": self.arn, "kind": self.kind, "url": self.url,
+                "timeoutSeconds": self.timeout_seconds, "memoryMb": self.memory_mb,
+                "environment": sorted(self.environment), "createdAt": self.created_at.isoformat()}

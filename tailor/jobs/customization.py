@@ -1,0 +1,192 @@
+"""A customization job in its worker: train the spec, report progress, publish the results.
+
+Progress goes to the job's row as it happens — statusDetails per phase, the live training loss,
+step and epoch — so every API shows it. A completed run publishes its metrics files under
+``{output URI}/model-customization-job-{id}/`` (training_artifacts/ and validation_artifacts/, as
+the original service lays them out), then registers the custom model, then says Completed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from tailor import storage
+from tailor.arns import custom_model_arn, new_resource_id
+from tailor.errors import TailorError
+from tailor.jobs.ending import Stop, crashed, finish
+from tailor.jobs.spec import CustomizationJobSpec
+from tailor.settings import Settings
+from tailor.store.db import Store, utcnow
+from tailor.store.jobs import CustomModel, Job, JobEvent, transition
+from tailor.train.contract import Hooks, StopRequested
+
+PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress writes: the database is shared
+PUBLISHED_FOLDERS = ("training_artifacts", "validation_artifacts")
+
+
+def output_prefix(job_id: str, spec: CustomizationJobSpec) -> str:
+    return spec.output_uri.rstrip("/") + f"/model-customization-job-{job_id}"
+
+
+def details(phase_statuses: dict[str, str], previous: dict) -> dict:
+    """statusDetails with the given phases changed and the others kept."""
+    now = utcnow().isoformat()
+    result = dict(previous)
+    for phase, status in phase_statuses.items():
+        entry = dict(result.get(phase) or {"creationTime": now})
+        entry.update(status=status, lastModifiedTime=now)
+        result[phase] = entry
+    return result
+
+
+class _Reporter:
+    """Training hooks that write progress to the job row and its events, at most once a second."""
+
+    def __init__(self, store: Store, job_id: str, stop: Stop):
+        self.store, self.job_id, self.stop = store, job_id, stop
+        self.total_steps = 0
+        self.step = 0
+        self._last_write = 0.0
+        self._last_build_share = -1.0
+
+    def event(self, message: str, *, data: dict | None = None, kind: str = "message", level: str = "info") -> None:
+        with self.store.session() as session:
+            session.add(JobEvent(job_id=self.job_id, created_at=utcnow(), kind=kind, level=level, message=message,
+                                 data=data or {}))
+
+    def on_build_step(self, done: int, total: int) -> None:
+        """The built-in model's pre-training: an event every tenth of it."""
+        share = done / total
+        if share - self._last_build_share >= 0.1 or done == total:
+            self._last_build_share = share
+            self.event(f"Building the built-in model tailor.tiny: pre-training step {done} of {total}.",
+                       data={"build_step": done, "build_total_steps": total})
+
+    def hooks(self) -> Hooks:
+        return Hooks(on_training_start=self.on_training_start, on_step=self.on_step,
+                     on_validation=self.on_validation, should_stop=self.stop)
+
+    def on_training_start(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            job.status_details = details({"validationDetails": "Completed", "dataProcessingDetails": "Completed",
+                                          "trainingDetails": "InProgress"}, job.status_details)
+            job.progress = {"step": 0, "totalSteps": total_steps, "epoch": 0}
+            job.last_modified_at = utcnow()
+        self.event(f"Training started: {total_steps} step{'s' * (total_steps != 1)}.", data={"total_steps": total_steps})
+
+    def on_step(self, step: int, epoch: int, loss: float) -> None:
+        self.step = step + 1
+        if time.monotonic() - self._last_write < PROGRESS_WRITE_INTERVAL:
+            return
+        self._last_write = time.monotonic()
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            job.training_loss = loss
+            job.progress = {"step": step + 1, "totalSteps": self.total_steps, "epoch": epoch}
+            job.last_modified_at = utcnow()
+            session.add(JobEvent(job_id=self.job_id, created_at=utcnow(), kind="progress", level="info",
+                                 message=f"Step {step + 1} of {self.total_steps}.", data={"step": step + 1}))
+
+    def ended(self, result: dict) -> None:
+        """How training really ended: every step, or early stopping at step N of M."""
+        steps, total = result.get("steps"), self.total_steps or result.get("steps")
+        if result.get("stopped_early"):
+            self.event(f"Early stopping after epoch {result.get('epochs_run')} at step {steps} of {total}: the "
+                       f"validation loss stopped improving. The checkpoint kept is epoch {result.get('best_epoch')}'s "
+                       f"(validation loss {result.get('best_validation_loss'):.4f}).", data=_ending(result, total))
+        else:
+            self.event(f"Training finished: {steps} of {total} steps.", data=_ending(result, total))
+
+    def on_validation(self, epoch: int, loss: float) -> None:
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            job.validation_losses = [*job.validation_losses, loss]
+
+
+def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
+    """Run the customization job ``job_id``; its final status."""
+    from tailor.train import recipes
+
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != "InProgress":
+            return job.status if job else "missing"
+        job.status_details = details({"validationDetails": "InProgress", "dataProcessingDetails": "NotStarted",
+                                      "trainingDetails": "NotStarted"}, job.status_details)
+        spec = CustomizationJobSpec.from_record(job.spec)
+
+    def failed(message: str, phase: str) -> str:
+        with store.session() as session:
+            status_details = details({phase: "Failed"}, session.get(Job, job_id).status_details)
+        return finish(store, settings, Job, job_id, "Failed", message, status_details=status_details)
+
+    reporter = _Reporter(store, job_id, stop)
+    try:
+        _build_builtin_model(spec, settings, reporter)
+        outcome = recipes.run(spec.train, settings, reporter.hooks())
+        reporter.ended(outcome.manifest["result"])
+    except StopRequested:
+        reporter.event(f"Stopped on request at step {reporter.step} of {reporter.total_steps}.")
+        with store.session() as session:
+            status_details = details({"trainingDetails": "Stopped"}, session.get(Job, job_id).status_details)
+        return finish(store, settings, Job, job_id, "Stopped", status_details=status_details)
+    except TailorError as error:
+        return failed(error.message, "trainingDetails" if reporter.total_steps else "validationDetails")
+    except Exception as error:
+        return failed(crashed(error, "Training"), "trainingDetails")
+
+    prefix = output_prefix(job_id, spec)
+    try:
+        for folder in PUBLISHED_FOLDERS:
+            if (outcome.output_dir / folder).is_dir():
+                storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
+    except (TailorError, OSError) as error:  # e.g. the output bucket does not exist
+        reason = error.message if isinstance(error, TailorError) else str(error)
+        return failed(f"Could not write the output files to {prefix}: {reason}", "trainingDetails")
+    return _register(store, settings, job_id, outcome.output_dir, outcome.manifest["result"])
+
+
+def _ending(result: dict, total_steps: int | None) -> dict:
+    return {"steps": result.get("steps"), "total_steps": total_steps, "stopped_early": bool(result.get("stopped_early")),
+            "best_epoch": result.get("best_epoch")}
+
+
+def _build_builtin_model(spec: CustomizationJobSpec, settings: Settings, reporter: _Reporter) -> None:
+    """The first job of a fresh install builds ``tailor.tiny`` (about a minute on a laptop): do it
+    here, before the recipe would, so the job's events show the build and its progress."""
+    from tailor import tiny
+    from tailor.catalog import resolve_model
+
+    try:
+        builtin = resolve_model(spec.train.model, settings).weights.kind == "builtin"
+    except TailorError:
+        return  # the recipe reports what is wrong with the model
+    if builtin and not tiny.is_built(settings.models_dir):
+        reporter.event("Building the built-in model tailor.tiny: its first use on this server.")
+        tiny.tiny_model_dir(settings.models_dir, progress=spec.train.progress, on_step=reporter.on_build_step)
+
+
+def _register(store: Store, settings: Settings, job_id: str, output_dir: Path, result: dict) -> str:
+    """The custom model, then Completed — unless a stop arrived while publishing, which wins."""
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job.stop_requested:
+            shutil.rmtree(output_dir, ignore_errors=True)
+            transition(job, "Stopped", status_details=details({"trainingDetails": "Stopped"}, job.status_details))
+            return "Stopped"
+        model_id = new_resource_id()
+        model_arn = custom_model_arn(settings.region, settings.account_id, job.base_model_id, model_id)
+        session.add(CustomModel(
+            id=model_id, arn=model_arn, name=job.output_model_name, principal=job.principal, job_id=job.id,
+            base_model_id=job.base_model_id, base_model_arn=job.base_model_arn, source_model_arn=job.source_model_arn,
+            customization_type=job.customization_type, status="Active", artifacts_dir=str(output_dir),
+            created_at=utcnow(),
+        ))
+        transition(job, "Completed", output_model_arn=model_arn, training_loss=result["final_training_loss"],
+                   validation_losses=result["validation_losses"],
+                   status_details=details({"trainingDetails": "Completed"}, job.status_details))
+    return "Completed"

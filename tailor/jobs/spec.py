@@ -1,0 +1,106 @@
+"""The job model under every API.
+
+A create request reaches the services as one of the *requests* here, whatever dialect it came in:
+each API dialect has a pure converter from its wire shape to these (``tailor/api/bedrock/jobs.py``
+for Bedrock). The services check and resolve a request — the caller's rights on every URI, the
+start weights, every hyperparameter with its default filled in, the grader's snapshot, the models
+an evaluation runs — and store the *job spec* that comes out. The worker runs that spec and never
+sees a request. ``Fields`` carries the dialect's own names for the fields, so that an error found
+while resolving names the field the caller actually wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tailor.catalog import CustomizationType
+from tailor.evaluate.spec import EvaluationSpec
+from tailor.serialized import Serialized
+from tailor.train.spec import TrainSpec
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A dialect's names for the request fields that errors may point at. ``{i}`` is a position."""
+
+    name: str
+    model_name: str
+    kind: str
+    base_model: str
+    training_uri: str
+    validation_uri: str
+    output_uri: str
+    hyperparameters: str
+    grader: str = ""
+    dataset_uri: str = ""
+    metrics: str = ""
+    model: str = ""
+    judge: str = ""
+
+
+@dataclass(frozen=True)
+class CustomizationRequest:
+    fields: Fields
+    name: str
+    model_name: str
+    base_model: str  # a foundation model's id, alias or ARN, or one of the caller's custom models
+    kind: CustomizationType
+    training_uri: str
+    output_uri: str
+    validation_uris: tuple[str, ...] = ()
+    hyperparameters: Mapping[str, object] = field(default_factory=dict)  # as given
+    grader: str | None = None  # REINFORCEMENT_FINE_TUNING: a registered grader's ARN
+    role: str = ""
+    token: str | None = None  # idempotency: a retry with the same token is the same job
+    tags: tuple[tuple[str, str], ...] = ()
+    vpc: Mapping | None = None  # accepted and echoed; training runs on this machine
+
+
+@dataclass(frozen=True)
+class CustomizationJobSpec(Serialized):
+    """What a customization job runs (``train``) and where its results go."""
+
+    train: TrainSpec
+    output_uri: str
+    vpc: dict | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    name: str
+    task_type: str
+    metrics: tuple[str, ...]
+    uri: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    identifier: str
+    inference_params: str | None = None  # JSON text: {"inferenceConfig": {...}, "system": ...}
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    fields: Fields
+    name: str
+    output_uri: str
+    datasets: tuple[DatasetRequest, ...]
+    models: tuple[ModelRequest, ...]
+    judge: str | None = None
+    description: str | None = None
+    encryption_key: str | None = None
+    role: str = ""
+    token: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class EvaluationJobSpec(Serialized):
+    """What an evaluation job runs and where its results go."""
+
+    evaluation: EvaluationSpec
+    output_uri: str
+    description: str | None = None
+    encryption_key: str | None = None
+

@@ -1,0 +1,91 @@
+"""What every kind of resource shares: finding the caller's own, listing a page, creating once.
+
+Every lookup is scoped to the calling principal: another principal's resource is reported as not
+found, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tailor.errors import NotFound, TailorError
+from tailor.store.db import Store, page
+from tailor.store.tags import Tag
+
+
+def find_owned(session: Session, table, principal: str, identifier: str, what: str):
+    """A row of ``table`` by ARN or name, owned by ``principal``; another's is as good as missing."""
+    column = table.arn if identifier.startswith("arn:") else table.name
+    row = session.scalar(select(table).where(column == identifier, table.principal == principal))
+    if row is None:
+        raise NotFound(f"{what} {identifier} not found.")
+    return row
+
+
+def common_filters(table, principal: str, query: Mapping) -> list:
+    """The filters every List operation shares: owner, name substring, creation time window."""
+    conditions = [table.principal == principal]
+    if query.get("nameContains"):
+        conditions.append(table.name.contains(query["nameContains"], autoescape=True))
+    if query.get("creationTimeAfter"):
+        conditions.append(table.created_at > query["creationTimeAfter"])
+    if query.get("creationTimeBefore"):
+        conditions.append(table.created_at < query["creationTimeBefore"])
+    return conditions
+
+
+def list_page(session: Session, table, conditions: list, query: Mapping):
+    """One page, newest first unless sortOrder=Ascending; 100 rows unless maxResults says otherwise."""
+    return page(session, table, conditions, descending=query.get("sortOrder", "Descending") == "Descending",
+                limit=query.get("maxResults") or 100, token=query.get("nextToken"))
+
+
+def made_with_token(table, principal: str, token: str | None) -> Callable[[Session], str | None]:
+    """``insert_once``'s ``earlier`` for a table with an idempotency token column: the ARN of the
+    row a request with ``token`` already made, if any."""
+
+    def earlier(session: Session) -> str | None:
+        if not token:
+            return None
+        return session.scalar(select(table.arn).where(table.principal == principal,
+                                                      table.client_request_token == token))
+
+    return earlier
+
+
+def insert_once(store: Store, row, *, tags: Mapping[str, str], earlier: Callable[[Session], str | None],
+                taken: Callable[[Session], TailorError | None]) -> str:
+    """Add ``row`` and its tags, unless a request with the same idempotency token already made one;
+    return the ARN of the resource the request names.
+
+    ``earlier`` finds the ARN a request with this token made; ``taken`` says why the row cannot be
+    added (a name in use). Unique indexes settle races between two concurrent requests: the
+    second with the same token gets the first one's ARN, the second with the same name the error.
+    """
+    try:
+        with store.session() as session:
+            if arn := earlier(session):
+                return arn  # a retried request: the same resource, no error
+            if error := taken(session):
+                # Reads here need not share one snapshot (SQLite begins a transaction at the first
+                # write), so the name may have been taken by this request's own first try since.
+                if arn := earlier(session):
+                    return arn
+                raise error
+            session.add(row)
+            session.flush()  # the row before its tags
+            for key, value in tags.items():
+                session.add(Tag(resource_arn=row.arn, key=key, value=value))
+    except IntegrityError:
+        with store.session() as session:
+            if arn := earlier(session):
+                return arn
+            error = taken(session)
+        if error is None:
+            raise
+        raise error from None
+    return row.arn

@@ -1,0 +1,7 @@
+"""Tailor's database: ``db`` (engine, migrations, sessions, pages) and one module per kind of record.
+
+Importing the package registers every table with ``db.Base.metadata`` (the schema test compares it
+with the migrated schema).
+"""
+
+from tailor.store import buckets, deployments, graders, jobs, keys, tags  # noqa: F401

@@ -1,0 +1,40 @@
+"""What a recipe's ``run(spec, settings=None, hooks=None) -> TrainOutcome`` takes besides its
+``TrainSpec`` (``train/spec.py``) and what it gives back.
+
+The job worker reports progress and asks to stop through ``Hooks``; the CLI and the worker read
+the ``TrainOutcome``. Every recipe (SFT, CPT, RFT) honours the same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tailor.trained import MODEL_DIR
+
+
+@dataclass
+class Hooks:
+    """How a caller watches and steers a run."""
+
+    on_training_start: Callable[[int], None] = lambda total_steps: None
+    on_step: Callable[[int, int, float], None] = lambda step, epoch, loss: None
+    on_validation: Callable[[int, float], None] = lambda epoch, loss: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+class StopRequested(Exception):
+    """A run ended because ``Hooks.should_stop`` said so; nothing was published."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """The published trained folder (``tailor.trained``) and its manifest."""
+
+    output_dir: Path
+    manifest: dict
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / MODEL_DIR

@@ -1,0 +1,180 @@
+"""The supervised training loop: batches of ``Example``s, the optimizer, validation after every
+epoch, early stopping.
+
+Speed on a CPU comes from wasting no compute on padding: batches are drawn from length-sorted
+pools (shuffled, seeded), padded only to their longest sequence, and the loss is averaged over
+the target tokens of the batch. ``bench/sft_throughput.py`` measures it against TRL's trainer.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tailor.data.render import IGNORE_INDEX, Example
+from tailor.train.contract import Hooks, StopRequested
+from tailor.train.early_stopping import EarlyStopping
+from tailor.train.hyperparams import TrainConfig
+from tailor.train.metrics import MetricsWriter, loss_row, validation_loss_row
+
+
+def length_grouped_batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Indices in batches of similar length: shuffle, sort within pools of 64 batches, shuffle batches."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    pool = batch_size * 64
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: len(examples[i].input_ids))
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[Example], pad_id: int, device):
+    """Right-padded tensors (training needs no left padding) and the batch's real token count."""
+    import torch
+
+    length = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), length), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        attention[row, :n] = 1
+    tokens = int(attention.sum())
+    return input_ids.to(device), attention.to(device), labels.to(device), tokens
+
+
+def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, device) -> float:
+    """Token-weighted mean loss over all target tokens (not a mean of batch means)."""
+    import torch
+
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        ordered = sorted(examples, key=lambda e: len(e.input_ids))
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start : start + batch_size]
+            input_ids, attention, labels, _ = collate(batch, pad_id, device)
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+            targets = labels[:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                ignore_index=IGNORE_INDEX, reduction="sum",
+            )
+            total += float(losses)
+            count += int((targets != IGNORE_INDEX).sum())
+    model.train()
+    return total / max(count, 1)
+
+
+@dataclass
+class LoopResult:
+    steps: int = 0
+    epochs_run: int = 0
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    best_validation_loss: float | None = None
+    final_training_loss: float | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+    validation_losses: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def train_loop(
+    model,
+    train: list[Example],
+    validation: list[Example],
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    metrics: MetricsWriter,
+    save_best: Callable[[], None],
+    progress: bool = True,
+    hooks: Hooks | None = None,
+) -> LoopResult:
+    """Train for ``config.epochs`` epochs with validation and early stopping after each epoch.
+
+    ``save_best`` is called whenever the validation loss reaches a new low (or, without
+    validation data, after the last epoch), so the kept checkpoint is the best one.
+    """
+    import torch
+
+    from tailor.progress import progress_bar
+    from tailor.weights import device as current_device
+
+    hooks = hooks or Hooks()
+    device = current_device()
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    batches_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = batches_per_epoch * config.epochs
+    warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total_steps // 20)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        done = (step - warmup) / max(1, total_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    stopper = (
+        EarlyStopping(config.early_stopping_threshold, config.early_stopping_patience)
+        if validation and config.early_stopping_patience is not None
+        else None
+    )
+    result = LoopResult()
+    model.train()
+    hooks.on_training_start(total_steps)
+    started = time.perf_counter()
+    with progress_bar("Training", total_steps, enabled=progress) as bar:
+        for epoch in range(1, config.epochs + 1):
+            for indices in length_grouped_batches(train, config.batch_size, rng):
+                if hooks.should_stop():
+                    raise StopRequested("training stopped on request")
+                input_ids, attention, labels, tokens = collate([train[i] for i in indices], pad_id, device)
+                loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                value = loss.item()
+                metrics.training(loss_row(result.steps, epoch, value))
+                hooks.on_step(result.steps, epoch, value)
+                result.steps += 1
+                result.tokens += tokens
+                result.final_training_loss = value
+                bar.advance(loss=value)
+            result.epochs_run = epoch
+            if validation:
+                loss_value = mean_loss(model, validation, config.batch_size, pad_id, device)
+                metrics.validation(validation_loss_row(result.steps - 1, epoch, loss_value))
+                result.validation_losses.append(loss_value)
+                hooks.on_validation(epoch, loss_value)
+                bar.note(f"epoch {epoch}: validation loss {loss_value:.4f}")
+                lowest = min(result.validation_losses)
+                stop = stopper.update(epoch, loss_value) if stopper else False
+                if loss_value == lowest:
+                    result.best_epoch, result.best_validation_loss = epoch, loss_value
+                    save_best()
+                if stop:
+                    result.stopped_early = epoch < config.epochs
+                    bar.note(f"early stopping after epoch {epoch}: best epoch {result.best_epoch}")
+                    break
+    result.seconds = time.perf_counter() - started
+    if not validation:
+        save_best()
+    return result

@@ -1,0 +1,37 @@
+"""What one training run does, resolved: the unit of work of a customization job.
+
+Every door builds one: a create request through its API dialect's converter and
+``tailor.services.customization`` (which resolves the start weights, fills in the hyperparameters'
+defaults and snapshots the grader before the job is queued), and ``tailor train`` on the command
+line. The job's row stores it as JSON; the worker reads it back and runs it, never the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tailor.catalog import CustomizationType
+from tailor.graders.info import GraderInfo
+from tailor.serialized import Serialized
+
+Hyperparameters = Mapping[str, int | float | str]
+
+
+@dataclass(frozen=True)
+class TrainSpec(Serialized):
+    customization_type: CustomizationType
+    model: str  # what training loads: a catalog id or alias, a trained output folder, a hub id
+    training_uri: str
+    output_dir: Path  # where the trained folder is published (atomically)
+    validation_uris: tuple[str, ...] = ()
+    # Strings as on the Bedrock wire, or typed values (RFT); a job's hold every value, defaults
+    # filled in, so what ran is what the API shows.
+    hyperparameters: Hyperparameters = field(default_factory=dict)
+    progress: bool = True  # draw progress bars on the terminal
+    grader: GraderInfo | None = None  # REINFORCEMENT_FINE_TUNING: the grader, as it was at create time
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "customization_type", CustomizationType(self.customization_type))
+        object.__setattr__(self, "validation_uris", tuple(self.validation_uris))

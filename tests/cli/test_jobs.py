@@ -1,0 +1,107 @@
+"""The ``tailor jobs|models|data`` commands against a live server, as a user runs them, and ``tailor
+generate`` asking the custom models the jobs made, by name."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def tailor(server, *args: str, principal: str = "alice") -> subprocess.CompletedProcess:
+    access_key_id, secret = server.keys[principal]
+    env = {**server.env, "TAILOR_ENDPOINT": server.endpoint, "AWS_ACCESS_KEY_ID": access_key_id,
+           "AWS_SECRET_ACCESS_KEY": secret}
+    return subprocess.run([sys.executable, "-m", "tailor", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_upload_create_watch_and_list(server, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n" for i in range(8)))
+    done = tailor(server, "data", "upload", str(data), "s3://cli-bucket/train.jsonl", "--principal", "alice")
+    assert done.returncode == 0, done.stderr
+    assert (server.home / "buckets" / "cli-bucket" / "train.jsonl").read_text() == data.read_text()
+
+    done = tailor(server, "jobs", "create", "--name", "cli-job", "--model", "tailor.tiny",
+                  "--train", "s3://cli-bucket/train.jsonl", "--output", "s3://cli-bucket/out", "--hp", "epochCount=1")
+    assert done.returncode == 0, done.stderr
+    arn = done.stdout.strip()
+    assert arn.startswith("arn:aws:bedrock:us-east-1:000000000000:model-customization-job/tailor.tiny/")
+
+    deadline = time.monotonic() + 120
+    while json.loads(tailor(server, "jobs", "get", "cli-job").stdout)["status"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    job = json.loads(tailor(server, "jobs", "get", arn).stdout)
+    assert job["status"] == "Completed", job
+
+    assert tailor(server, "jobs", "list", "--status", "Completed").stdout.split("\t")[:2] == ["cli-job", "Completed"]
+    assert "cli-job-model\tActive" in tailor(server, "models", "list").stdout
+    assert "Training: " in tailor(server, "jobs", "logs", "cli-job").stdout
+    assert tailor(server, "jobs", "list", principal="bob").stdout == ""
+
+    done = tailor(server, "jobs", "stop", "cli-job")
+    assert done.returncode == 2 and "error: ConflictException: Job cli-job is Completed" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_follow_a_job_to_its_end_then_ask_its_model_by_name(server, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n" for i in range(8)))
+    uploaded = tailor(server, "data", "upload", str(data), "s3://taught/train.jsonl", "--principal", "alice")
+    assert uploaded.returncode == 0, uploaded.stderr
+    # 20 epochs: enough for the tiny model to learn these answers exactly.
+    created = tailor(server, "jobs", "create", "--name", "taught", "--model", "tailor.tiny", "--train",
+                     "s3://taught/train.jsonl", "--output", "s3://taught/out", "--hp", "epochCount=20")
+    assert created.returncode == 0, created.stderr
+
+    access_key_id, secret = server.keys["alice"]
+    env = {**server.env, "TAILOR_ENDPOINT": server.endpoint, "AWS_ACCESS_KEY_ID": access_key_id,
+           "AWS_SECRET_ACCESS_KEY": secret}
+    following = {command: subprocess.Popen([sys.executable, "-m", "tailor", "jobs", command, "taught", "--follow",
+                                            "--interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True, env=env)
+                 for command in ("events", "logs")}
+    status_while_following = server.client().get_model_customization_job(jobIdentifier="taught")["status"]
+    outputs = {command: process.communicate(timeout=300) for command, process in following.items()}
+    assert status_while_following == "InProgress"  # so what they printed came while they followed
+    for command, process in following.items():
+        assert process.returncode == 0, outputs[command][1]
+
+    events = outputs["events"][0].splitlines()
+    assert "Created customization job taught" in events[0]
+    steps = [line for line in events if re.search(r"  Step \d+/\d+: training metrics  .*train_loss=", line)]
+    assert len(steps) >= 20
+    assert events[-1].endswith("The job has successfully completed.")
+    # Asked again at once, the same events (a metrics event's time is when its file was last written).
+    again = tailor(server, "jobs", "events", "taught").stdout.splitlines()
+    assert [line.split("  ", 1)[1] for line in again] == [line.split("  ", 1)[1] for line in events]
+    assert "Training: " in outputs["logs"][0]
+
+    # A LoRA adapter on the same data: `generate` puts it on its base.
+    arn = tailor(server, "jobs", "create", "--name", "adapted", "--model", "tailor.tiny", "--train",
+                 "s3://taught/train.jsonl", "--output", "s3://taught/out", "--hp", "epochCount=20",
+                 "--hp", "tuningMethod=lora", "--hp", "batchSize=4", "--hp", "learningRateMultiplier=1").stdout.strip()
+    adapter = server.wait_for(arn, {"Completed", "Failed"})
+    assert adapter["status"] == "Completed", adapter
+
+    # The custom models by name and ARN, as their principal: the one `tailor keys create` saved.
+    assert tailor(server, "keys", "create", "--principal", "alice").returncode == 0
+    by_name = tailor(server, "generate", "--model", "taught-model", "Q3?")
+    assert (by_name.returncode, by_name.stdout) == (0, "A3.\n"), by_name.stderr
+    by_arn = tailor(server, "generate", "--model", adapter["outputModelArn"], "--principal", "alice", "Q3?")
+    by_folder = tailor(server, "generate", "--model", str(server.home / "jobs" / arn.rsplit("/", 1)[1] / "output"),
+                       "Q3?")
+    assert by_arn.returncode == 0, by_arn.stderr
+    assert re.fullmatch(r"A\d\.\n", by_arn.stdout) and by_arn.stdout == by_folder.stdout
+
+    others = tailor(server, "generate", "--model", "taught-model", "--principal", "bob", "Q3?")
+    assert others.returncode == 2 and "Traceback" not in others.stderr
+    assert others.stderr.startswith("error: Unknown model 'taught-model': not a catalog id or alias")

@@ -1,0 +1,74 @@
+"""The supervised loop's parts: length-grouped batches, padding, the token-weighted loss, and a
+run steered through its hooks (real training of the tiny model)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tailor.data.render import IGNORE_INDEX, Example
+from tailor.train.loop import collate, length_grouped_batches, mean_loss
+
+
+def examples(lengths: list[int]) -> list[Example]:
+    return [Example(list(range(1, n + 1)), [IGNORE_INDEX] + list(range(2, n + 1))) for n in lengths]
+
+
+def test_batches_cover_every_example_once_in_groups_of_similar_length():
+    data = examples([random.Random(i).randint(1, 300) for i in range(1000)])
+    batches = length_grouped_batches(data, 8, random.Random(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert all(len(batch) <= 8 for batch in batches)
+    # Sorted within pools of 64 batches: a batch spans a narrow band of lengths.
+    spread = sum(max(len(data[i].input_ids) for i in b) - min(len(data[i].input_ids) for i in b) for b in batches)
+    assert spread / len(batches) < 20
+    assert batches == length_grouped_batches(data, 8, random.Random(0))  # seeded
+    assert batches != length_grouped_batches(data, 8, random.Random(1))
+
+
+def test_collate_pads_on_the_right_to_the_longest_example_only():
+    input_ids, attention, labels, tokens = collate(examples([3, 5]), pad_id=0, device="cpu")
+    assert input_ids.tolist() == [[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]]
+    assert attention.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert labels[0].tolist() == [IGNORE_INDEX, 2, 3, IGNORE_INDEX, IGNORE_INDEX]
+    assert tokens == 8
+
+
+@pytest.mark.slow
+def test_the_loss_is_weighted_by_target_tokens_not_by_batch(home):
+    from tailor.catalog import resolve_model
+    from tailor.settings import get_settings
+    from tailor.weights import load_causal_lm
+
+    model = load_causal_lm(resolve_model("tailor.tiny", get_settings()), get_settings(), progress=False)
+    data = examples([4, 40, 9])
+    alone = [mean_loss(model, [example], 1, 0, "cpu") for example in data]
+    weighted = sum(loss * e.target_count for loss, e in zip(alone, data)) / sum(e.target_count for e in data)
+    assert mean_loss(model, data, 2, 0, "cpu") == pytest.approx(weighted, rel=1e-5)
+    assert mean_loss(model, data, 2, 0, "cpu") != pytest.approx(sum(alone) / 3, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_hooks_see_every_step_and_a_stop_request_publishes_nothing(home, tmp_path):
+    from tailor.train import sft
+    from tailor.train.contract import Hooks, StopRequested
+    from tailor.train.spec import TrainSpec
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}."}) + "\n" for i in range(8)))
+    seen: dict = {"steps": []}
+    hooks = Hooks(on_training_start=lambda total: seen.update(total=total),
+                  on_step=lambda step, epoch, loss: seen["steps"].append((step, epoch)))
+    spec = TrainSpec("FINE_TUNING", "tailor.tiny", str(data), tmp_path / "run",
+                     hyperparameters={"epochCount": "2", "batchSize": "4"}, progress=False)
+    outcome = sft.run(spec, hooks=hooks)
+    assert seen == {"total": 4, "steps": [(0, 1), (1, 1), (2, 2), (3, 2)]} and outcome.manifest["result"]["steps"] == 4
+
+    calls = iter(range(100))
+    stopping = Hooks(should_stop=lambda: next(calls) >= 2)  # stop before the third step
+    with pytest.raises(StopRequested):
+        sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(data), tmp_path / "stopped",
+                          hyperparameters={"epochCount": "2", "batchSize": "4"}, progress=False), hooks=stopping)
+    assert not (tmp_path / "stopped").exists() and not list(tmp_path.glob(".stopped.partial-*"))
