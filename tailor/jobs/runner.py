@@ -41,6 +41,7 @@ from tailor.trained import PARTIAL
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
+WORKER_LOG = "job.log"  # in the job's folder: the worker's output, progress lines, a crash's traceback
 WORKERS = {Job: "customization", EvaluationJob: "evaluation"}  # table -> the worker's KIND argument
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
                "or the machine restarted. Its log stays on the server (`tailor jobs logs JOB`). "
@@ -211,7 +212,7 @@ class Runner:
     def _spawn(self, table, job_id: str, work_dir: Path) -> None:
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
-            with open(work_dir / "job.log", "ab") as log_file:
+            with open(work_dir / WORKER_LOG, "ab") as log_file:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "tailor.jobs.worker", WORKERS[table], job_id],
                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,

@@ -14,10 +14,9 @@ from pathlib import Path
 from sqlalchemy import or_, select
 
 from tailor.errors import InvalidInput, NotFound
+from tailor.jobs.runner import WORKER_LOG
 from tailor.store.db import Store
 from tailor.store.jobs import TERMINAL, Job
-
-WORKER_LOG = "job.log"
 
 
 @dataclass(frozen=True)
