@@ -114,6 +114,13 @@ TAILOR_EXTENSIONS: tuple[Hyperparameter, ...] = (
     _float("loraAlpha", 1, 1024, 32, "LoRA scaling alpha (the update is scaled by alpha / r)."),
     _int("seed", 0, 2**31 - 1, 42, "Seed for initialization, shuffling and dropout."),
 )
+# The supervised recipes' own: how much of a batch one forward pass takes. ``batchSize`` stays the
+# effective batch (one optimizer step); the loss is normalised over the whole batch's target
+# tokens, so the result does not depend on the split (tests/train/test_loop.py).
+SUPERVISED_EXTENSIONS: tuple[Hyperparameter, ...] = (
+    _int("microBatchSize", 1, 256, None, "Records per forward pass; gradients accumulate over "
+         "batchSize / microBatchSize passes (default: the whole batch at once)."),
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ class TrainConfig:
     lora_alpha: float
     seed: int
     hyperparameters: dict[str, str]  # the effective values, as strings, for manifests and the API
+    micro_batch_size: int | None = None  # records per forward pass; None: the whole batch
 
 
 def table_for(model: ResolvedModel) -> dict[str, Hyperparameter]:
@@ -140,7 +148,7 @@ def table_for(model: ResolvedModel) -> dict[str, Hyperparameter]:
         supported = ", ".join(model.family.formats)
         raise InvalidInput(f"Family {model.family.name} takes no string hyperparameters: it supports "
                            f"{supported}, whose hyperparameters are typed.")
-    table = {p.name: p for p in FAMILY_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS}
+    table = {p.name: p for p in FAMILY_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS + SUPERVISED_EXTENSIONS}
     for name, (low, high) in MODEL_RANGES.get(model.model_id, {}).items():
         parameter = table[name]
         table[name] = Hyperparameter(parameter.name, parameter.kind, low, high, parameter.default,
@@ -229,6 +237,7 @@ def parse_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -> Tr
         lora_alpha=float(get("loraAlpha")),
         seed=int(get("seed")),
         hyperparameters=effective,
+        micro_batch_size=get("microBatchSize"),
     )
 
 

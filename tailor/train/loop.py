@@ -3,7 +3,8 @@ epoch, early stopping.
 
 Speed on a CPU comes from wasting no compute on padding: batches are drawn from length-sorted
 pools (shuffled, seeded), padded only to their longest sequence, and the loss is averaged over
-the target tokens of the batch. ``bench/sft_throughput.py`` measures it against TRL's trainer.
+the target tokens of the batch. A batch may be split into micro-batches (``microBatchSize``) whose
+gradients accumulate to exactly the whole batch's. ``bench/sft_throughput.py`` measures it against TRL's trainer.
 """
 
 from __future__ import annotations
@@ -74,6 +75,34 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, devi
     return total / max(count, 1)
 
 
+def target_tokens(examples: list[Example]) -> int:
+    """The tokens a batch's loss is taken on: each label that is not ignored, after the one-token
+    shift of next-token prediction."""
+    return sum(sum(label != IGNORE_INDEX for label in example.labels[1:]) for example in examples)
+
+
+def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, device) -> tuple[float, int]:
+    """Forward and backward over ``batch`` in passes of ``micro_batch`` records, accumulating the
+    gradient of the batch's mean loss per target token; (that loss, the batch's real tokens).
+
+    Each pass's summed loss is divided by the whole batch's target count (transformers'
+    ``num_items_in_batch``), so the gradient equals one pass over the batch whatever the split.
+    Records go to passes in length order: each pass pads only to its own longest record.
+    """
+    import torch
+
+    count = torch.tensor(max(target_tokens(batch), 1), device=device)
+    ordered = sorted(batch, key=lambda example: len(example.input_ids))
+    loss_sum, tokens = 0.0, 0
+    for start in range(0, len(ordered), micro_batch):
+        input_ids, attention, labels, real = collate(ordered[start : start + micro_batch], pad_id, device)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, num_items_in_batch=count).loss
+        loss.backward()
+        loss_sum += loss.item()
+        tokens += real
+    return loss_sum, tokens
+
+
 @dataclass
 class LoopResult:
     steps: int = 0
@@ -115,6 +144,7 @@ def train_loop(
 
     hooks = hooks or Hooks()
     device = current_device()
+    micro_batch = min(config.micro_batch_size or config.batch_size, config.batch_size)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -144,14 +174,11 @@ def train_loop(
             for indices in length_grouped_batches(train, config.batch_size, rng):
                 if hooks.should_stop():
                     raise StopRequested("training stopped on request")
-                input_ids, attention, labels, tokens = collate([train[i] for i in indices], pad_id, device)
-                loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-                loss.backward()
+                value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device)
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value = loss.item()
                 metrics.training(loss_row(result.steps, epoch, value))
                 hooks.on_step(result.steps, epoch, value)
                 result.steps += 1

@@ -72,3 +72,34 @@ def test_hooks_see_every_step_and_a_stop_request_publishes_nothing(home, tmp_pat
         sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(data), tmp_path / "stopped",
                           hyperparameters={"epochCount": "2", "batchSize": "4"}, progress=False), hooks=stopping)
     assert not (tmp_path / "stopped").exists() and not list(tmp_path.glob(".stopped.partial-*"))
+
+
+@pytest.mark.slow
+def test_a_batch_split_into_micro_batches_trains_exactly_as_the_whole_batch(home, tmp_path):
+    """``batchSize`` is the effective batch: accumulating 4 passes of 2 records gives the same
+    losses and the same weights as one pass of 8 (up to float summation order)."""
+    import csv
+
+    from safetensors.torch import load_file
+
+    from tailor.train import sft
+    from tailor.train.spec import TrainSpec
+
+    data = tmp_path / "train.jsonl"
+    # Different lengths, so the passes pad differently and the per-pass token counts differ.
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}?" + " more" * (i % 5),
+                                        "completion": f"Answer {i}." + " long" * (i % 3)}) + "\n"
+                            for i in range(16)))
+    runs = {}
+    for name, extra in (("whole", {}), ("split", {"microBatchSize": "2"})):
+        spec = TrainSpec("FINE_TUNING", "tailor.tiny", str(data), tmp_path / name, progress=False,
+                         hyperparameters={"epochCount": "2", "batchSize": "8", "tuningMethod": "full", **extra})
+        outcome = sft.run(spec)
+        with open(outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv") as file:
+            losses = [float(row["training_loss"]) for row in csv.DictReader(file)]
+        runs[name] = (losses, load_file(outcome.model_dir / "model.safetensors"))
+    (whole_losses, whole), (split_losses, split) = runs["whole"], runs["split"]
+    assert len(whole_losses) == 4 and split_losses == pytest.approx(whole_losses, rel=1e-5)
+    assert whole.keys() == split.keys()
+    worst = max(float((whole[name] - split[name]).abs().max()) for name in whole)
+    assert worst < 1e-4, worst
