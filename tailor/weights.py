@@ -82,13 +82,15 @@ def load_tokenizer(model: ResolvedModel, settings: Settings, progress: bool = Tr
     return _from_pretrained(AutoTokenizer, model, weights_location(model.weights, settings, progress))
 
 
-def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True):
-    """The model in float32 on CPU, or bfloat16 on a CUDA device when one is present."""
+def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True, dtype=None):
+    """The model on this process's device, in ``dtype``; by default float32 on CPU and bfloat16 on
+    a CUDA device, which is what inference wants (training chooses: ``train/precision.py``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     location = weights_location(model.weights, settings, progress)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     return _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype).to(device())
 
 

@@ -20,6 +20,9 @@ from tailor.train.contract import Hooks, StopRequested
 from tailor.train.early_stopping import EarlyStopping
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.metrics import MetricsWriter, loss_row, validation_loss_row
+from tailor.train.precision import Precision, autocast, precision_for
+
+FLOAT32 = Precision("float32", None)
 
 
 def length_grouped_batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -81,7 +84,8 @@ def target_tokens(examples: list[Example]) -> int:
     return sum(sum(label != IGNORE_INDEX for label in example.labels[1:]) for example in examples)
 
 
-def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, device) -> tuple[float, int]:
+def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, device,
+               precision: Precision = FLOAT32) -> tuple[float, int]:
     """Forward and backward over ``batch`` in passes of ``micro_batch`` records, accumulating the
     gradient of the batch's mean loss per target token; (that loss, the batch's real tokens).
 
@@ -96,7 +100,8 @@ def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, devic
     loss_sum, tokens = 0.0, 0
     for start in range(0, len(ordered), micro_batch):
         input_ids, attention, labels, real = collate(ordered[start : start + micro_batch], pad_id, device)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, num_items_in_batch=count).loss
+        with autocast(precision, torch.device(device).type):
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, num_items_in_batch=count).loss
         loss.backward()
         loss_sum += loss.item()
         tokens += real
@@ -131,8 +136,11 @@ def train_loop(
     save_best: Callable[[], None],
     progress: bool = True,
     hooks: Hooks | None = None,
+    precision: Precision | None = None,
 ) -> LoopResult:
-    """Train for ``config.epochs`` epochs with validation and early stopping after each epoch.
+    """Train for ``config.epochs`` epochs with validation and early stopping after each epoch;
+    the optimizer updates the float32 weights ``model`` holds, computing in ``precision``'s dtype
+    (by default the device's: ``train/precision.py``).
 
     ``save_best`` is called whenever the validation loss reaches a new low (or, without
     validation data, after the last epoch), so the kept checkpoint is the best one.
@@ -145,6 +153,7 @@ def train_loop(
     hooks = hooks or Hooks()
     device = current_device()
     micro_batch = min(config.micro_batch_size or config.batch_size, config.batch_size)
+    precision = precision or precision_for(config.tuning_method, device.type)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -174,7 +183,8 @@ def train_loop(
             for indices in length_grouped_batches(train, config.batch_size, rng):
                 if hooks.should_stop():
                     raise StopRequested("training stopped on request")
-                value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device)
+                value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device,
+                                           precision)
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()

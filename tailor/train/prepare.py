@@ -101,9 +101,11 @@ def load_trainable(model_ref, config, settings, progress: bool = True):
     further when it tunes LoRA (its rank is the adapter's), or starts full training from the base
     with the adapter merged in.
     """
-    from tailor.weights import load_causal_lm
+    from tailor.train.precision import precision_for
+    from tailor.weights import device, load_causal_lm
 
-    model = load_causal_lm(model_ref, settings, progress=progress)
+    precision = precision_for(config.tuning_method, device().type)
+    model = load_causal_lm(model_ref, settings, progress=progress, dtype=precision.torch_dtype())
     if model_ref.adapter:
         from peft import PeftModel
 

@@ -56,6 +56,7 @@ from tailor.train.metrics import (
     MetricsWriter,
     plot_rewards,
 )
+from tailor.train.precision import precision_for
 from tailor.train.prepare import (
     describe_data,
     hold_out,
@@ -201,7 +202,10 @@ def _fit(spec, model_ref, config: RftConfig, tokenizer, grader, train: list[Prom
             num_generations=config.samples_per_prompt, max_completion_length=config.inference_max_tokens,
             learning_rate=config.learning_rate, beta=config.kl_coefficient, num_train_epochs=config.epochs,
             logging_steps=1, save_strategy="no", report_to=[], seed=config.seed, data_seed=config.seed,
-            use_cpu=not torch.cuda.is_available(), bf16=False, optim="adamw_torch", remove_unused_columns=False,
+            # The Trainer's bf16 is autocast over float32 master weights, as train/precision.py wants.
+            use_cpu=not torch.cuda.is_available(), optim="adamw_torch", remove_unused_columns=False,
+            bf16=precision_for(config.tuning_method, "cuda" if torch.cuda.is_available() else "cpu").compute
+            == "bfloat16",
             disable_tqdm=True, lr_scheduler_type="constant",
             # It saves memory on a GPU; on a CPU it only costs time (~15 %, docs/performance.md).
             gradient_checkpointing=torch.cuda.is_available(),
