@@ -56,19 +56,28 @@ def is_trained(folder: Path) -> bool:
 
 
 @contextmanager
-def building(out_dir: Path) -> Iterator[Path]:
+def building(out_dir: Path, *, resume: bool = False) -> Iterator[Path]:
     """A scratch folder to write a run's output into, renamed to ``out_dir`` when the block ends.
 
     If the block raises (bad data found late, a stop request, a crash), the scratch is removed
-    and ``out_dir`` is left as it was: absent or empty.
+    and ``out_dir`` is left as it was: absent or empty. A process that dies (OOM, kill -9) leaves
+    its scratch behind; ``resume`` takes that one over, with whatever it holds (its checkpoints).
     """
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InvalidInput(f"Output folder {out_dir} already exists and is not empty.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = out_dir.parent / f".{out_dir.name}{PARTIAL}{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
+    left = in_progress(out_dir) if resume else None
+    if resume and left is None:
+        raise InvalidInput(f"Nothing to resume for {out_dir}: no interrupted run left its scratch folder "
+                           f"(.{out_dir.name}{PARTIAL}*) beside it.")
+    if left is not None and left != scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.rename(left, scratch)
+    elif left is None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
     try:
         yield scratch
         if out_dir.exists():

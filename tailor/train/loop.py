@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tailor.data.render import IGNORE_INDEX, Example
+from tailor.train.checkpoints import Checkpoints, trainable_state
 from tailor.train.contract import Hooks, StopRequested
 from tailor.train.early_stopping import EarlyStopping
 from tailor.train.hyperparams import TrainConfig
@@ -108,6 +109,28 @@ def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, devic
     return loss_sum, tokens
 
 
+def _restore(state: dict, model, optimizer, scheduler, rng, result, stopper, metrics) -> tuple[int, int]:
+    """Put a saved state back; (the epoch to continue, the batches of it already done)."""
+    import torch
+
+    missing = set(state["model"]) - {name for name, _ in model.named_parameters()}
+    if missing:
+        raise ValueError(f"the checkpoint does not fit this model (e.g. {sorted(missing)[0]})")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.setstate(state["epoch_rng"])
+    vars(result).update(state["result"])
+    if stopper is not None and state["stopper"] is not None:
+        vars(stopper).update(state["stopper"])
+    for row in state["metrics"]["training"]:
+        metrics.training(row)
+    for row in state["metrics"]["validation"]:
+        metrics.validation(row)
+    return state["epoch"], state["done_in_epoch"]
+
+
 @dataclass
 class LoopResult:
     steps: int = 0
@@ -137,6 +160,8 @@ def train_loop(
     progress: bool = True,
     hooks: Hooks | None = None,
     precision: Precision | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume: dict | None = None,
 ) -> LoopResult:
     """Train for ``config.epochs`` epochs with validation and early stopping after each epoch;
     the optimizer updates the float32 weights ``model`` holds, computing in ``precision``'s dtype
@@ -144,6 +169,8 @@ def train_loop(
 
     ``save_best`` is called whenever the validation loss reaches a new low (or, without
     validation data, after the last epoch), so the kept checkpoint is the best one.
+    ``checkpoints`` saves the run's state every so many steps and at epoch ends; ``resume`` (a
+    state it saved) continues a run exactly where that state left it.
     """
     import torch
 
@@ -175,12 +202,32 @@ def train_loop(
         else None
     )
     result = LoopResult()
+    first_epoch, done_in_epoch = 1, 0
+    if resume is not None:
+        first_epoch, done_in_epoch = _restore(resume, model, optimizer, scheduler, rng, result, stopper, metrics)
     model.train()
     hooks.on_training_start(total_steps)
     started = time.perf_counter()
+
+    def checkpoint(epoch: int, done: int, epoch_rng) -> None:
+        checkpoints.save({
+            "steps": result.steps, "epoch": epoch, "done_in_epoch": done, "epoch_rng": epoch_rng,
+            "torch_rng": torch.get_rng_state(), "model": trainable_state(model),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "result": {k: v for k, v in vars(result).items() if k != "seconds"},
+            "stopper": vars(stopper).copy() if stopper else None,
+            "metrics": {"training": metrics.training_rows, "validation": metrics.validation_rows},
+        })
+
     with progress_bar("Training", total_steps, enabled=progress) as bar:
-        for epoch in range(1, config.epochs + 1):
-            for indices in length_grouped_batches(train, config.batch_size, rng):
+        if result.steps:
+            bar.advance(result.steps)  # resumed
+        for epoch in range(first_epoch, config.epochs + 1):
+            epoch_rng = rng.getstate()
+            batches = length_grouped_batches(train, config.batch_size, rng)
+            for position, indices in enumerate(batches):
+                if epoch == first_epoch and position < done_in_epoch:
+                    continue  # done before the run was resumed
                 if hooks.should_stop():
                     raise StopRequested("training stopped on request")
                 value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device,
@@ -195,6 +242,8 @@ def train_loop(
                 result.tokens += tokens
                 result.final_training_loss = value
                 bar.advance(loss=value)
+                if checkpoints and checkpoints.due(result.steps) and position + 1 < len(batches):
+                    checkpoint(epoch, position + 1, epoch_rng)
             result.epochs_run = epoch
             if validation:
                 loss_value = mean_loss(model, validation, config.batch_size, pad_id, device)
@@ -211,6 +260,8 @@ def train_loop(
                     result.stopped_early = epoch < config.epochs
                     bar.note(f"early stopping after epoch {epoch}: best epoch {result.best_epoch}")
                     break
+            if checkpoints and epoch < config.epochs:
+                checkpoint(epoch + 1, 0, rng.getstate())  # the next epoch's start
     result.seconds = time.perf_counter() - started
     if not validation:
         save_best()

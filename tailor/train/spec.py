@@ -31,6 +31,7 @@ class TrainSpec(Serialized):
     hyperparameters: Hyperparameters = field(default_factory=dict)
     progress: bool = True  # draw progress bars on the terminal
     grader: GraderInfo | None = None  # REINFORCEMENT_FINE_TUNING: the grader, as it was at create time
+    resume: bool = False  # continue the interrupted run writing to output_dir from its last checkpoint
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "customization_type", CustomizationType(self.customization_type))

@@ -8,11 +8,15 @@ saved, then plot, write the manifest and publish the trained folder (``tailor.tr
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime
 
 from tailor import trained
 from tailor.data.render import Example
+from tailor.errors import InvalidInput
+from tailor.train.checkpoints import FOLDER as CHECKPOINTS
+from tailor.train.checkpoints import Checkpoints
 from tailor.train.contract import Hooks, TrainOutcome
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.loop import train_loop
@@ -41,7 +45,12 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
     """Load the model, train it, keep the best checkpoint and publish the trained folder."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    with trained.building(spec.output_dir) as scratch:
+    with trained.building(spec.output_dir, resume=spec.resume) as scratch:
+        checkpoints = Checkpoints(scratch / CHECKPOINTS, every_steps=settings.checkpoint_steps)
+        resume = checkpoints.latest() if spec.resume else None
+        if spec.resume and resume is None:
+            raise InvalidInput(f"Nothing to resume for {spec.output_dir}: the interrupted run saved no checkpoint "
+                               "(it saves one every checkpoint_steps steps and at each epoch's end).")
         model = load_trainable(model_ref, config, settings, progress=spec.progress)
         load_seconds = time.perf_counter() - started
         model_dir = scratch / trained.MODEL_DIR
@@ -53,7 +62,9 @@ def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         with MetricsWriter(scratch, LOSS_COLUMNS, VALIDATION_LOSS_COLUMNS if validation else None) as metrics:
             result = train_loop(model, train, validation, config, pad_id=pad_id, metrics=metrics,
-                                save_best=save_best, progress=spec.progress, hooks=hooks)
+                                save_best=save_best, progress=spec.progress, hooks=hooks,
+                                checkpoints=checkpoints, resume=resume)
+        shutil.rmtree(checkpoints.folder, ignore_errors=True)  # the run's, not the trained model's
         plot_losses(metrics, scratch / trained.LOSS_PLOT)
         manifest = trained.manifest(
             customization_type=spec.customization_type, model_ref=model_ref, tuning_method=config.tuning_method,

@@ -1,0 +1,59 @@
+"""Checkpoints of a supervised run, for an exact resume after the process dies (OOM, reboot,
+kill -9): the trainable weights (the adapter, for LoRA), the optimizer and scheduler, the random
+states, where in the data the run was, and what it had measured so far.
+
+They live in the run's scratch folder (``checkpoints/step-NNNNNNNN``), each written to a temporary
+name and renamed into place, so a checkpoint is whole or absent; the newest ``keep`` are kept. A
+resumed run replays nothing it did not lose: batches are drawn again from the random state the
+epoch started with and the ones already done are skipped, so an interrupted and resumed run ends
+with the weights an uninterrupted one has (tests/train/test_checkpoints.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+FOLDER = Path("checkpoints")
+STATE = "state.pt"
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    folder: Path  # the run's scratch / FOLDER
+    every_steps: int  # 0: at epoch ends only
+    keep: int = 2
+
+    def due(self, steps_done: int) -> bool:
+        return self.every_steps > 0 and steps_done % self.every_steps == 0
+
+    def save(self, state: dict) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"step-{state['steps']:08d}"
+        temporary = self.folder / f".{final.name}.{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        torch.save(state, temporary / STATE)
+        shutil.rmtree(final, ignore_errors=True)  # the same step saved again (an epoch's end)
+        os.rename(temporary, final)
+        for old in sorted(self.folder.glob("step-*"))[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def latest(self) -> dict | None:
+        """The newest whole checkpoint's state, or None."""
+        import torch
+
+        saved = sorted(self.folder.glob("step-*"))
+        if not saved:
+            return None
+        return torch.load(saved[-1] / STATE, weights_only=False)
+
+
+def trainable_state(model) -> dict:
+    """The weights training changes (all of them, or a LoRA adapter's)."""
+    names = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if name in names}
