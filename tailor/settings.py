@@ -75,6 +75,9 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///$TAILOR_HOME/tailor.db. "
         "PostgreSQL: postgresql+psycopg://user:password@host/db (install psycopg).")
     max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs trained at once; the rest queue (FIFO).")
+    max_job_attempts: int = Field(default=3, ge=1, description="Times a customization job's worker is started: "
+                                  "a lost worker (killed, out of memory, machine restarted) is restarted from "
+                                  "the job's last checkpoint until this many starts, then the job fails.")
     checkpoint_steps: int = Field(default=100, ge=0, description="A supervised run saves its state every this "
                                   "many steps (0: at epoch ends only), to resume from after its process dies.")
     region: str = Field(default="us-east-1", description="Region written into ARNs.")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from tailor import storage
+from tailor import storage, trained
 from tailor.arns import custom_model_arn, new_resource_id
 from tailor.errors import TailorError
 from tailor.jobs.ending import Stop, crashed, finish
@@ -20,6 +21,7 @@ from tailor.jobs.spec import CustomizationJobSpec
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
+from tailor.train.checkpoints import last_saved
 from tailor.train.contract import Hooks, StopRequested
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress writes: the database is shared
@@ -118,6 +120,7 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         job.status_details = details({"validationDetails": "InProgress", "dataProcessingDetails": "NotStarted",
                                       "trainingDetails": "NotStarted"}, job.status_details)
         spec = CustomizationJobSpec.from_record(job.spec)
+        attempts = job.attempts
 
     def failed(message: str, phase: str) -> str:
         with store.session() as session:
@@ -125,9 +128,14 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         return finish(store, settings, Job, job_id, "Failed", message, status_details=status_details)
 
     reporter = _Reporter(store, job_id, stop)
+    train = spec.train
+    resumed_at = last_saved(trained.in_progress(train.output_dir))
+    if resumed_at is not None and attempts > 1:  # an earlier worker of this job was lost
+        train = replace(train, resume=True)
+        reporter.event(f"Resuming from the checkpoint at step {resumed_at}.", data={"resumed_at_step": resumed_at})
     try:
         _build_builtin_model(spec, settings, reporter)
-        outcome = recipes.run(spec.train, settings, reporter.hooks())
+        outcome = recipes.run(train, settings, reporter.hooks())
         reporter.ended(outcome.manifest["result"])
     except StopRequested:
         reporter.event(f"Stopped on request at step {reporter.step} of {reporter.total_steps}.")

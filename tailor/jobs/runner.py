@@ -8,8 +8,10 @@ server restarted after a crash (even SIGKILL) continues where the last one left 
 - queued jobs start in FIFO order, at most ``max_concurrent_jobs`` at a time;
 - workers run in their own process session and outlive a killed server; a restarted server
   watches them again and they finish on their own;
-- a job whose worker is gone without a result (killed, out of memory, machine rebooted) is
-  marked Failed with that reason, or Stopped if a stop had been requested — never left InProgress;
+- a customization job whose worker is gone without a result (killed, out of memory, machine
+  rebooted) but left a checkpoint is queued again, and its next worker continues from there, up to
+  ``max_job_attempts`` starts; any other such job is marked Failed with that reason, or Stopped
+  if a stop had been requested — never left InProgress;
 - a stop request (status Stopping) becomes SIGTERM to the worker, then SIGKILL after a grace period;
 - a job whose worker cannot even be started (its folder cannot be created: a full disk, an
   unwritable ``$TAILOR_HOME/jobs``) fails with that reason, and the queue goes on;
@@ -33,9 +35,11 @@ from pathlib import Path
 import psutil
 from sqlalchemy import func, select, update
 
+from tailor import trained
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
-from tailor.store.jobs import EvaluationJob, Job, JobLifecycle, transition
+from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
+from tailor.train.checkpoints import last_saved
 from tailor.trained import PARTIAL
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,8 @@ ACTIVE_PHASES = ("starting", "running")
 WORKER_LOG = "job.log"  # in the job's folder: the worker's output, progress lines, a crash's traceback
 WORKERS = {Job: "customization", EvaluationJob: "evaluation"}  # table -> the worker's KIND argument
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
-               "or the machine restarted. Its log stays on the server (`tailor jobs logs JOB`). "
-               "Create the job again to retry.")
+               "or the machine restarted, and no checkpoint (or no start) was left to continue from. Its log "
+               "stays on the server (`tailor jobs logs JOB`). Create the job again to retry.")
 UNSTARTABLE = ("The server could not start this job's worker ({reason}); the operator should check "
                "that TAILOR_HOME is writable and has space. Create the job again to retry.")
 
@@ -150,10 +154,24 @@ class Runner:
             return
         if job.stop_requested:
             transition(job, "Stopped")
+        elif self._resumable(job):
+            # Queued again: its next worker continues from the checkpoint (jobs/customization.py).
+            job.phase, job.pid, job.pid_started = "queued", None, None
+            session.add(JobEvent(job_id=job.id, created_at=utcnow(), kind="message", level="warn", data={},
+                                 message=f"The worker process was lost (killed, out of memory, or the machine "
+                                         f"restarted); the job continues from its last checkpoint (start "
+                                         f"{job.attempts + 1} of {self.settings.max_job_attempts})."))
+            return
         else:
             transition(job, "Failed", failure_message=LOST_WORKER)
         self._terminated_at.pop(job.id, None)
         clean_scratch(Path(job.work_dir), keep_output=False)
+
+    def _resumable(self, job: JobLifecycle) -> bool:
+        """A customization job that has starts left and whose lost worker saved a checkpoint."""
+        if not isinstance(job, Job) or job.attempts >= self.settings.max_job_attempts:
+            return False
+        return last_saved(trained.in_progress(Path(job.work_dir) / "output")) is not None
 
     def _deliver_stops(self) -> None:
         for table in WORKERS:
@@ -228,6 +246,8 @@ class Runner:
         with self.store.session() as session:
             job = session.get(table, job_id)
             job.pid, job.pid_started, job.phase = child.pid, process_start_time(child.pid), "running"
+            if isinstance(job, Job):
+                job.attempts += 1
 
 
 def leftovers(work_dir: Path, *, keep_output: bool) -> list[Path]:

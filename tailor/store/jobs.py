@@ -54,6 +54,7 @@ class Job(JobLifecycle, Base):
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     training_loss: Mapped[float | None] = mapped_column(Float)
     validation_losses: Mapped[list] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # worker starts
 
 
 class EvaluationJob(JobLifecycle, Base):

@@ -53,6 +53,12 @@ class Checkpoints:
         return torch.load(saved[-1] / STATE, weights_only=False)
 
 
+def last_saved(scratch: Path | None) -> int | None:
+    """The step of the newest checkpoint in a run's scratch folder; None when it has none."""
+    saved = sorted((scratch / FOLDER).glob("step-*")) if scratch else []
+    return int(saved[-1].name.removeprefix("step-")) if saved else None
+
+
 def trainable_state(model) -> dict:
     """The weights training changes (all of them, or a LoRA adapter's)."""
     names = {name for name, parameter in model.named_parameters() if parameter.requires_grad}

@@ -66,6 +66,9 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     assert scratch, "a training job writes into a scratch folder"
     server.kill(signal.SIGKILL)
     os.killpg(worker_pid(server, lost), signal.SIGKILL)  # the machine "lost" this worker too
+    # With one start allowed, a lost worker is not restarted from its checkpoint (that is
+    # test_a_killed_worker_is_restarted_from_its_checkpoint_and_ends_as_if_never_killed).
+    server.env = {**server.env, "TAILOR_MAX_JOB_ATTEMPTS": "1"}
     server.start()
 
     job = server.wait_for(lost, {"Failed", "Completed", "Stopped"}, timeout=30)
@@ -80,3 +83,43 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     server.kill(signal.SIGKILL)  # only the server dies; the worker trains on in its own session
     server.start()
     assert server.wait_for(survivor, {"Completed", "Failed"}, timeout=180)["status"] == "Completed"
+
+
+def test_a_killed_worker_is_restarted_from_its_checkpoint_and_ends_as_if_never_killed(server):
+    """kill -9 of a training worker: the runner starts the job again, the new worker continues
+    from the last checkpoint, and the custom model equals that of a job nobody killed."""
+    from safetensors.torch import load_file
+
+    server.kill()
+    server.env = {**server.env, "TAILOR_CHECKPOINT_STEPS": "4"}
+    server.start()
+    bedrock = server.client()
+    killed, whole = long_job(server, "killed-once", epochs=6), long_job(server, "never-killed", epochs=6)
+    scratch = server.home / "jobs" / killed.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 180
+    while not list(scratch.glob(".output.partial-*/checkpoints/step-*")):
+        assert time.monotonic() < deadline and bedrock.get_model_customization_job(
+            jobIdentifier=killed)["status"] == "InProgress", "the job ended before its first checkpoint"
+        time.sleep(0.01)
+    os.killpg(worker_pid(server, killed), signal.SIGKILL)
+
+    for arn in (killed, whole):
+        assert server.wait_for(arn, {"Completed", "Failed"}, timeout=300)["status"] == "Completed"
+    models = {arn: bedrock.get_custom_model(modelIdentifier=bedrock.get_model_customization_job(
+        jobIdentifier=arn)["outputModelArn"]) for arn in (killed, whole)}
+    weights = [load_file(server.home / "jobs" / arn.rsplit("/", 1)[1] / "output" / "model" / "model.safetensors")
+               for arn in (killed, whole)]
+    assert max(float((weights[0][name] - weights[1][name]).abs().max()) for name in weights[1]) == 0.0
+    assert models[killed]["trainingMetrics"] == models[whole]["trainingMetrics"]
+
+    # Through the OpenAI-compatible events API, as a client watching the job sees it.
+    from openai import OpenAI
+
+    access_key_id, secret = server.keys["alice"]
+    client = OpenAI(base_url=server.endpoint + "/v1", api_key=f"{access_key_id}.{secret}", max_retries=0)
+    messages = [event.message for event in client.fine_tuning.jobs.list_events(killed.rsplit("/", 1)[1], limit=1000)
+                if event.type == "message"]
+    assert any(m.startswith("The worker process was lost") for m in messages)
+    assert any(m.startswith("Resuming from the checkpoint at step ") for m in messages)
+    with sqlite3.connect(server.home / "tailor.db") as connection:
+        assert connection.execute("SELECT attempts FROM jobs WHERE arn = ?", (killed,)).fetchone()[0] == 2
