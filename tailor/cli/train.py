@@ -20,9 +20,10 @@ from tailor.cli.common import (
 
 
 def run_training(customization_type: CustomizationType, model: str, train: str, validation: list[str],
-                 hyperparameters: dict[str, str], out: Path, grader: str | None = None):
+                 hyperparameters: dict[str, str], out: Path, grader: str | None = None, resume: bool = False):
     """Resolve, validate and train; returns the recipe's ``TrainOutcome``. ``grader`` is a
-    registered grader's name or ARN, looked up (and snapshotted) before training starts."""
+    registered grader's name or ARN, looked up (and snapshotted) before training starts;
+    ``resume`` continues the interrupted run into ``out`` from its last checkpoint."""
     from tailor.train.recipes import recipe
     from tailor.train.spec import TrainSpec
 
@@ -36,8 +37,24 @@ def run_training(customization_type: CustomizationType, model: str, train: str, 
 
         grader_info = get_grader(open_store(settings), grader)
     spec = TrainSpec(customization_type=customization_type, model=model, training_uri=train, output_dir=out,
-                     validation_uris=tuple(validation), hyperparameters=hyperparameters, grader=grader_info)
+                     validation_uris=tuple(validation), hyperparameters=hyperparameters, grader=grader_info,
+                     resume=resume)
     return recipe(customization_type)(spec, settings)
+
+
+def print_estimate(customization_type: CustomizationType, model: str, train: str, validation: list[str],
+                   hyperparameters: dict[str, str], out: Path) -> None:
+    """``--dry-run``: the run's pre-flight estimate (``tailor.train.estimate``); nothing is trained."""
+    from tailor.train.estimate import estimate_run
+    from tailor.train.spec import TrainSpec
+
+    settings = load_settings()
+    for note in resolve_model(model, settings).notes:
+        say(note)
+    spec = TrainSpec(customization_type=customization_type, model=model, training_uri=train, output_dir=out,
+                     validation_uris=tuple(validation), hyperparameters=hyperparameters, progress=False)
+    typer.echo(estimate_run(spec, settings).render())
+    say("Dry run: nothing was trained.")
 
 
 def print_outcome(outcome) -> None:
@@ -83,9 +100,20 @@ def train(
     ] = None,
     grader: Annotated[str | None, typer.Option("--grader", help="REINFORCEMENT_FINE_TUNING: a registered "
                                                "grader's name or ARN (tailor graders create).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve the model, validate the data and print "
+                                          "an estimate of peak memory and time; train nothing, write "
+                                          "nothing to --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run into --out that was interrupted "
+                                         "(killed, out of memory, machine restarted) from its last checkpoint; "
+                                         "give the same options as the first time.")] = False,
 ) -> None:
     """Validate the data, then fine-tune, continue pre-training or reinforcement-fine-tune a model into --out."""
+    if dry_run:
+        with user_errors():
+            print_estimate(CustomizationType(customization_type), model, train_file, validation or [],
+                           parse_assignments(hp, "--hp"), out)
+        return
     with user_errors():
         outcome = run_training(CustomizationType(customization_type), model, train_file,
-                               validation or [], parse_assignments(hp, "--hp"), out, grader)
+                               validation or [], parse_assignments(hp, "--hp"), out, grader, resume)
     print_outcome(outcome)
