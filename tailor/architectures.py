@@ -23,17 +23,17 @@ Deliberate choices, where the originals vary:
   are chunks of their own, so a prompt that ends in ``\\n`` tokenizes as the prefix of the full
   conversation.
 
-torch, transformers and tokenizers are imported inside the functions that use them; the module
-imports nothing of Tailor, so any layer may use it.
+torch, transformers and tokenizers are imported inside the functions that use them; the small
+models' tokenizers learn from the text ``tailor.tiny`` trains on (``tiny.corpus_text``).
 """
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
+
+from tailor.tiny import corpus_text
 
 # Llama 3's pre-tokenizer pattern; Qwen 2's is the same with single digits (``QWEN_SPLIT_PATTERN``,
 # which transformers' Qwen2Tokenizer imposes when it loads a folder whose model type is qwen2).
@@ -204,14 +204,6 @@ class SmallSizes:
 
 
 SMALL = SmallSizes()
-
-
-def corpus_text() -> str:
-    """The Python reference text the package ships (what ``tailor.tiny`` trains on too); read
-    here rather than imported from ``tailor.tiny`` so that this module depends on nothing in
-    Tailor and the catalog can build on it."""
-    data = resources.files("tailor.assets").joinpath("corpus-python-reference.txt.gz").read_bytes()
-    return gzip.decompress(data).decode("utf-8")
 
 
 def train_tokenizer(architecture: Architecture, text: str, sizes: SmallSizes = SMALL):
