@@ -251,7 +251,7 @@ class Opener:
     command line, where the user chooses where their own prompts go; never for API callers.
     """
 
-    def __init__(self, settings, resolve_target: Callable[[str], Target], *, max_models: int = 2,
+    def __init__(self, settings, resolve_target: Callable[[str], Target] | None = None, *, max_models: int = 2,
                  allow_urls: bool = False):
         self.settings, self.resolve_target, self.max_models = settings, resolve_target, max_models
         self.allow_urls = allow_urls
@@ -266,6 +266,8 @@ class Opener:
             return OpenAIModel(spec_text, spec.model, spec.url, timeout_s=timeout)
         if spec.kind == "bedrock":
             return BedrockModel(spec_text, spec.model, spec.url, timeout_s=timeout)
+        if self.resolve_target is None:  # only models resolved already (open_model) can be opened
+            raise InvalidInput(f"Model {spec_text!r} cannot be looked up here.")
         return self._engine_model(spec_text, self.resolve_target(spec.model))
 
     def open_model(self, model) -> Backend:

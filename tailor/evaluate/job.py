@@ -32,7 +32,7 @@ from tailor.evaluate.spec import EvaluationSpec, ModelToRun
 def run(spec: EvaluationSpec, staging: Path, settings, should_stop: Callable[[], bool] = lambda: False) -> None:
     """Evaluate into ``staging``; ``StopRequested`` when ``should_stop`` says so."""
     staging.mkdir(parents=True, exist_ok=True)
-    with Opener(settings, _no_lookup, max_models=len(spec.models) + 1) as opener:
+    with Opener(settings, max_models=len(spec.models) + 1) as opener:
         models = [opener.open_model(model) for model in spec.models]
         judge = opener.open_model(spec.judge) if spec.judge else None
         generations = [model.generation for model in spec.models]
@@ -49,10 +49,6 @@ def run(spec: EvaluationSpec, staging: Path, settings, should_stop: Callable[[],
     (staging / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     if should_stop():
         raise StopRequested("The evaluation was stopped.")
-
-
-def _no_lookup(identifier: str):
-    raise AssertionError(f"an evaluation job's models are resolved when it is created, not {identifier!r}")
 
 
 def path_name(identifier: str) -> str:

@@ -31,7 +31,6 @@ class Fields:
     training_uri: str
     validation_uri: str
     output_uri: str
-    hyperparameters: str
     grader: str = ""
     dataset_uri: str = ""
     metrics: str = ""

@@ -50,7 +50,8 @@ class Checkpoints:
         saved = sorted(self.folder.glob("step-*"))
         if not saved:
             return None
-        return torch.load(saved[-1] / STATE, weights_only=False)
+        # weights_only: tensors and plain values only, never code to run, even from a folder we wrote.
+        return torch.load(saved[-1] / STATE, weights_only=True)
 
 
 def last_saved(scratch: Path | None) -> int | None:

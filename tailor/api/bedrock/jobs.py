@@ -26,11 +26,11 @@ RFT_GRADER = "customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn"
 CUSTOMIZATION_FIELDS = Fields(
     name="jobName", model_name="customModelName", kind="customizationType", base_model="baseModelIdentifier",
     training_uri="trainingDataConfig.s3Uri", validation_uri="validationDataConfig.validators[{i}].s3Uri",
-    output_uri="outputDataConfig.s3Uri", hyperparameters="hyperParameters", grader=RFT_GRADER,
+    output_uri="outputDataConfig.s3Uri", grader=RFT_GRADER,
 )
 EVALUATION_FIELDS = Fields(
     name="jobName", model_name="", kind="", base_model="", training_uri="", validation_uri="",
-    output_uri="outputDataConfig.s3Uri", hyperparameters="",
+    output_uri="outputDataConfig.s3Uri",
     dataset_uri="evaluationConfig.automated.datasetMetricConfigs[{i}].dataset.datasetLocation.s3Uri",
     metrics="evaluationConfig.automated.datasetMetricConfigs[{i}].metricNames",
     model="inferenceConfig.models[{i}].bedrockModel",
