@@ -80,6 +80,13 @@ class Settings(BaseSettings):
                                   "the job's last checkpoint until this many starts, then the job fails.")
     checkpoint_steps: int = Field(default=100, ge=0, description="A supervised run saves its state every this "
                                   "many steps (0: at epoch ends only), to resume from after its process dies.")
+    training_processes: int | None = Field(default=None, ge=1, description="Processes (one per device) that "
+                                           "train each job: data parallel, or fully sharded when the model does "
+                                           "not fit one device. Unset: every visible GPU, or 1 on a CPU.")
+    device_memory_gib: float | None = Field(default=None, gt=0, description="Memory one training device may use, "
+                                            "in GiB, for the pre-flight estimate (refusing jobs that cannot fit, "
+                                            "choosing micro-batches). Unset: the GPU's memory, or the machine's "
+                                            "available RAM on a CPU.")
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$",
                             description="Account id written into ARNs.")
