@@ -7,14 +7,15 @@ exercise every family offline in about a second.
 The chat templates are written by the project in each family's documented format (Llama 3's
 ``<|start_header_id|>…<|eot_id|>``, Qwen 2.5's ChatML ``<|im_start|>…<|im_end|>``, Mistral's
 ``[INST]…[/INST]…</s>``, Gemma 2's ``<start_of_turn>…<end_of_turn>``, Phi-3's
-``<|user|>…<|end|>``), simplified (no tools) and with ``{% generation %}`` markers around each
+``<|user|>…<|end|>``; Qwen3's ChatML, Gemma 3's turns as Gemma 2's, Phi-4's
+``<|im_start|>user<|im_sep|>…<|im_end|>``), simplified (no tools, no Qwen3 thinking block) and with ``{% generation %}`` markers around each
 assistant answer *and its end-of-turn token*: ``tailor.data.render`` takes the loss on exactly
 those tokens, which is what teaches a model to stop. The markers render nothing, so a template
 produces the same text as the family's own.
 
 Deliberate choices, where the originals vary:
-- A system message is folded into the first user turn for Gemma (whose template has no system
-  role) and Mistral (v0.3's puts it in the *last* user turn, which would make an inference prompt
+- A system message is folded into the first user turn for Gemma 2 and 3 (whose template has no
+  system role: ``Architecture.system_role`` is False) and Mistral (v0.3's puts it in the *last* user turn, which would make an inference prompt
   differ from the prefix of the same conversation rendered for training).
 - Every small tokenizer is a byte-level BPE (the real Mistral, Gemma and Phi-3 ship SentencePiece
   vocabularies: what the tests exercise is the template, the special tokens and the model, not
@@ -65,6 +66,12 @@ class Architecture:
     split_pattern: str = SPLIT_PATTERN  # the tokenizer's pre-tokenizer regex
     nfc: bool = False  # the tokenizer normalizes text to Unicode NFC first (Qwen)
     answer_prefix: str = ""  # text the template puts before an answer, inside the markers
+    # config.json ``model_type`` values of this family's real checkpoints (a folder whose type is
+    # not among them is refused by the catalog for a hub id of this family).
+    model_types: tuple[str, ...] = ()
+    # The format has a turn of its own for a system message; False: the template folds a system
+    # message into the first user turn (Gemma, Mistral).
+    system_role: bool = True
     small_config: Mapping[str, object] = field(default_factory=dict)  # besides the shared sizes
 
 
@@ -140,6 +147,28 @@ PHI3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
 
+# Qwen3: ChatML as Qwen 2.5, without a default system message. The original also writes an empty
+# ``<think>\n\n</think>\n\n`` before the last answer (thinking mode); this one does not.
+QWEN3_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Phi-4 (microsoft/phi-4): ChatML with ``<|im_sep|>`` after the role, no newlines.
+PHI4_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant<|im_sep|>' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '<|im_sep|>' + message['content'] + '<|im_end|>' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}"
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "llama3": Architecture(
         name="llama3", model_class="LlamaForCausalLM", config_class="LlamaConfig",
@@ -147,7 +176,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         special_tokens=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                         "<|eot_id|>", "<|eom_id|>"),
         bos="<|begin_of_text|>", eos="<|eot_id|>", stop_tokens=("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>"),
-        lora_target_modules=ATTENTION + GATED_MLP,
+        lora_target_modules=ATTENTION + GATED_MLP, model_types=("llama",),
         small_config={"rope_theta": 500000.0, "tie_word_embeddings": False},
     ),
     "qwen2.5": Architecture(
@@ -156,14 +185,25 @@ ARCHITECTURES: dict[str, Architecture] = {
         special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
         eos="<|im_end|>", pad="<|endoftext|>", stop_tokens=("<|im_end|>", "<|endoftext|>"),
         lora_target_modules=ATTENTION + GATED_MLP, split_pattern=QWEN_SPLIT_PATTERN, nfc=True,
+        model_types=("qwen2",),
         small_config={"rope_theta": 1000000.0, "tie_word_embeddings": True, "use_sliding_window": False},
+    ),
+    "qwen3": Architecture(
+        name="qwen3", model_class="Qwen3ForCausalLM", config_class="Qwen3Config",
+        chat_template=QWEN3_TEMPLATE, end_of_turn="<|im_end|>",
+        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"),
+        eos="<|im_end|>", pad="<|endoftext|>", stop_tokens=("<|im_end|>", "<|endoftext|>"),
+        lora_target_modules=ATTENTION + GATED_MLP, split_pattern=QWEN_SPLIT_PATTERN, nfc=True,
+        model_types=("qwen3",),
+        small_config={"head_dim": 16, "rope_theta": 1000000.0, "tie_word_embeddings": True,
+                      "use_sliding_window": False},
     ),
     "mistral": Architecture(
         name="mistral", model_class="MistralForCausalLM", config_class="MistralConfig",
         chat_template=MISTRAL_TEMPLATE, end_of_turn="</s>",
         special_tokens=("<unk>", "<s>", "</s>", "[INST]", "[/INST]"),
         bos="<s>", eos="</s>", stop_tokens=("</s>",), answer_prefix=" ",
-        lora_target_modules=ATTENTION + GATED_MLP,
+        lora_target_modules=ATTENTION + GATED_MLP, model_types=("mistral",), system_role=False,
         small_config={"rope_theta": 1000000.0, "tie_word_embeddings": False, "sliding_window": None},
     ),
     "gemma2": Architecture(
@@ -171,7 +211,18 @@ ARCHITECTURES: dict[str, Architecture] = {
         chat_template=GEMMA2_TEMPLATE, end_of_turn="<end_of_turn>",
         special_tokens=("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"),
         bos="<bos>", eos="<eos>", pad="<pad>", stop_tokens=("<eos>", "<end_of_turn>"),
-        lora_target_modules=ATTENTION + GATED_MLP,
+        lora_target_modules=ATTENTION + GATED_MLP, model_types=("gemma2",), system_role=False,
+        small_config={"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64,
+                      "tie_word_embeddings": True},
+    ),
+    # Gemma 3: Gemma 2's turns. The 1B checkpoint is text only (gemma3_text); 4B and larger are
+    # image-text models (gemma3, Gemma3ForConditionalGeneration) whose language model is this.
+    "gemma3": Architecture(
+        name="gemma3", model_class="Gemma3ForCausalLM", config_class="Gemma3TextConfig",
+        chat_template=GEMMA2_TEMPLATE, end_of_turn="<end_of_turn>",
+        special_tokens=("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>", eos="<eos>", pad="<pad>", stop_tokens=("<eos>", "<end_of_turn>"),
+        lora_target_modules=ATTENTION + GATED_MLP, model_types=("gemma3", "gemma3_text"), system_role=False,
         small_config={"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64,
                       "tie_word_embeddings": True},
     ),
@@ -182,7 +233,16 @@ ARCHITECTURES: dict[str, Architecture] = {
                         "<|user|>"),
         bos="<s>", eos="<|endoftext|>", pad="<|endoftext|>",
         stop_tokens=("<|endoftext|>", "<|assistant|>", "<|end|>"),
-        lora_target_modules=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
+        lora_target_modules=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"), model_types=("phi3",),
+        small_config={"tie_word_embeddings": False, "num_key_value_heads": 4},
+    ),
+    # Phi-4 (14B): Phi-3's model class with a ChatML-style format and a tiktoken vocabulary.
+    "phi4": Architecture(
+        name="phi4", model_class="Phi3ForCausalLM", config_class="Phi3Config",
+        chat_template=PHI4_TEMPLATE, end_of_turn="<|im_end|>",
+        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"),
+        bos="<|endoftext|>", eos="<|im_end|>", pad="<|endoftext|>", stop_tokens=("<|im_end|>", "<|endoftext|>"),
+        lora_target_modules=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"), model_types=("phi3",),
         small_config={"tie_word_embeddings": False, "num_key_value_heads": 4},
     ),
 }

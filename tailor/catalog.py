@@ -10,7 +10,12 @@ names while the weights come from elsewhere. Tailor never maps an id silently: t
 returned with a note that callers print and record.
 
 Besides catalog ids, a model can be named by a local directory (a Hugging Face model folder) or a
-hub id (``org/name``); those use the ``tailor`` family. A Tailor training output folder (one with a
+hub id (``org/name``); those use the ``tailor`` family. The popular open models' hub ids are in a
+table (``tailor.hub_models``: architecture, context length, size); one of those is never fetched
+from the hub: its weights are looked up on this machine (``_resolve_hub``: an alias to a folder,
+``TAILOR_HOME/models/ORG/NAME``, then the Hugging Face cache), a folder of another architecture is
+refused, and its family's chat rules (``tailor.architectures``) apply when it is loaded
+(``tailor.weights``). A Tailor training output folder (one with a
 ``manifest.json``: a custom model) resolves to the model it was trained from, started from its
 trained weights: that is how a custom model is customized again (iterative customization, e.g.
 reinforcement fine-tuning after supervised fine-tuning).
@@ -22,14 +27,18 @@ fine-tuning takes prompts, not examples, and the original service bounds them di
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from tailor import trained
+from tailor import hub_models, trained
+from tailor.architectures import ARCHITECTURES
 from tailor.errors import InvalidInput, ModelUnavailable, NotFound
+from tailor.hub_models import HubModel
 from tailor.settings import Settings
 from tailor.trained import TrainedModel
 
@@ -334,6 +343,20 @@ class ResolvedModel:
     # from, and its LoRA adapter (on ``weights``) when it is one; full weights are in ``weights``.
     trained: str | None = None
     adapter: str | None = None
+    # A model of the hub table (tailor.hub_models): its family's chat rules apply when it loads.
+    hub_model: HubModel | None = None
+
+    @property
+    def context_length(self) -> int | None:
+        """The documented context of a hub-table model (it caps the tokenizer's length), else None."""
+        return self.hub_model.context_length if self.hub_model else None
+
+    @property
+    def lora_target_modules(self) -> str | tuple[str, ...]:
+        """What a LoRA adapter wraps: "all-linear", unless the hub table says otherwise."""
+        if self.hub_model and self.hub_model.lora_target_modules:
+            return self.hub_model.lora_target_modules
+        return "all-linear"
 
     def describe(self) -> str:
         """One line for logs and manifests that says exactly what will be loaded."""
@@ -382,14 +405,23 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
         entry = FOUNDATION_MODELS.get(model_id)
         family = FAMILIES[entry.family] if entry else resolved_target.family
         types = entry.customization_types if entry else resolved_target.customization_types
+        notes = [f"{model_id} is served by {target} (TAILOR_MODEL_ALIASES); it keeps the "
+                 f"{family.name} family's data rules and hyperparameters."]
+        # A hub-table id mapped to a folder: the table's rules, for that folder (checked).
+        hub = hub_models.find(model_id) or resolved_target.hub_model
+        if hub is not None and resolved_target.weights.kind == "local":
+            check_architecture(hub, Path(resolved_target.weights.location))
+            if entry is None and hub_models.find(model_id):
+                model_id, types = hub.hub_id, _hub_types(hub)
+                notes = [f"{hub.hub_id}: weights from {target} (TAILOR_MODEL_ALIASES). {_hub_note(hub)}"]
         return ResolvedModel(
             model_id=model_id,
             family=family,
             weights=resolved_target.weights,
             customization_types=types,
             alias_of=target,
-            notes=(f"{model_id} is served by {target} (TAILOR_MODEL_ALIASES); it keeps the "
-                   f"{family.name} family's data rules and hyperparameters.",),
+            notes=tuple(notes),
+            hub_model=hub,
         )
 
     entry = FOUNDATION_MODELS.get(model_id)
@@ -407,6 +439,9 @@ def resolve_model(identifier: str, settings: Settings) -> ResolvedModel:
     folder = Path(model_id).expanduser()
     if trained.is_trained(folder):  # a training output folder: a custom model
         return _resolve_trained(folder.resolve(), settings)
+    hub = hub_models.find(model_id)
+    if hub is not None:
+        return _resolve_hub(hub, settings)
     weights = _weights_for_path_or_hub(model_id)
     if weights is not None:
         return ResolvedModel(model_id, FAMILIES["tailor"], weights, tuple(FAMILIES["tailor"].formats))
@@ -457,6 +492,8 @@ def _resolve_trained(folder: Path, settings: Settings) -> ResolvedModel:
         origin = resolve_model(TINY_MODEL_ID, settings)
     else:
         origin = resolve_model(model.base_weights_location, settings.model_copy(update={"model_aliases": {}}))
+    if origin.hub_model is None and hub_models.find(model.base_model_id or ""):
+        origin = replace(origin, hub_model=hub_models.find(model.base_model_id))  # trained from a hub model
     family = FAMILIES.get(model.family, origin.family)
     note = (f"Training continues from the custom model in {folder} ({model.customization_type}, "
             f"{model.tuning_method}) of {model.base_model_id}.")
@@ -465,4 +502,103 @@ def _resolve_trained(folder: Path, settings: Settings) -> ResolvedModel:
     else:
         weights, adapter = replace(origin.weights, kind="local", location=str(model.model_dir)), None
     return ResolvedModel(model.base_model_id or origin.model_id, family, weights, origin.customization_types,
-                         notes=(note,), trained=str(folder), adapter=adapter)
+                         notes=(note,), trained=str(folder), adapter=adapter, hub_model=origin.hub_model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Open models by hub id (tailor.hub_models): weights on this machine, never downloaded.
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, as huggingface_hub finds it, read from the environment now
+    (``HF_HUB_CACHE``, else ``HF_HOME``/hub, else ``$XDG_CACHE_HOME``/huggingface/hub or
+    ``~/.cache/huggingface/hub``): huggingface_hub reads it once, at import."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if cache:
+        return Path(cache).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def operator_folder(hub: HubModel, settings: Settings) -> Path:
+    """Where an operator may put a hub model's folder by hand: ``TAILOR_HOME/models/ORG/NAME``."""
+    return settings.models_dir / hub.hub_id
+
+
+def cached_snapshot(hub_id: str, cache: Path) -> Path | None:
+    """The folder of the revision ``refs/main`` names in the hub cache ``cache``, or None.
+    Offline: huggingface_hub's own lookup with ``local_files_only``; a cache folder spelled in
+    another case (the hub's ids are case-insensitive) is found too."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    ids = [hub_id]
+    if cache.is_dir():
+        wanted = "models--" + hub_id.replace("/", "--").lower()
+        ids += [entry.name[len("models--"):].replace("--", "/", 1) for entry in cache.iterdir()
+                if entry.name.lower() == wanted and entry.name != "models--" + hub_id.replace("/", "--")]
+    for repo_id in ids:
+        try:
+            return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            continue
+    return None
+
+
+def _hub_types(hub: HubModel) -> tuple[CustomizationType, ...]:
+    return tuple(CustomizationType(value) for value in hub.customization_types)
+
+
+def _hub_note(hub: HubModel) -> str:
+    architecture = ARCHITECTURES[hub.architecture]
+    note = (f"{hub.architecture} family: {hub.context_length:,} tokens of context, about {hub.parameters_b:g} B "
+            f"parameters; stops on {architecture.end_of_turn}.")
+    if not architecture.system_role:
+        note += " Its chat format has no system role: a system message goes into the first user turn."
+    return note
+
+
+def check_architecture(hub: HubModel, folder: Path) -> None:
+    """Refuse a folder whose config.json declares another architecture than the table's family."""
+    architecture = ARCHITECTURES[hub.architecture]
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidInput(f"{folder} is not a model folder for {hub.hub_id}: its config.json cannot be "
+                           f"read ({error}).") from error
+    model_type = config.get("model_type")
+    if model_type not in architecture.model_types:
+        declared = ", ".join(config.get("architectures") or []) or "no architectures"
+        raise InvalidInput(
+            f"{folder} holds a {model_type!r} model ({declared}), but {hub.hub_id} is a {hub.architecture} "
+            f"model (config model_type {' or '.join(map(repr, architecture.model_types))}). Tailor does not "
+            f"apply {hub.hub_id}'s rules to other weights: put {hub.hub_id}'s own files there, or name the "
+            "folder itself instead of the hub id.")
+
+
+def _resolve_hub(hub: HubModel, settings: Settings) -> ResolvedModel:
+    """A hub-table id: the first of ``TAILOR_HOME/models/ORG/NAME`` and the hub cache that holds it."""
+    folder = operator_folder(hub, settings)
+    cache = hub_cache_dir()
+    where = f"{folder}"
+    if not (folder / "config.json").is_file():
+        snapshot = cached_snapshot(hub.hub_id, cache)
+        folder, where = snapshot, "the Hugging Face cache"
+        if snapshot is None or not (snapshot / "config.json").is_file():
+            incomplete = (f" The cache has a snapshot of it in {snapshot} without config.json (an unfinished "
+                          "download?).") if snapshot is not None else ""
+            raise ModelUnavailable(
+                f"Model {hub.hub_id} is not on this machine, and Tailor does not download weights. It looked in "
+                f"TAILOR_MODEL_ALIASES (no entry for {hub.hub_id!r}), in {operator_folder(hub, settings)} and in "
+                f"the Hugging Face cache {cache / ('models--' + hub.hub_id.replace('/', '--'))} (HF_HUB_CACHE or "
+                f"HF_HOME).{incomplete} To put it there: on a machine with access, `hf download {hub.hub_id}` "
+                f"(gated models need an accepted licence and a token) and copy the cache folder here, or "
+                f"`hf download {hub.hub_id} --local-dir DIR`, then copy DIR to {operator_folder(hub, settings)} "
+                f"or map it: TAILOR_MODEL_ALIASES='{{\"{hub.hub_id}\": \"/path/to/DIR\"}}'.")
+    folder = folder.resolve()
+    check_architecture(hub, folder)
+    weights = Weights("local", str(folder), HF_FULL_LEARNING_RATE, HF_LORA_LEARNING_RATE, "lora")
+    return ResolvedModel(hub.hub_id, FAMILIES["tailor"], weights, _hub_types(hub),
+                         notes=(f"{hub.hub_id}: weights from {where} ({folder}). {_hub_note(hub)}",),
+                         hub_model=hub)

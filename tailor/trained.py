@@ -56,12 +56,13 @@ def is_trained(folder: Path) -> bool:
 
 
 @contextmanager
-def building(out_dir: Path, *, resume: bool = False) -> Iterator[Path]:
+def building(out_dir: Path, *, resume: bool = False, keep_on: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
     """A scratch folder to write a run's output into, renamed to ``out_dir`` when the block ends.
 
     If the block raises (bad data found late, a stop request, a crash), the scratch is removed
     and ``out_dir`` is left as it was: absent or empty. A process that dies (OOM, kill -9) leaves
-    its scratch behind; ``resume`` takes that one over, with whatever it holds (its checkpoints).
+    its scratch behind, and so does an exception in ``keep_on`` (a pause); ``resume`` takes that
+    one over, with whatever it holds (its checkpoints).
     """
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -83,6 +84,8 @@ def building(out_dir: Path, *, resume: bool = False) -> Iterator[Path]:
         if out_dir.exists():
             out_dir.rmdir()  # empty: checked above
         os.rename(scratch, out_dir)
+    except keep_on:
+        raise
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

@@ -3,6 +3,12 @@
 The built-in tiny model is built on first use; a local directory is read as it is; a hub id goes
 through ``from_pretrained``, and when the hub cannot be reached (offline, unknown id, gated
 model) the caller gets a ``ModelUnavailable`` that names the model and says what to do.
+
+A model of the hub table (``ResolvedModel.hub_model``; ``tailor.hub_models``) is loaded with its
+family's rules (``tailor.architectures``): the family's chat template when the folder's tokenizer
+has none (a base checkpoint), the family's stop tokens added to the generation config (a base
+checkpoint stops only on its end of text), and the tokenizer's ``model_max_length`` capped at the
+table's context length (training, validation and the RFT prompt bound read it).
 torch and transformers are imported inside the functions, so the control plane stays light.
 """
 
@@ -12,8 +18,9 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from tailor.architectures import ARCHITECTURES
 from tailor.catalog import ResolvedModel, Weights
-from tailor.errors import ModelUnavailable
+from tailor.errors import InvalidInput, ModelUnavailable
 from tailor.settings import Settings
 
 
@@ -79,19 +86,72 @@ def load_tokenizer(model: ResolvedModel, settings: Settings, progress: bool = Tr
         from tailor.tiny import tokenizer_dir
 
         return AutoTokenizer.from_pretrained(tokenizer_dir(settings.models_dir))
-    return _from_pretrained(AutoTokenizer, model, weights_location(model.weights, settings, progress))
+    tokenizer = _from_pretrained(AutoTokenizer, model, weights_location(model.weights, settings, progress))
+    if model.hub_model is not None:
+        apply_family_rules(tokenizer, model)
+    return tokenizer
 
 
-def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True, dtype=None):
-    """The model on this process's device, in ``dtype``; by default float32 on CPU and bfloat16 on
-    a CUDA device, which is what inference wants (training chooses: ``train/precision.py``)."""
+def _family_token_ids(tokenizer, tokens: tuple[str, ...]) -> list[int]:
+    """The ids of ``tokens`` that are single tokens of ``tokenizer``'s vocabulary."""
+    vocabulary = tokenizer.get_vocab()
+    return [vocabulary[token] for token in tokens if token in vocabulary]
+
+
+def apply_family_rules(tokenizer, model: ResolvedModel) -> None:
+    """Give a hub-table model's tokenizer its family's chat template (when it has none) and cap
+    its ``model_max_length`` at the table's context length."""
+    hub = model.hub_model
+    architecture = ARCHITECTURES[hub.architecture]
+    if not tokenizer.chat_template:
+        if not _family_token_ids(tokenizer, (architecture.end_of_turn,)):
+            raise InvalidInput(
+                f"The tokenizer in {model.weights.location} has no chat template and no "
+                f"{architecture.end_of_turn!r} token, so the {hub.architecture} chat format of {hub.hub_id} "
+                "cannot apply: is this folder really that model?")
+        tokenizer.chat_template = architecture.chat_template
+    current = tokenizer.model_max_length
+    if not isinstance(current, int) or current <= 0 or current > hub.context_length:
+        tokenizer.model_max_length = hub.context_length
+
+
+def _add_family_stops(loaded, model: ResolvedModel, location: str) -> None:
+    """Make generation stop on the family's stop tokens (a base checkpoint's generation config
+    names only its end of text; the family's chat template ends each answer otherwise)."""
+    from transformers import AutoTokenizer
+
+    architecture = ARCHITECTURES[model.hub_model.architecture]
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    wanted = _family_token_ids(tokenizer, architecture.stop_tokens)
+    config = loaded.generation_config
+    configured = config.eos_token_id
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    missing = [token for token in wanted if token not in ids]
+    if missing:
+        ids += missing
+        config.eos_token_id = ids if len(ids) > 1 else ids[0]
+
+
+def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True, dtype=None, on=None):
+    """The model on this process's device (or ``on``), in ``dtype``; by default float32 on CPU and
+    bfloat16 on a CUDA device, which is what inference wants (training chooses:
+    ``train/precision.py``). A CUDA machine with FlashAttention installed loads it for attention
+    (padding-free training batches need its variable-length kernels: ``train/loop.packs``)."""
+    import importlib.util
+
     import torch
     from transformers import AutoModelForCausalLM
 
     location = weights_location(model.weights, settings, progress)
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype).to(device())
+    options = {}
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        options["attn_implementation"] = "flash_attention_2"
+    loaded = _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype, **options)
+    if model.hub_model is not None:
+        _add_family_stops(loaded, model, location)
+    return loaded.to(on or device())
 
 
 def device():

@@ -104,7 +104,21 @@ DOCUMENTED_PROMPTS = {
     "mistral": "<s>[INST] Be brief.\n\nWhat is Tailor?[/INST]",
     "gemma2": "<bos><start_of_turn>user\nBe brief.\n\nWhat is Tailor?<end_of_turn>\n<start_of_turn>model\n",
     "phi3": "<|system|>\nBe brief.<|end|>\n<|user|>\nWhat is Tailor?<|end|>\n<|assistant|>\n",
+    "qwen3": "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is Tailor?<|im_end|>\n"
+             "<|im_start|>assistant\n",
+    "gemma3": "<bos><start_of_turn>user\nBe brief.\n\nWhat is Tailor?<end_of_turn>\n<start_of_turn>model\n",
+    "phi4": "<|im_start|>system<|im_sep|>Be brief.<|im_end|><|im_start|>user<|im_sep|>What is Tailor?<|im_end|>"
+            "<|im_start|>assistant<|im_sep|>",
 }
+
+
+def test_every_family_names_its_model_types_and_system_role():
+    """What the catalog checks a hub model's folder against (config.json ``model_type``), and
+    whether the format has a system turn (Gemma and Mistral fold it into the first user turn)."""
+    for architecture in ARCHITECTURES.values():
+        assert architecture.model_types, architecture.name
+        assert architecture.system_role == (architecture.name not in ("gemma2", "gemma3", "mistral"))
+        assert architecture.end_of_turn in architecture.special_tokens + (architecture.eos,)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

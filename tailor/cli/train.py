@@ -17,14 +17,18 @@ from tailor.cli.common import (
     say,
     user_errors,
 )
+from tailor.train.distributed import Parallelism
 
 
 def run_training(customization_type: CustomizationType, model: str, train: str, validation: list[str],
-                 hyperparameters: dict[str, str], out: Path, grader: str | None = None, resume: bool = False):
+                 hyperparameters: dict[str, str], out: Path, grader: str | None = None, resume: bool = False,
+                 processes: int | None = None, parallelism: Parallelism = Parallelism.AUTO):
     """Resolve, validate and train; returns the recipe's ``TrainOutcome``. ``grader`` is a
     registered grader's name or ARN, looked up (and snapshotted) before training starts;
-    ``resume`` continues the interrupted run into ``out`` from its last checkpoint."""
-    from tailor.train.recipes import recipe
+    ``resume`` continues the interrupted run into ``out`` from its last checkpoint; ``processes``
+    (default: one per GPU, or 1) train it together, ``parallelism`` says how."""
+    from tailor.train.estimate import processes_for
+    from tailor.train.recipes import launch
     from tailor.train.spec import TrainSpec
 
     settings = load_settings()
@@ -38,8 +42,8 @@ def run_training(customization_type: CustomizationType, model: str, train: str, 
         grader_info = get_grader(open_store(settings), grader)
     spec = TrainSpec(customization_type=customization_type, model=model, training_uri=train, output_dir=out,
                      validation_uris=tuple(validation), hyperparameters=hyperparameters, grader=grader_info,
-                     resume=resume)
-    return recipe(customization_type)(spec, settings)
+                     resume=resume, parallelism=parallelism)
+    return launch(spec, settings, processes or processes_for(settings))
 
 
 def print_estimate(customization_type: CustomizationType, model: str, train: str, validation: list[str],
@@ -106,6 +110,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run into --out that was interrupted "
                                          "(killed, out of memory, machine restarted) from its last checkpoint; "
                                          "give the same options as the first time.")] = False,
+    processes: Annotated[int | None, typer.Option("--processes", min=1, help="Processes that train together, one "
+                                                  "per device (torchrun). Default: TAILOR_TRAINING_PROCESSES, else "
+                                                  "every visible GPU, else 1.")] = None,
+    parallelism: Annotated[Parallelism, typer.Option("--parallelism", help="With several processes: "
+                                                     "data-parallel (each holds the whole model), fully-sharded "
+                                                     "(FSDP: each holds 1/N), or auto (sharded only when the "
+                                                     "model does not fit one device).")] = Parallelism.AUTO,
 ) -> None:
     """Validate the data, then fine-tune, continue pre-training or reinforcement-fine-tune a model into --out."""
     if dry_run:
@@ -115,5 +126,6 @@ def train(
         return
     with user_errors():
         outcome = run_training(CustomizationType(customization_type), model, train_file,
-                               validation or [], parse_assignments(hp, "--hp"), out, grader, resume)
+                               validation or [], parse_assignments(hp, "--hp"), out, grader, resume,
+                               processes, parallelism)
     print_outcome(outcome)

@@ -21,8 +21,10 @@ from tailor.jobs.spec import CustomizationJobSpec
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
+from tailor.train import distributed
 from tailor.train.checkpoints import last_saved
-from tailor.train.contract import Hooks, StopRequested
+from tailor.train.contract import Hooks, PauseRequested, StopRequested
+from tailor.train.spec import TrainSpec
 
 PROGRESS_WRITE_INTERVAL = 1.0  # seconds between progress writes: the database is shared
 PUBLISHED_FOLDERS = ("training_artifacts", "validation_artifacts")
@@ -52,6 +54,8 @@ class _Reporter:
         self.step = 0
         self._last_write = 0.0
         self._last_build_share = -1.0
+        self._last_pause_check = 0.0
+        self._pausing = False
 
     def event(self, message: str, *, data: dict | None = None, kind: str = "message", level: str = "info") -> None:
         with self.store.session() as session:
@@ -68,7 +72,15 @@ class _Reporter:
 
     def hooks(self) -> Hooks:
         return Hooks(on_training_start=self.on_training_start, on_step=self.on_step,
-                     on_validation=self.on_validation, should_stop=self.stop)
+                     on_validation=self.on_validation, should_stop=self.stop, should_pause=self.should_pause)
+
+    def should_pause(self) -> bool:
+        """Whether the job was asked to pause (status Pausing): read from its row, at most once a second."""
+        if not self._pausing and time.monotonic() - self._last_pause_check >= PROGRESS_WRITE_INTERVAL:
+            self._last_pause_check = time.monotonic()
+            with self.store.session() as session:
+                self._pausing = session.get(Job, self.job_id).status == "Pausing"
+        return self._pausing
 
     def on_training_start(self, total_steps: int) -> None:
         self.total_steps = total_steps
@@ -110,33 +122,90 @@ class _Reporter:
 
 
 def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
-    """Run the customization job ``job_id``; its final status."""
+    """Run the customization job ``job_id``; its final status.
+
+    A job trained by several processes runs this in each (torchrun starts them: ``jobs/runner.py``).
+    The main process does everything below and hands the spec it resolved to the others, which
+    train their share (``train/distributed.py``) and write nothing.
+    """
+    current = distributed.world()
+    distributed.start(current)
+    if not current.main:
+        return _train_share(settings, stop, current)
+    started = None
+    try:
+        started = _start(store, settings, job_id, stop)
+    finally:  # the others wait for the spec; None (this job will not train) sends them home
+        distributed.share_object(None if isinstance(started, str) else started[1], current)
+    if isinstance(started, str):
+        return started
+    return _train(store, settings, job_id, *started)
+
+
+def _train_share(settings: Settings, stop: Stop, current: distributed.World) -> str:
+    """A process other than the main one: train what the main process resolved, on its share."""
     from tailor.train import recipes
 
+    train = distributed.share_object(None, current)
+    if train is None:
+        return "nothing to train"
+    try:
+        recipes.run(train, settings, Hooks(should_stop=stop))
+    except StopRequested:
+        return "Stopped"
+    except PauseRequested:
+        return "Paused"
+    return f"trained (process {current.rank} of {current.size})"
+
+
+def _start(store: Store, settings: Settings, job_id: str,
+           stop: Stop) -> tuple[CustomizationJobSpec, TrainSpec, _Reporter] | str:
+    """The job's spec and what this start of it trains (resuming when an earlier worker was lost),
+    with the reporter of its progress; or the status it ends in without training."""
     with store.session() as session:
         job = session.get(Job, job_id)
+        if job is not None and job.status == "Pausing":  # asked to pause before this worker began
+            transition(job, "Paused", phase="paused", pid=None, pid_started=None, attempts=job.attempts - 1)
+            return "Paused"
         if job is None or job.status != "InProgress":
             return job.status if job else "missing"
         job.status_details = details({"validationDetails": "InProgress", "dataProcessingDetails": "NotStarted",
                                       "trainingDetails": "NotStarted"}, job.status_details)
         spec = CustomizationJobSpec.from_record(job.spec)
-        attempts = job.attempts
-
-    def failed(message: str, phase: str) -> str:
-        with store.session() as session:
-            status_details = details({phase: "Failed"}, session.get(Job, job_id).status_details)
-        return finish(store, settings, Job, job_id, "Failed", message, status_details=status_details)
-
     reporter = _Reporter(store, job_id, stop)
     train = spec.train
     resumed_at = last_saved(trained.in_progress(train.output_dir))
-    if resumed_at is not None and attempts > 1:  # an earlier worker of this job was lost
+    if resumed_at is not None:  # an earlier worker of this job was lost, or paused
         train = replace(train, resume=True)
         reporter.event(f"Resuming from the checkpoint at step {resumed_at}.", data={"resumed_at_step": resumed_at})
+    if distributed.world().size > 1:
+        reporter.event(f"Training in {distributed.world().size} processes.",
+                       data={"processes": distributed.world().size})
     try:
         _build_builtin_model(spec, settings, reporter)
+    except Exception as error:
+        return _failed(store, settings, job_id, crashed(error, "Building the built-in model"), "validationDetails")
+    return spec, train, reporter
+
+
+def _failed(store: Store, settings: Settings, job_id: str, message: str, phase: str) -> str:
+    with store.session() as session:
+        status_details = details({phase: "Failed"}, session.get(Job, job_id).status_details)
+    return finish(store, settings, Job, job_id, "Failed", message, status_details=status_details)
+
+
+def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJobSpec, train: TrainSpec,
+           reporter: _Reporter) -> str:
+    from tailor.train import recipes
+
+    def failed(message: str, phase: str) -> str:
+        return _failed(store, settings, job_id, message, phase)
+
+    try:
         outcome = recipes.run(train, settings, reporter.hooks())
         reporter.ended(outcome.manifest["result"])
+    except PauseRequested as pause:
+        return _paused(store, job_id, pause.step, reporter)
     except StopRequested:
         reporter.event(f"Stopped on request at step {reporter.step} of {reporter.total_steps}.")
         with store.session() as session:
@@ -156,6 +225,21 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         reason = error.message if isinstance(error, TailorError) else str(error)
         return failed(f"Could not write the output files to {prefix}: {reason}", "trainingDetails")
     return _register(store, settings, job_id, outcome.output_dir, outcome.manifest["result"])
+
+
+def _paused(store: Store, job_id: str, step: int, reporter: _Reporter) -> str:
+    """Paused at ``step``: the checkpoint stays in the job's folder; resumed, the job is queued
+    again and its next worker continues from there. A pause is not a lost start: it does not
+    count against ``max_job_attempts``. A stop that arrived meanwhile wins."""
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        if job.status == "Stopping":
+            return "Stopping"  # the runner ends it Stopped and removes the scratch
+        transition(job, "Paused", phase="paused", pid=None, pid_started=None, attempts=job.attempts - 1,
+                   status_details=details({"trainingDetails": "Stopped"}, job.status_details))
+    reporter.event(f"Paused at step {step} of {reporter.total_steps}; the checkpoint is kept. Resume the job to "
+                   "continue from it.", data={"paused_at_step": step})
+    return "Paused"
 
 
 def _ending(result: dict, total_steps: int | None) -> dict:

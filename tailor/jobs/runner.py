@@ -13,6 +13,8 @@ server restarted after a crash (even SIGKILL) continues where the last one left 
   ``max_job_attempts`` starts; any other such job is marked Failed with that reason, or Stopped
   if a stop had been requested — never left InProgress;
 - a stop request (status Stopping) becomes SIGTERM to the worker, then SIGKILL after a grace period;
+  a paused job (no worker) is stopped at once and its checkpoint removed; a pause request (status
+  Pausing) is read by the worker itself, which checkpoints and ends the job Paused;
 - a job whose worker cannot even be started (its folder cannot be created: a full disk, an
   unwritable ``$TAILOR_HOME/jobs``) fails with that reason, and the queue goes on;
 - scratch left by a worker that died mid-write (training's ``.*.partial-*`` folders, an
@@ -39,12 +41,16 @@ from tailor import trained
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
+from tailor.train import distributed
 from tailor.train.checkpoints import last_saved
+from tailor.train.estimate import processes_for
+from tailor.train.recipes import SUPERVISED
 from tailor.trained import PARTIAL
 
 log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
+WORKING = ("InProgress", "Stopping", "Pausing")  # statuses whose job may have a worker
 WORKER_LOG = "job.log"  # in the job's folder: the worker's output, progress lines, a crash's traceback
 WORKERS = {Job: "customization", EvaluationJob: "evaluation"}  # table -> the worker's KIND argument
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
@@ -138,7 +144,7 @@ class Runner:
     def _reap(self) -> None:
         for table in WORKERS:
             with self.store.session() as session:
-                jobs = session.scalars(select(table).where(table.status.in_(("InProgress", "Stopping")),
+                jobs = session.scalars(select(table).where(table.status.in_(WORKING),
                                                            table.phase.in_(ACTIVE_PHASES)))
                 for job in jobs:
                     self._reap_one(session, job)
@@ -150,10 +156,13 @@ class Runner:
         if worker_alive(job):
             return
         session.refresh(job)  # the worker may have just written its result
-        if job.status not in ("InProgress", "Stopping"):
+        if job.status not in WORKING:
             return
         if job.stop_requested:
             transition(job, "Stopped")
+        elif job.status == "Pausing" and self._has_checkpoint(job):
+            transition(job, "Paused", phase="paused", pid=None, pid_started=None)  # lost while pausing
+            return
         elif self._resumable(job):
             # Queued again: its next worker continues from the checkpoint (jobs/customization.py).
             job.phase, job.pid, job.pid_started = "queued", None, None
@@ -169,9 +178,11 @@ class Runner:
 
     def _resumable(self, job: JobLifecycle) -> bool:
         """A customization job that has starts left and whose lost worker saved a checkpoint."""
-        if not isinstance(job, Job) or job.attempts >= self.settings.max_job_attempts:
-            return False
-        return last_saved(trained.in_progress(Path(job.work_dir) / "output")) is not None
+        return job.attempts < self.settings.max_job_attempts and self._has_checkpoint(job)
+
+    @staticmethod
+    def _has_checkpoint(job: JobLifecycle) -> bool:
+        return isinstance(job, Job) and last_saved(trained.in_progress(Path(job.work_dir) / "output")) is not None
 
     def _deliver_stops(self) -> None:
         for table in WORKERS:
@@ -181,9 +192,10 @@ class Runner:
                 self._stop(table, job)
 
     def _stop(self, table, job: JobLifecycle) -> None:
-        if job.phase == "queued":
+        if job.phase in ("queued", "paused"):  # no worker: a paused job's checkpoint goes too
             with self.store.session() as session:
                 transition(session.get(table, job.id), "Stopped")
+            clean_scratch(Path(job.work_dir), keep_output=False)
             return
         if not worker_alive(job):
             return  # reaped on the next tick
@@ -210,7 +222,7 @@ class Runner:
         while True:
             with self.store.session() as session:
                 running = sum(session.scalar(select(func.count()).select_from(table).where(
-                    table.status.in_(("InProgress", "Stopping")), table.phase.in_(ACTIVE_PHASES)))
+                    table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES)))
                     for table in WORKERS)
                 if running >= self.settings.max_concurrent_jobs:
                     return
@@ -225,16 +237,26 @@ class Runner:
                 claimed = session.execute(update(table).where(table.id == job.id, table.phase == "queued")
                                           .values(phase="starting", last_modified_at=utcnow())).rowcount
             if claimed:
-                self._spawn(table, job.id, Path(job.work_dir))
+                self._spawn(table, job.id, Path(job.work_dir), self._processes(job))
 
-    def _spawn(self, table, job_id: str, work_dir: Path) -> None:
+    def _processes(self, job: JobLifecycle) -> int:
+        """How many processes train ``job``: the server's setting for the supervised recipes, which
+        train data parallel or sharded (``train/distributed.py``); one for everything else."""
+        if isinstance(job, Job) and job.customization_type in SUPERVISED:
+            return processes_for(self.settings)
+        return 1
+
+    def _spawn(self, table, job_id: str, work_dir: Path, processes: int = 1) -> None:
+        worker = ["tailor.jobs.worker", WORKERS[table], job_id]
+        # Several processes: torchrun starts them, and is the process the job's row watches.
+        command = distributed.launch_command(processes, worker) if processes > 1 else [sys.executable, "-m", *worker]
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
             with open(work_dir / WORKER_LOG, "ab") as log_file:
                 child = subprocess.Popen(
-                    [sys.executable, "-m", "tailor.jobs.worker", WORKERS[table], job_id],
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    start_new_session=True, env={**os.environ, "TAILOR_HOME": str(self.settings.home)},
+                    command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**distributed.launch_environment(processes), "TAILOR_HOME": str(self.settings.home)},
                 )
         except OSError as error:
             log.error("job %s: cannot start its worker in %s: %s", job_id, work_dir, error)

@@ -271,7 +271,10 @@ class Engine:
             return None
         model, tokenizer = future.result()
         stop_ids = decoding.stop_ids(model, tokenizer)
-        context = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        # The smaller of what the weights were built for and what the tokenizer allows (capped at
+        # the documented context for the hub table's models: weights.load_tokenizer).
+        positions = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        context = min(positions, tokenizer.model_max_length or positions)
         self._bases[key] = _Base(key, model, tokenizer, stop_ids, int(context))
         while len(self._bases) > self.max_models:
             idle = next((k for k, b in self._bases.items() if not b.rows and k != key), None)

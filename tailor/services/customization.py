@@ -4,6 +4,11 @@ get, list, stop.
 A request comes in the dialect-neutral form of ``tailor.jobs.spec``; what goes out are views of
 the stored rows with their specs, which each API dialect renders in its own shape. Heavy
 libraries stay out: checking a job's model and hyperparameters needs only the catalog.
+
+A supervised job is estimated before it is queued (``train.estimate.preflight``: the model's
+config.json and, if small, its data; no torch, no weights): one that cannot fit this server's
+devices is refused, saying what would make it fit; one that fits has the estimate as its first
+event.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from tailor.services.records import (
 )
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
-from tailor.store.jobs import CustomModel, Job, transition
+from tailor.store.jobs import CustomModel, Job, JobEvent, transition
+from tailor.train import estimate
 from tailor.train.hyperparams import parse_hyperparameters, parse_rft_hyperparameters
-from tailor.train.recipes import TRAINABLE
+from tailor.train.recipes import SUPERVISED, TRAINABLE
 from tailor.train.spec import TrainSpec
 
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
+PAUSE_STATUSES = ("Pausing", "Paused")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
             return arn
     job_id = new_resource_id()
     spec, model, start = resolve(store, settings, principal, request, settings.home / "jobs" / job_id / "output")
+    preflight = _preflight(settings, spec, model)
     now = utcnow()
     row = Job(
         id=job_id, arn=job_arn(settings.region, settings.account_id, model.model_id, job_id),
@@ -85,7 +93,30 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
             return Conflict(f"{fields.model_name}: a custom model named {row.output_model_name} already exists.")
         return None
 
-    return insert_once(store, row, tags=dict(request.tags), earlier=earlier, taken=taken)
+    arn = insert_once(store, row, tags=dict(request.tags), earlier=earlier, taken=taken)
+    if preflight is not None and arn == row.arn:  # not a retried request's earlier job
+        with store.session() as session:
+            session.add(JobEvent(job_id=job_id, created_at=now, kind="estimate", level="info",
+                                 message=preflight.describe(), data=preflight.data()))
+    return arn
+
+
+def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> estimate.Preflight | None:
+    """The supervised job's pre-flight estimate on this server's devices (None for reinforcement
+    fine-tuning, or a model whose config is not here yet); refused if it cannot fit."""
+    train = spec.train
+    if CustomizationType(train.customization_type) not in (CustomizationType.FINE_TUNING,
+                                                           CustomizationType.CONTINUED_PRE_TRAINING):
+        return None
+    config = parse_hyperparameters(train.hyperparameters, model)  # the resolved values: no error here
+    try:
+        result = estimate.preflight(model, config, train.customization_type, train.training_uri, settings,
+                                    getattr(train, "parallelism", "auto"))
+    except (OSError, ValueError):  # an unreadable config.json: the worker's loading says what is wrong
+        return None
+    if result is not None and not result.plan.fits:
+        raise InvalidInput(result.refusal())
+    return result
 
 
 def resolve(store: Store, settings: Settings, principal: str, request: CustomizationRequest, output_dir: Path):
@@ -169,13 +200,17 @@ def _custom_start(store: Store, principal: str, identifier: str, settings: Setti
 # Read, list, stop
 
 
-def _find_job(session, principal: str, identifier: str) -> Job:
+def find_job(session, principal: str, identifier: str) -> Job:
+    """The caller's job by ARN, name or the ARN's last part (OpenAI clients put a job's id in the path)."""
+    if not identifier.startswith("arn:") and (job := session.get(Job, identifier)) is not None:
+        if job.principal == principal:
+            return job
     return find_owned(session, Job, principal, identifier, "Customization job")
 
 
 def get_job(store: Store, principal: str, identifier: str) -> JobView:
     with store.session() as session:
-        return view(_find_job(session, principal, identifier))
+        return view(find_job(session, principal, identifier))
 
 
 def list_jobs(store: Store, principal: str, query: dict) -> tuple[list[Job], str | None]:
@@ -183,15 +218,47 @@ def list_jobs(store: Store, principal: str, query: dict) -> tuple[list[Job], str
     ``statusEquals``) and the next page's token."""
     conditions = common_filters(Job, principal, query)
     if query.get("statusEquals"):
-        conditions.append(Job.status == query["statusEquals"])
+        # A pausing or paused job shows as InProgress where a dialect has no pause (Bedrock).
+        wanted = (query["statusEquals"], *PAUSE_STATUSES) if query["statusEquals"] == "InProgress" else (
+            query["statusEquals"],)
+        conditions.append(Job.status.in_(wanted))
     with store.session() as session:
         return list_page(session, Job, conditions, query)
 
 
 def stop_job(store: Store, principal: str, identifier: str) -> None:
-    """InProgress -> Stopping (the runner signals the worker) or, still queued, straight to Stopped."""
+    """InProgress, Pausing or Paused -> Stopping (the runner signals the worker, or removes a paused
+    job's checkpoint) or, still queued, straight to Stopped."""
     with store.session() as session:
-        job = _find_job(session, principal, identifier)
-        if job.status != "InProgress":
+        job = find_job(session, principal, identifier)
+        if job.status not in ("InProgress", *PAUSE_STATUSES):
             raise Conflict(f"Job {job.name} is {job.status}; only an InProgress job can be stopped.")
         transition(job, "Stopped" if job.phase == "queued" else "Stopping", stop_requested=True)
+
+
+def pause_job(store: Store, principal: str, identifier: str) -> JobView:
+    """InProgress -> Pausing: the worker saves a checkpoint at its next step and ends the job Paused
+    (``jobs/customization.py``); a job still queued is Paused at once. Supervised recipes only."""
+    with store.session() as session:
+        job = find_job(session, principal, identifier)
+        if job.status in PAUSE_STATUSES:
+            return view(job)
+        if job.status != "InProgress":
+            raise Conflict(f"Job {job.name} is {job.status}; only a running job can be paused.")
+        if job.customization_type not in SUPERVISED:
+            raise Conflict(f"Job {job.name} is {job.customization_type}, which cannot pause; stop it instead.")
+        if job.phase == "queued":
+            transition(job, "Paused", phase="paused")
+        else:
+            transition(job, "Pausing")
+        return view(job)
+
+
+def resume_job(store: Store, principal: str, identifier: str) -> JobView:
+    """Paused -> InProgress, queued again: its next worker continues from the checkpoint."""
+    with store.session() as session:
+        job = find_job(session, principal, identifier)
+        if job.status != "Paused":
+            raise Conflict(f"Job {job.name} is {job.status}; only a paused job can be resumed.")
+        transition(job, "InProgress", phase="queued")
+        return view(job)

@@ -12,7 +12,8 @@ the job trains and after:
   ``response_length_mean``, ``grader_error_count``; for SFT and CPT ``train_loss``;
 - ``metrics`` events for each evaluation on held-out data: ``val_score_rewards_mean_at_1`` (RFT,
   the greedy held-out reward) or ``valid_loss``;
-- ``message`` events: the job was created, and how it ended.
+- ``message`` events: the job was created, its pre-flight estimate (peak memory per device, the
+  micro-batch, activation checkpointing, the time; its numbers in ``data``), and how it ended.
 
 They are read from the metrics files the training writes (and flushes) as it goes
 (``tailor.trained.read_metrics``: the published folder, or the run's scratch folder while it
@@ -34,7 +35,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tailor.errors import InvalidInput
-from tailor.services.records import find_owned
+from tailor.services.customization import find_job
 from tailor.store.db import Store
 from tailor.store.jobs import Job, JobEvent
 from tailor.trained import read_metrics
@@ -49,7 +50,7 @@ def list_events(store: Store, principal: str, identifier: str, *, after: str | N
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit: must be between 1 and {MAX_LIMIT}; got {limit}.")
     with store.session() as session:
-        job = _find(session, principal, identifier)
+        job = find_job(session, principal, identifier)
         recorded = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)).all()
         events = job_events(job, recorded)
     newest_first = events[::-1]
@@ -60,19 +61,13 @@ def list_events(store: Store, principal: str, identifier: str, *, after: str | N
     return {"object": "list", "data": page, "has_more": len(newest_first) > limit}
 
 
-def _find(session, principal: str, identifier: str) -> Job:
-    """By ARN, name or the ARN's last part (OpenAI clients put a job's id in the URL path)."""
-    if not identifier.startswith("arn:") and (job := session.get(Job, identifier)) is not None:
-        if job.principal == principal:
-            return job
-    return find_owned(session, Job, principal, identifier, "Customization job")
-
-
 def job_events(job: Job, recorded: list[JobEvent]) -> list[dict]:
     """Every event of the job, oldest first."""
-    def event(kind: str, index: int, created: float, message: str, data: dict | None = None, level: str = "info"):
+    def event(kind: str, index: int, created: float, message: str, data: dict | None = None, level: str = "info",
+              type: str | None = None):
         return {"object": "fine_tuning.job.event", "id": f"ftevent-{job.id}-{kind}-{index}", "created_at": int(created),
-                "level": level, "message": message, "data": data or {}, "type": "metrics" if data else "message"}
+                "level": level, "message": message, "data": data or {},
+                "type": type or ("metrics" if data else "message")}
 
     reached = sorted((row.data["step"], row.created_at.timestamp()) for row in recorded if row.kind == "progress")
     # Sorted by (time, then: creation, the worker's messages in order, steps with each step's
@@ -83,6 +78,9 @@ def job_events(job: Job, recorded: list[JobEvent]) -> list[dict]:
         if row.kind == "message":
             events.append(((row.created_at.timestamp(), -1, row.id), event("worker", row.id, row.created_at.timestamp(),
                                                                   row.message, level=row.level)))
+        elif row.kind == "estimate":  # recorded at create time (services/customization.py)
+            events.append(((row.created_at.timestamp(), -1, row.id), event("estimate", row.id,
+                           row.created_at.timestamp(), row.message, row.data, row.level, type="message")))
     total = (job.progress or {}).get("totalSteps")
     metrics = read_metrics(Path(job.work_dir) / "output")
     files = (("step", metrics.training, metrics.training_written, "training metrics"),

@@ -25,7 +25,8 @@ class JobLifecycle:
     name: Mapped[str] = mapped_column(String(63), index=True)
     principal: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), index=True)
-    # Where an InProgress job is: queued -> starting -> running; "done" once terminal.
+    # Where an InProgress job is: queued -> starting -> running; "paused" while Paused (no worker,
+    # its checkpoint kept); "done" once terminal.
     phase: Mapped[str] = mapped_column(String(16), index=True)
     role_arn: Mapped[str] = mapped_column(String(2048))
     client_request_token: Mapped[str | None] = mapped_column(String(256))
@@ -95,7 +96,7 @@ class JobEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(12), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(16))  # message | progress
+    kind: Mapped[str] = mapped_column(String(16))  # message | progress | estimate
     level: Mapped[str] = mapped_column(String(8))  # info | warn | error
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -103,8 +104,13 @@ class JobEvent(Base):
 
 # Legal status changes. Stopping always ends in Stopped or Failed (a stop request wins over a
 # result that arrives while stopping), and terminal states never change.
+# Pausing and Paused: a customization job asked to pause saves a checkpoint at its next step and
+# ends its worker (Paused); resumed, it is queued again and continues from that checkpoint. A
+# job that finishes or fails before it gets to pause ends as it would have.
 JOB_TRANSITIONS: dict[str, set[str]] = {
-    "InProgress": {"Completed", "Failed", "Stopping", "Stopped"},
+    "InProgress": {"Completed", "Failed", "Stopping", "Stopped", "Pausing", "Paused"},
+    "Pausing": {"Paused", "Completed", "Failed", "Stopping", "Stopped"},
+    "Paused": {"InProgress", "Stopping", "Stopped", "Failed"},
     "Stopping": {"Stopped", "Failed"},
     "Completed": set(),
     "Failed": set(),

@@ -60,7 +60,47 @@ def last_saved(scratch: Path | None) -> int | None:
     return int(saved[-1].name.removeprefix("step-")) if saved else None
 
 
-def trainable_state(model) -> dict:
-    """The weights training changes (all of them, or a LoRA adapter's)."""
-    names = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items() if name in names}
+# torch's distributed state-dict API gives one format whether the model is plain, DDP-wrapped or
+# FSDP-sharded: whole tensors keyed by parameter name, on the CPU, on the main process (a
+# collective: every process calls it), and puts them back the same way.
+
+
+def _full(**options):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **options)
+
+
+def model_state(model) -> dict:
+    """The weights training changes (all of them, or a LoRA adapter's), whole, on the CPU."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    names = trainable_names(model)
+    state = get_model_state_dict(model, options=_full(cpu_offload=True))
+    return {name: tensor for name, tensor in state.items() if name in names}
+
+
+def optimizer_state(model, optimizer) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full(cpu_offload=True))
+
+
+def load_training_state(model, optimizer, state: dict) -> None:
+    """Put a checkpoint's weights and optimizer state back (every process reads the same file)."""
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    missing = set(state["model"]) - trainable_names(model)
+    if missing:
+        raise ValueError(f"the checkpoint does not fit this model (e.g. {sorted(missing)[0]})")
+    set_model_state_dict(model, state["model"], options=_full(strict=False))
+    set_optimizer_state_dict(model, optimizer, state["optimizer"], options=_full())
+
+
+def trainable_names(model) -> set[str]:
+    from tailor.train.distributed import unwrap
+
+    return {name for name, parameter in unwrap(model).named_parameters() if parameter.requires_grad}

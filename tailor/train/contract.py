@@ -22,10 +22,20 @@ class Hooks:
     on_step: Callable[[int, int, float], None] = lambda step, epoch, loss: None
     on_validation: Callable[[int, float], None] = lambda epoch, loss: None
     should_stop: Callable[[], bool] = lambda: False
+    should_pause: Callable[[], bool] = lambda: False
 
 
 class StopRequested(Exception):
     """A run ended because ``Hooks.should_stop`` said so; nothing was published."""
+
+
+class PauseRequested(Exception):
+    """A run ended because ``Hooks.should_pause`` said so, after saving a checkpoint of where it
+    was; its scratch folder is kept, and the run continues with ``TrainSpec(resume=True)``."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training paused at step {step}")
+        self.step = step
 
 
 @dataclass(frozen=True)

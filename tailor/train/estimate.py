@@ -29,10 +29,18 @@ operations per parameter per token.
 
 The estimate covers the supervised recipes (FINE_TUNING, CONTINUED_PRE_TRAINING);
 reinforcement fine-tuning samples completions and is not estimated yet.
+
+Per device and per process count (``device_memory``): data parallel or fully sharded, bfloat16
+activations on a GPU; ``plan`` chooses the micro-batch, activation checkpointing and sharding that
+fit a device's budget (``device_budget``, ``processes_for``), or says what would. ``preflight`` is
+the cheap estimate the server makes when a job is created (no torch, no weights: the shape from
+``config.json`` by arithmetic, ``shape_from_config``), refusing a job that cannot fit.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -81,6 +89,12 @@ class ModelShape:
     vocab_size: int
     linear_outputs_per_layer: int  # the out-features of a decoder layer's linear layers, summed
     tuning_method: TuningMethod
+    # One decoder layer's parameters (what fully sharded training gathers at a time), and the
+    # LoRA adapter's parameters per unit of rank (``rank x (in + out)`` over the adapted linear
+    # layers, divided by the rank): what ``as_tuning`` needs to weigh LoRA against full training.
+    layer_parameters: int = 0
+    adapter_parameters_per_rank: int = 0
+    lora_rank: int = 16
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,7 @@ def model_shape(config, tuning_method: TuningMethod, lora_rank: int = 16) -> Mod
     lora = sum(lora_rank * (module.in_features + module.out_features) for module in linears)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     hidden = text.hidden_size
+    outside_layers = embedding.numel() + (0 if tied or output is None else output.weight.numel())
     return ModelShape(
         parameters=parameters,
         trainable_parameters=parameters if tuning_method == "full" else lora,
@@ -177,6 +192,9 @@ def model_shape(config, tuning_method: TuningMethod, lora_rank: int = 16) -> Mod
         vocab_size=text.vocab_size,
         linear_outputs_per_layer=sum(module.out_features for module in linears) // text.num_hidden_layers,
         tuning_method=tuning_method,
+        layer_parameters=(parameters - outside_layers) // text.num_hidden_layers,
+        adapter_parameters_per_rank=lora // lora_rank,
+        lora_rank=lora_rank,
     )
 
 
@@ -292,6 +310,537 @@ def estimate_run(spec, settings=None, probe_steps: int = 0) -> RunEstimate:
         time=estimate_time(shape, tokens_per_epoch, config.epochs,
                            sum(len(example.input_ids) for example in validation), rate),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Per device, per process count, and the plan a run follows (issue 14).
+#
+# The loop keeps float32 master weights, gradients and AdamW's moments on every device it runs
+# on; on a GPU it computes in bfloat16 under autocast, so the activations it keeps are bfloat16
+# (2 bytes an element; 4 on a CPU) and autocast caches a bfloat16 copy of each trainable weight for
+# the step; a LoRA run's frozen base is held in bfloat16 there (train/precision.py). The loss
+# upcasts the logits to float32 (transformers' ForCausalLMLoss), so the logits'
+# part stays at 4 bytes an element on every device.
+#
+# With N processes (one per device), data parallel: every device holds the weights, gradients
+# and optimizer state, and runs batchSize / N of each batch. Fully sharded (FSDP's full shard):
+# weights, gradients and optimizer state are divided by N, and each device gathers one decoder
+# layer's full weights at a time (and, in the backward pass, that layer's full gradients before
+# they are reduced and scattered).
+
+COMPUTE_BYTES_GPU = 2  # bfloat16 autocast
+LOGITS_BYTES = 4  # the loss upcasts the logits to float32
+# An effective bfloat16 training rate of one data-centre GPU, assumed (not measured here): about
+# a third of a recent GPU's dense peak. Only for the time shown at create time.
+DEFAULT_GPU_FLOPS = 100e12
+# Data files up to this size are read at create time to bound the sequence length and count the
+# tokens; a larger one is not read there (its records' length is bounded by the model's context
+# and the family's per-record limit instead).
+PREFLIGHT_READ_BYTES_MAX = 16 * 1024**2
+CHARACTERS_PER_TOKEN = 3  # without a tokenizer, as the data validator estimates (and AWS's)
+TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and end of turn, per message, in chat templates
+CPT_WINDOW = 1024  # train/cpt.py's MAX_WINDOW: continued pre-training cuts text into such windows
+MAX_ADVISED_PROCESSES = 1024
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Bytes one device holds at the peak of a training step, by part."""
+
+    weights: int  # float32 master weights (1/N of them fully sharded); a LoRA base on a GPU: bfloat16
+    gradients: int
+    optimizer: int
+    compute_copies: int  # autocast's bfloat16 copies of the trainable weights (GPU, data parallel)
+    gathered: int  # fully sharded: one layer's full weights and gradients, gathered at a time
+    activations: int  # for one micro-batch, with or without activation checkpointing
+
+    @property
+    def states(self) -> int:
+        """What does not depend on the batch."""
+        return self.weights + self.gradients + self.optimizer + self.compute_copies + self.gathered
+
+    @property
+    def peak(self) -> int:
+        return self.states + self.activations
+
+
+def as_tuning(shape: ModelShape, tuning_method: TuningMethod, lora_rank: int | None = None) -> ModelShape:
+    """The same model trained the other way: full, or a LoRA adapter of ``lora_rank``."""
+    from dataclasses import replace
+
+    rank = lora_rank or shape.lora_rank
+    base_matmul = shape.matmul_parameters - (shape.trainable_parameters if shape.tuning_method == "lora" else 0)
+    adapter = rank * shape.adapter_parameters_per_rank
+    if tuning_method == "full":
+        return replace(shape, tuning_method="full", trainable_parameters=shape.parameters,
+                       matmul_parameters=base_matmul, lora_rank=rank)
+    return replace(shape, tuning_method="lora", trainable_parameters=adapter,
+                   matmul_parameters=base_matmul + adapter, lora_rank=rank)
+
+
+def _activation_elements(shape: ModelShape, tokens: int, checkpointing: bool) -> tuple[int, int]:
+    """(elements kept by the decoder layers, elements of the loss on the logits) for ``tokens``."""
+    per_layer = ACTIVATION_HIDDEN_FACTOR * shape.hidden_size + ACTIVATION_MLP_FACTOR * shape.intermediate_size
+    if shape.tuning_method == "lora":
+        per_layer += LORA_TRANSIENT_FACTOR * shape.linear_outputs_per_layer
+    layers = shape.layers * shape.hidden_size + per_layer if checkpointing else shape.layers * per_layer
+    return tokens * layers, tokens * LOGITS_FACTOR * shape.vocab_size
+
+
+def device_memory(shape: ModelShape, micro_batch_size: int, sequence_length: int, *, processes: int = 1,
+                  sharded: bool = False, activation_checkpointing: bool = False,
+                  activation_bytes: int = BYTES_PER_PARAMETER) -> DeviceMemory:
+    """Peak bytes on one of ``processes`` devices, each running micro-batches of
+    ``micro_batch_size`` sequences of ``sequence_length`` tokens; ``activation_bytes`` 2 on a GPU
+    (bfloat16 autocast), 4 on a CPU. On a CPU with ``activation_bytes`` 4 and one process this is
+    ``estimate_memory``'s peak (the constants validated against measured peaks)."""
+    processes = max(1, processes)
+    sharded = sharded and processes > 1
+    layer_elements, logit_elements = _activation_elements(shape, micro_batch_size * sequence_length,
+                                                         activation_checkpointing)
+    activations = layer_elements * activation_bytes + logit_elements * LOGITS_BYTES
+    on_gpu = activation_bytes < BYTES_PER_PARAMETER
+    trainable = shape.trainable_parameters
+    # On a GPU a LoRA run's frozen base is held in bfloat16 (train/precision.py), its adapter in
+    # float32; everything else is float32.
+    frozen_bytes = activation_bytes if on_gpu and shape.tuning_method == "lora" else BYTES_PER_PARAMETER
+    adapter = trainable * BYTES_PER_PARAMETER if frozen_bytes < BYTES_PER_PARAMETER else 0
+    if not sharded:
+        return DeviceMemory(
+            weights=shape.parameters * frozen_bytes + adapter,
+            gradients=trainable * BYTES_PER_PARAMETER,
+            optimizer=ADAMW_STATES * trainable * BYTES_PER_PARAMETER,
+            compute_copies=trainable * activation_bytes if on_gpu else 0,
+            gathered=0,
+            activations=activations,
+        )
+    share = -(-trainable // processes)
+    layer_trainable = shape.layer_parameters if shape.tuning_method == "full" else trainable // max(1, shape.layers)
+    # FSDP2 gathers a layer's weights in the compute dtype (bfloat16 on a GPU) and reduces its
+    # gradients in float32.
+    return DeviceMemory(
+        weights=-(-shape.parameters // processes) * frozen_bytes + -(-adapter // processes),
+        gradients=share * BYTES_PER_PARAMETER,
+        optimizer=ADAMW_STATES * share * BYTES_PER_PARAMETER,
+        compute_copies=0,
+        gathered=shape.layer_parameters * activation_bytes + layer_trainable * BYTES_PER_PARAMETER,
+        activations=activations,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a run trains on its devices: the micro-batch (gradients accumulate over the batch's
+    micro-batches), activation checkpointing, data parallel or fully sharded, the peak bytes per
+    device that follow, whether that fits the budget, and — when it does not — what would."""
+
+    micro_batch_size: int
+    activation_checkpointing: bool
+    sharded: bool
+    peak_bytes: int
+    fits: bool
+    advice: tuple[str, ...] = ()
+
+
+def per_process_batch(batch_size: int, processes: int) -> int:
+    """The most sequences one of ``processes`` processes runs of a batch of ``batch_size``."""
+    return max(1, -(-batch_size // max(1, processes)))
+
+
+def plan(shape: ModelShape, batch_size: int, sequence_length: int, budget_bytes: int, processes: int,
+         micro_batch_size: int | None = None, activation_checkpointing: bool | None = None, *,
+         activation_bytes: int = BYTES_PER_PARAMETER, sharded: bool | None = None) -> Plan:
+    """Choose how to train ``shape`` on ``processes`` devices of ``budget_bytes`` each.
+
+    Fully sharded only when the weights, gradients and optimizer state do not fit one device
+    under data parallel (and there is more than one process); then the largest micro-batch that
+    divides the per-process batch and fits, without activation checkpointing first, then with.
+    A given ``micro_batch_size``, ``activation_checkpointing`` or ``sharded`` (the job's
+    parallelism, when not "auto") is kept as given. When nothing
+    fits: ``fits`` False, the smallest configuration's peak, and advice computed from the same
+    formulas (LoRA, checkpointing, more processes, shorter sequences, a smaller micro-batch)."""
+    chosen = _choose(shape, batch_size, sequence_length, budget_bytes, processes, micro_batch_size,
+                     activation_checkpointing, activation_bytes, sharded)
+    if chosen.fits:
+        return chosen
+    from dataclasses import replace
+
+    return replace(chosen, advice=_advice(shape, batch_size, sequence_length, budget_bytes, max(1, processes),
+                                          micro_batch_size, activation_checkpointing, activation_bytes,
+                                          chosen.peak_bytes, sharded))
+
+
+def _choose(shape: ModelShape, batch_size: int, sequence_length: int, budget_bytes: int, processes: int,
+            micro_batch_size: int | None, activation_checkpointing: bool | None, activation_bytes: int,
+            sharded: bool | None) -> Plan:
+    """``plan`` without the advice."""
+    processes = max(1, processes)
+    local = per_process_batch(batch_size, processes)
+
+    def memory(micro: int, checkpointing: bool, sharded: bool) -> DeviceMemory:
+        return device_memory(shape, micro, sequence_length, processes=processes, sharded=sharded,
+                             activation_checkpointing=checkpointing, activation_bytes=activation_bytes)
+
+    if processes == 1:
+        layouts = [False]  # one process has nothing to shard across
+    elif sharded is not None:
+        layouts = [sharded]
+    elif memory(1, False, False).states > budget_bytes:
+        layouts = [True]
+    else:
+        layouts = [False, True]  # sharded only when no data-parallel configuration fits
+    micros = ([micro_batch_size] if micro_batch_size is not None
+              else [size for size in range(local, 0, -1) if local % size == 0])
+    checkpointings = [activation_checkpointing] if activation_checkpointing is not None else [False, True]
+    for sharded in layouts:
+        for checkpointing in checkpointings:
+            for micro in micros:
+                peak = memory(micro, checkpointing, sharded).peak
+                if peak <= budget_bytes:
+                    return Plan(micro, checkpointing, sharded, peak, True)
+    micro, checkpointing = micros[-1], checkpointings[-1]
+    return Plan(micro, checkpointing, sharded, memory(micro, checkpointing, sharded).peak, False)
+
+
+def _advice(shape: ModelShape, batch_size: int, sequence_length: int, budget: int, processes: int,
+            micro_batch_size: int | None, activation_checkpointing: bool | None, activation_bytes: int,
+            peak: int, sharded: bool | None) -> tuple[str, ...]:
+    """What would make a run that does not fit fit, each change alone, by the same arithmetic."""
+    def fitting(shape=shape, sequence_length=sequence_length, processes=processes, micro=micro_batch_size,
+                checkpointing=activation_checkpointing, layout: bool | None = sharded) -> Plan | None:
+        chosen = _choose(shape, batch_size, sequence_length, budget, processes, micro, checkpointing,
+                         activation_bytes, layout)
+        return chosen if chosen.fits else None
+
+    def how(chosen: Plan, processes: int = processes) -> str:
+        parts = [f"peak {_size(chosen.peak_bytes)}"]
+        if chosen.activation_checkpointing:
+            parts.append("with activation checkpointing")
+        if chosen.micro_batch_size < per_process_batch(batch_size, processes):
+            parts.append(f"micro-batch {chosen.micro_batch_size}")
+        return ", ".join(parts)
+
+    advice = []
+    if micro_batch_size is not None and (chosen := fitting(micro=None)):
+        advice.append(f"a smaller microBatchSize: {chosen.micro_batch_size} ({how(chosen)})")
+    if activation_checkpointing is False and (chosen := fitting(checkpointing=None)):
+        advice.append(f"activation checkpointing ({how(chosen)})")
+    if shape.tuning_method == "full" and shape.adapter_parameters_per_rank:
+        if chosen := fitting(shape=as_tuning(shape, "lora")):
+            advice.append(f"LoRA instead of full training: tuningMethod lora, rank {shape.lora_rank} "
+                          f"({how(chosen)})")
+    if processes > 1 and not sharded and (chosen := fitting(layout=True)):
+        advice.append(f"fully sharded training instead of data parallel ({how(chosen)})")
+    more = next(((count, chosen) for count in range(processes + 1, MAX_ADVISED_PROCESSES + 1)
+                 if (chosen := fitting(processes=count, layout=None))), None)
+    if more:
+        count, chosen = more
+        layout = "fully sharded" if chosen.sharded else "data parallel"
+        advice.append(f"{count} processes, one per device, {layout} ({how(chosen, count)}; "
+                      "TAILOR_TRAINING_PROCESSES)")
+    low, high = 0, sequence_length - 1  # the longest sequence length that fits, if any
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fitting(sequence_length=middle) else (low, middle - 1)
+    if low >= 1:
+        advice.append(f"shorter sequences: records of at most {low:,} tokens")
+    if not advice:
+        advice.append(f"a device with more memory: this run needs {_size(peak)} per device")
+    return tuple(advice)
+
+
+# ---------------------------------------------------------------------------------------------
+# The devices: their memory and their number.
+
+
+def _cuda_memories() -> list[int]:
+    """Total bytes of each visible CUDA device: from torch if this process has already imported it
+    (a worker), else from ``nvidia-smi`` (the API server, which does not load torch); [] without."""
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        return [torch.cuda.get_device_properties(index).total_memory for index in range(torch.cuda.device_count())]
+    return list(_nvidia_smi_memories())
+
+
+@functools.cache
+def _nvidia_smi_memories() -> list[int]:
+    """Asked once per process: a server's GPUs do not change while it runs."""
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi") or os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return []
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    memories = {}
+    for line in result.stdout.splitlines():
+        index, _, mib = line.partition(",")
+        if index.strip().isdigit() and mib.strip().isdigit():
+            memories[index.strip()] = int(mib.strip()) * 1024**2
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [memories[item.strip()] for item in visible.split(",") if item.strip() in memories]
+    return list(memories.values())
+
+
+def on_gpu(settings) -> bool:
+    """Whether training runs on CUDA devices (bfloat16 activations)."""
+    return bool(_cuda_memories())
+
+
+def processes_for(settings) -> int:
+    """Processes that train each job: ``training_processes``, else every visible GPU, else 1."""
+    if settings.training_processes:
+        return settings.training_processes
+    return len(_cuda_memories()) or 1
+
+
+def budget_source(settings) -> str:
+    """Where ``device_budget`` comes from, in words for messages."""
+    if settings.device_memory_gib:
+        return "TAILOR_DEVICE_MEMORY_GIB"
+    return "the GPU's memory" if _cuda_memories() else "this machine's available memory"
+
+
+def device_budget(settings) -> int:
+    """Bytes one training device may use: ``device_memory_gib``, else the first GPU's memory, else
+    the machine's available RAM shared by the processes that train (all on this one memory)."""
+    if settings.device_memory_gib:
+        return int(settings.device_memory_gib * GIB)
+    if memories := _cuda_memories():
+        return memories[0]
+    import psutil
+
+    return psutil.virtual_memory().available // processes_for(settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# The create-time estimate: cheap, no torch, no weights, no download.
+
+KNOWN_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
+
+
+def shape_from_config(config: dict, tuning_method: TuningMethod, lora_rank: int = 16) -> ModelShape | None:
+    """``model_shape`` from a model's ``config.json`` alone, by arithmetic (no torch): for the
+    decoder-only families Tailor trains (``KNOWN_MODEL_TYPES``); None for any other model."""
+    text = config.get("text_config") or config
+    model_type = text.get("model_type") or config.get("model_type")
+    if model_type not in KNOWN_MODEL_TYPES:
+        return None
+    try:
+        hidden, layers = int(text["hidden_size"]), int(text["num_hidden_layers"])
+        vocab, heads = int(text["vocab_size"]), int(text["num_attention_heads"])
+        intermediate = int(text.get("intermediate_size") or 4 * hidden)
+    except (KeyError, TypeError, ValueError):
+        return None
+    kv_heads = int(text.get("num_key_value_heads") or heads)
+    head_dim = int(text.get("head_dim") or hidden // heads)
+    q, kv = heads * head_dim, kv_heads * head_dim
+    attention_bias = bool(text.get("attention_bias", False))
+    mlp_bias = bool(text.get("mlp_bias", False))
+    if model_type == "phi3":  # fused projections
+        linears = [(hidden, q + 2 * kv, False), (q, hidden, False), (hidden, 2 * intermediate, False),
+                   (intermediate, hidden, False)]
+    else:
+        qkv_bias = attention_bias or model_type == "qwen2"
+        linears = [(hidden, q, qkv_bias), (hidden, kv, qkv_bias), (hidden, kv, qkv_bias), (q, hidden, attention_bias),
+                   (hidden, intermediate, mlp_bias), (hidden, intermediate, mlp_bias), (intermediate, hidden, mlp_bias)]
+    norms = 4 * hidden if model_type in ("gemma2", "gemma3_text") else 2 * hidden
+    if model_type in ("qwen3", "gemma3_text"):
+        norms += 2 * head_dim  # q_norm, k_norm
+    layer = sum(inputs * outputs + (outputs if bias else 0) for inputs, outputs, bias in linears) + norms
+    tied = bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", True)))
+    embedding = vocab * hidden
+    parameters = embedding + layers * layer + hidden + (0 if tied else embedding)
+    per_rank = layers * sum(inputs + outputs for inputs, outputs, _ in linears)
+    lora = lora_rank * per_rank
+    matmul = parameters - (0 if tied else embedding)
+    return ModelShape(
+        parameters=parameters,
+        trainable_parameters=parameters if tuning_method == "full" else lora,
+        matmul_parameters=matmul + (lora if tuning_method == "lora" else 0),
+        layers=layers, hidden_size=hidden, intermediate_size=intermediate, vocab_size=vocab,
+        linear_outputs_per_layer=sum(outputs for _, outputs, _ in linears),
+        tuning_method=tuning_method, layer_parameters=(layers * layer + hidden) // layers,
+        adapter_parameters_per_rank=per_rank,
+        lora_rank=lora_rank,
+    )
+
+
+def config_json(model, settings) -> dict | None:
+    """A resolved model's ``config.json``, if it can be had without building or downloading
+    anything: the built-in model's (from its recipe when it is not built yet), a folder's, or a hub
+    model's from the local cache; None otherwise."""
+    from pathlib import Path
+
+    weights = model.weights
+    if weights.kind == "builtin":
+        from tailor import tiny
+
+        built = settings.models_dir / f"tailor.tiny-v{tiny.BUILD_VERSION}" / "config.json"
+        if built.is_file():
+            return json.loads(built.read_text())
+        recipe = tiny.RECIPE
+        return {"model_type": "llama", "vocab_size": recipe.vocab_size, "hidden_size": recipe.hidden_size,
+                "intermediate_size": recipe.intermediate_size, "num_hidden_layers": recipe.num_layers,
+                "num_attention_heads": recipe.num_heads, "num_key_value_heads": recipe.num_heads,
+                "max_position_embeddings": recipe.max_positions, "tie_word_embeddings": False}
+    if weights.kind == "local":
+        path = Path(weights.location) / "config.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(weights.location, "config.json")
+    except Exception:  # an id the hub library refuses: no estimate, the worker says what is wrong
+        return None
+    return json.loads(Path(cached).read_text()) if isinstance(cached, str) else None
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """What a data file says about a run's shape, cheaply: the longest record's tokens (estimated
+    as characters / 3 plus the template's per message, or None when the file was too big to read
+    at create time), its records and its tokens (estimated from its size when not read)."""
+
+    longest: int | None
+    records: int | None
+    tokens: int
+
+
+def summarize_data(uri: str, settings, continued_pre_training: bool = False) -> DataSummary | None:
+    """Read a data file at create time if it is small enough; None if it cannot be read."""
+    from tailor import storage
+
+    try:
+        size = storage.size(uri, settings)
+        if size > PREFLIGHT_READ_BYTES_MAX:
+            return DataSummary(None, None, size // CHARACTERS_PER_TOKEN)
+        text = storage.read_bytes(uri, settings).decode("utf-8", errors="replace")
+    except Exception:  # the worker's validation reports an unreadable file; the estimate skips it
+        return None
+    lengths = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            lengths.append(_record_tokens(record))
+    if not lengths:
+        return None
+    longest = max(lengths)
+    if continued_pre_training:
+        longest = min(longest, CPT_WINDOW)
+    return DataSummary(longest, len(lengths), sum(lengths))
+
+
+def _record_tokens(record: dict) -> int:
+    texts, messages = [], 0
+    for key, value in record.items():
+        if isinstance(value, str):
+            texts.append(value)
+            messages += key in ("system", "prompt", "completion")
+        elif key == "messages" and isinstance(value, list):
+            for message in value:
+                if isinstance(message, dict):
+                    messages += 1
+                    content = message.get("content")
+                    texts.append(content if isinstance(content, str) else json.dumps(content))
+    return sum(len(text) // CHARACTERS_PER_TOKEN + 1 for text in texts) + TEMPLATE_TOKENS_PER_MESSAGE * messages
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A job's estimate at create time: the plan on this server's devices and the time."""
+
+    plan: Plan
+    processes: int
+    budget_bytes: int
+    budget_source: str  # TAILOR_DEVICE_MEMORY_GIB, the GPU's memory, or available RAM
+    batch_size: int
+    sequence_length: int
+    sequence_source: str  # "data" or "context"
+    tuning_method: TuningMethod
+    parameters: int
+    seconds: float
+
+    def describe(self) -> str:
+        plan = self.plan
+        layout = "fully sharded" if plan.sharded else "data parallel"
+        processes = f"{self.processes} process{'es' * (self.processes != 1)}"
+        checkpointing = "activation checkpointing" if plan.activation_checkpointing else "no activation checkpointing"
+        return (f"Estimated peak memory {_size(plan.peak_bytes)} per device of {_size(self.budget_bytes)} "
+                f"({processes}, {layout}, micro-batch {plan.micro_batch_size}, {checkpointing}); "
+                f"about {_duration(self.seconds)}.")
+
+    def refusal(self) -> str:
+        processes = f"{self.processes} process{'es' * (self.processes != 1)}"
+        return (f"This job does not fit: its estimated peak memory is {_size(self.plan.peak_bytes)} per device "
+                f"({self.tuning_method} training of {_count(self.parameters)} parameters, batch {self.batch_size}, "
+                f"sequences of {self.sequence_length:,} tokens, {processes}), and a device has "
+                f"{_size(self.budget_bytes)} ({self.budget_source}). What would make it fit: "
+                + "; or ".join(self.plan.advice) + ".")
+
+    def data(self) -> dict:
+        plan = self.plan
+        return {"peak_bytes": plan.peak_bytes, "budget_bytes": self.budget_bytes, "fits": plan.fits,
+                "processes": self.processes, "sharded": plan.sharded, "micro_batch_size": plan.micro_batch_size,
+                "activation_checkpointing": plan.activation_checkpointing, "batch_size": self.batch_size,
+                "sequence_length": self.sequence_length, "sequence_length_from": self.sequence_source,
+                "tuning_method": self.tuning_method, "parameters": self.parameters,
+                "seconds": round(self.seconds, 1), "advice": list(plan.advice)}
+
+
+def preflight(model, config, customization_type, training_uri: str, settings,
+              parallelism: str = "auto") -> Preflight | None:
+    """The create-time estimate of a supervised job: ``model`` a ``catalog.ResolvedModel``,
+    ``config`` its ``hyperparams.TrainConfig``. Reads the model's config.json and, if small, the
+    training data; never torch, weights or a download. None when the model's config is not
+    available here (a hub model not downloaded yet) or its architecture is not one it knows."""
+    kind = CustomizationType(customization_type)
+    if kind == CustomizationType.REINFORCEMENT_FINE_TUNING:
+        return None
+    raw = config_json(model, settings)
+    shape = shape_from_config(raw, config.tuning_method, config.lora_rank) if raw else None
+    if shape is None:
+        return None
+    text = raw.get("text_config") or raw
+    bounds = [int(text.get("max_position_embeddings") or 0) or None,
+              model.family.limits_for(kind).record_tokens_max,
+              CPT_WINDOW if kind == CustomizationType.CONTINUED_PRE_TRAINING else None]
+    context = min(bound for bound in bounds if bound) if any(bounds) else CPT_WINDOW
+    data = summarize_data(training_uri, settings, kind == CustomizationType.CONTINUED_PRE_TRAINING)
+    if data is not None and data.longest is not None:
+        sequence, source = min(data.longest, context), "data"
+    else:
+        sequence, source = context, "context"
+    batch = min(config.batch_size, data.records) if data and data.records else config.batch_size
+    processes, budget = processes_for(settings), device_budget(settings)
+    gpu = on_gpu(settings)
+    chosen = plan(shape, batch, sequence, budget, processes, config.micro_batch_size,
+                  getattr(config, "activation_checkpointing", None),
+                  activation_bytes=COMPUTE_BYTES_GPU if gpu else BYTES_PER_PARAMETER,
+                  sharded={"data-parallel": False, "fully-sharded": True}.get(parallelism))
+    tokens = data.tokens if data else batch * sequence
+    flops = (DEFAULT_GPU_FLOPS if gpu else DEFAULT_CPU_FLOPS) * (processes if gpu else 1)
+    seconds = estimate_time(shape, tokens, config.epochs,
+                            tokens_per_second=default_tokens_per_second(shape, flops)).seconds
+    if chosen.activation_checkpointing:
+        seconds *= 4 / 3  # the forward pass runs twice: about a third more compute
+    return Preflight(plan=chosen, processes=processes, budget_bytes=budget, budget_source=budget_source(settings),
+                     batch_size=batch,
+                     sequence_length=sequence, sequence_source=source, tuning_method=shape.tuning_method,
+                     parameters=shape.parameters, seconds=seconds)
 
 
 def _size(count: int) -> str:

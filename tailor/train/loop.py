@@ -3,7 +3,8 @@ epoch, early stopping.
 
 Speed on a CPU comes from wasting no compute on padding: batches are drawn from length-sorted
 pools (shuffled, seeded), padded only to their longest sequence, and the loss is averaged over
-the target tokens of the batch. A batch may be split into micro-batches (``microBatchSize``) whose
+the target tokens of the batch. On a GPU with FlashAttention the records of a pass are packed
+end to end instead (padding-free). A batch may be split into micro-batches (``microBatchSize``) whose
 gradients accumulate to exactly the whole batch's. ``bench/sft_throughput.py`` measures it against TRL's trainer.
 """
 
@@ -16,8 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tailor.data.render import IGNORE_INDEX, Example
-from tailor.train.checkpoints import Checkpoints, trainable_state
-from tailor.train.contract import Hooks, StopRequested
+from tailor.train.checkpoints import (
+    Checkpoints,
+    load_training_state,
+    model_state,
+    optimizer_state,
+)
+from tailor.train.contract import Hooks, PauseRequested, StopRequested
+from tailor.train.distributed import (
+    World,
+    all_sum,
+    any_process,
+    gradient_sync,
+    share_of,
+)
 from tailor.train.early_stopping import EarlyStopping
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.metrics import MetricsWriter, loss_row, validation_loss_row
@@ -56,14 +69,40 @@ def collate(examples: list[Example], pad_id: int, device):
     return input_ids.to(device), attention.to(device), labels.to(device), tokens
 
 
-def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, device) -> float:
-    """Token-weighted mean loss over all target tokens (not a mean of batch means)."""
+def collate_packed(examples: list[Example], device):
+    """The records end to end in one row, positions restarting at each: a padding-free batch.
+    transformers reads the records' boundaries from ``position_ids`` (varlen kernels under
+    FlashAttention, a block-diagonal mask otherwise); a record's first token is no target, as
+    it would not be after the shift in a padded row."""
+    import torch
+
+    input_ids, labels, positions = [], [], []
+    for example in examples:
+        input_ids += example.input_ids
+        labels += [IGNORE_INDEX, *example.labels[1:]]
+        positions += range(len(example.input_ids))
+    row = [torch.tensor([values], dtype=torch.long, device=device) for values in (input_ids, labels, positions)]
+    return row[0], row[1], row[2]
+
+
+def packs(model, device) -> bool:
+    """Padding-free batches where they are faster: on a GPU whose attention kernel takes packed
+    records as they are (FlashAttention's varlen). Elsewhere — CPUs, GPUs with SDPA's masked
+    attention — length-grouped padded batches waste less (docs/performance.md)."""
+    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
+    return device.type == "cuda" and implementation.startswith("flash_attention")
+
+
+def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, device,
+              current: World = World()) -> float:
+    """Token-weighted mean loss over all target tokens (not a mean of batch means); with several
+    processes each computes its share and the sums are added up."""
     import torch
 
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():
-        ordered = sorted(examples, key=lambda e: len(e.input_ids))
+        ordered = sorted(share_of(examples, current, pad_id), key=lambda e: len(e.input_ids))
         for start in range(0, len(ordered), batch_size):
             batch = ordered[start : start + batch_size]
             input_ids, attention, labels, _ = collate(batch, pad_id, device)
@@ -76,6 +115,7 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, devi
             total += float(losses)
             count += int((targets != IGNORE_INDEX).sum())
     model.train()
+    total, count = all_sum([total, count], current)
     return total / max(count, 1)
 
 
@@ -86,38 +126,46 @@ def target_tokens(examples: list[Example]) -> int:
 
 
 def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, device,
-               precision: Precision = FLOAT32) -> tuple[float, int]:
+               precision: Precision = FLOAT32, current: World = World(), packed: bool = False) -> tuple[float, int]:
     """Forward and backward over ``batch`` in passes of ``micro_batch`` records, accumulating the
     gradient of the batch's mean loss per target token; (that loss, the batch's real tokens).
 
     Each pass's summed loss is divided by the whole batch's target count (transformers'
     ``num_items_in_batch``), so the gradient equals one pass over the batch whatever the split.
-    Records go to passes in length order: each pass pads only to its own longest record.
+    Records go to passes in length order: each pass pads only to its own longest record. With
+    several processes each takes its share of the batch (``train/distributed.py``); the
+    reduction averages gradients over processes, so each scales its loss by their number to sum.
+    ``packed``: each pass is one padding-free row (``collate_packed``) instead of padded rows.
     """
     import torch
 
     count = torch.tensor(max(target_tokens(batch), 1), device=device)
-    ordered = sorted(batch, key=lambda example: len(example.input_ids))
-    loss_sum, tokens = 0.0, 0
-    for start in range(0, len(ordered), micro_batch):
-        input_ids, attention, labels, real = collate(ordered[start : start + micro_batch], pad_id, device)
-        with autocast(precision, torch.device(device).type):
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, num_items_in_batch=count).loss
-        loss.backward()
+    ordered = sorted(share_of(batch, current, pad_id), key=lambda example: len(example.input_ids))
+    starts = range(0, len(ordered), micro_batch)
+    loss_sum = 0.0
+    for start in starts:
+        records = ordered[start : start + micro_batch]
+        if packed:
+            input_ids, labels, positions = collate_packed(records, device)
+            inputs = {"input_ids": input_ids, "position_ids": positions, "labels": labels}
+        else:
+            input_ids, attention, labels, _ = collate(records, pad_id, device)
+            inputs = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        with gradient_sync(model, current, sync=start == starts[-1]):
+            with autocast(precision, torch.device(device).type):
+                # No KV cache: training never reads it, and with one transformers would not see
+                # the packed records' boundaries in position_ids.
+                loss = model(**inputs, num_items_in_batch=count, use_cache=False).loss
+            (loss * current.size).backward()
         loss_sum += loss.item()
-        tokens += real
-    return loss_sum, tokens
+    return all_sum([loss_sum], current)[0], sum(len(example.input_ids) for example in batch)
 
 
 def _restore(state: dict, model, optimizer, scheduler, rng, result, stopper, metrics) -> tuple[int, int]:
     """Put a saved state back; (the epoch to continue, the batches of it already done)."""
     import torch
 
-    missing = set(state["model"]) - {name for name, _ in model.named_parameters()}
-    if missing:
-        raise ValueError(f"the checkpoint does not fit this model (e.g. {sorted(missing)[0]})")
-    model.load_state_dict(state["model"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
+    load_training_state(model, optimizer, state)
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     rng.setstate(state["epoch_rng"])
@@ -162,6 +210,7 @@ def train_loop(
     precision: Precision | None = None,
     checkpoints: Checkpoints | None = None,
     resume: dict | None = None,
+    current: World = World(),
 ) -> LoopResult:
     """Train for ``config.epochs`` epochs with validation and early stopping after each epoch;
     the optimizer updates the float32 weights ``model`` holds, computing in ``precision``'s dtype
@@ -169,8 +218,11 @@ def train_loop(
 
     ``save_best`` is called whenever the validation loss reaches a new low (or, without
     validation data, after the last epoch), so the kept checkpoint is the best one.
-    ``checkpoints`` saves the run's state every so many steps and at epoch ends; ``resume`` (a
-    state it saved) continues a run exactly where that state left it.
+    ``checkpoints`` saves the run's state every so many steps, at epoch ends and when
+    ``hooks.should_pause`` (then ``PauseRequested`` ends the run); ``resume`` (a state it saved)
+    continues a run exactly where that state left it. ``current``: this
+    process's place when several train together (``train/distributed.py``; ``model`` is then
+    wrapped, and only the main process saves checkpoints and draws progress).
     """
     import torch
 
@@ -180,6 +232,7 @@ def train_loop(
     hooks = hooks or Hooks()
     device = current_device()
     micro_batch = min(config.micro_batch_size or config.batch_size, config.batch_size)
+    packed = packs(model, device)
     precision = precision or precision_for(config.tuning_method, device.type)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
@@ -210,16 +263,18 @@ def train_loop(
     started = time.perf_counter()
 
     def checkpoint(epoch: int, done: int, epoch_rng) -> None:
-        checkpoints.save({
+        state = {  # every process gathers (a collective); the main one writes
             "steps": result.steps, "epoch": epoch, "done_in_epoch": done, "epoch_rng": epoch_rng,
-            "torch_rng": torch.get_rng_state(), "model": trainable_state(model),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "model": model_state(model),
+            "optimizer": optimizer_state(model, optimizer), "scheduler": scheduler.state_dict(),
             "result": {k: v for k, v in vars(result).items() if k != "seconds"},
             "stopper": vars(stopper).copy() if stopper else None,
             "metrics": {"training": metrics.training_rows, "validation": metrics.validation_rows},
-        })
+        }
+        if current.main:
+            checkpoints.save(state)
 
-    with progress_bar("Training", total_steps, enabled=progress) as bar:
+    with progress_bar("Training", total_steps, enabled=progress and current.main) as bar:
         if result.steps:
             bar.advance(result.steps)  # resumed
         for epoch in range(first_epoch, config.epochs + 1):
@@ -228,10 +283,14 @@ def train_loop(
             for position, indices in enumerate(batches):
                 if epoch == first_epoch and position < done_in_epoch:
                     continue  # done before the run was resumed
-                if hooks.should_stop():
+                if any_process(hooks.should_stop(), current):
                     raise StopRequested("training stopped on request")
+                if any_process(hooks.should_pause(), current):
+                    if checkpoints:
+                        checkpoint(epoch, position, epoch_rng)
+                    raise PauseRequested(result.steps)
                 value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device,
-                                           precision)
+                                           precision, current, packed)
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()
@@ -246,7 +305,7 @@ def train_loop(
                     checkpoint(epoch, position + 1, epoch_rng)
             result.epochs_run = epoch
             if validation:
-                loss_value = mean_loss(model, validation, config.batch_size, pad_id, device)
+                loss_value = mean_loss(model, validation, config.batch_size, pad_id, device, current)
                 metrics.validation(validation_loss_row(result.steps - 1, epoch, loss_value))
                 result.validation_losses.append(loss_value)
                 hooks.on_validation(epoch, loss_value)

@@ -94,33 +94,44 @@ def load_data(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, settin
     return train, validation, data, notes
 
 
-def load_trainable(model_ref, config, settings, progress: bool = True):
+def load_trainable(model_ref, config, settings, progress: bool = True, on=None, activation_checkpointing: bool = False):
     """The model a run trains: the base, wrapped in a new LoRA adapter for LoRA runs.
 
     A run that continues from a LoRA custom model (``model_ref.adapter``) trains that adapter
     further when it tunes LoRA (its rank is the adapter's), or starts full training from the base
-    with the adapter merged in.
+    with the adapter merged in. ``on``: the device to load to (a model to be sharded loads on the
+    CPU; sharding moves each process's part to its GPU).
     """
     from tailor.train.precision import precision_for
     from tailor.weights import device, load_causal_lm
 
     precision = precision_for(config.tuning_method, device().type)
-    model = load_causal_lm(model_ref, settings, progress=progress, dtype=precision.torch_dtype())
+    model = load_causal_lm(model_ref, settings, progress=progress, dtype=precision.torch_dtype(), on=on)
+    if activation_checkpointing:  # recompute each layer's activations in the backward pass
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model_ref.adapter:
         from peft import PeftModel
 
         if config.tuning_method == "lora":
             return PeftModel.from_pretrained(model, model_ref.adapter, is_trainable=True)
         return PeftModel.from_pretrained(model, model_ref.adapter).merge_and_unload()
-    return with_lora(model, config) if config.tuning_method == "lora" else model
+    if config.tuning_method == "lora":
+        return with_lora(model, config, model_ref.lora_target_modules)
+    return model
 
 
-def with_lora(model, config):
-    """Wrap the model with a LoRA adapter on every linear layer of its blocks."""
+def with_lora(model, config, target_modules: str | tuple[str, ...] = "all-linear"):
+    """Wrap the model with a LoRA adapter on ``target_modules`` (every linear layer of its blocks,
+    unless the model's table entry says otherwise), initialised from the run's seed (so a run, and
+    each of its processes, starts from the same adapter)."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(config.seed)
+
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+                      target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
+                      task_type="CAUSAL_LM")
     return get_peft_model(model, lora)
 
 

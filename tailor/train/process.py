@@ -1,7 +1,8 @@
 """A recipe as its own process: ``python -m tailor.train.<recipe> SPEC.json``.
 
-This is how jobs run a recipe, so a crash or an out-of-memory in training never takes the server
-down. Exit 0 on success, 2 with ``error: ...`` on stderr when the request or the data is wrong.
+``tailor train --processes N`` starts N of these under torchrun (``recipes.launch``), which makes
+them one run (``train/distributed.py``). Exit 0 on success, 2 with ``error: ...`` on stderr
+(said once, by the main process) when the request or the data is wrong.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tailor.errors import TailorError
+from tailor.train.distributed import world
 from tailor.train.spec import TrainSpec
 
 
@@ -21,6 +23,7 @@ def main(run, argv: list[str] | None = None) -> int:
     try:
         run(TrainSpec.from_json(Path(args[0]).read_text()))
     except TailorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        if world().main:  # under torchrun every process fails alike; say it once
+            print(f"error: {error.message}", file=sys.stderr)
         return 2
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from tailor.catalog import CustomizationType
 from tailor.graders.info import GraderInfo
 from tailor.serialized import Serialized
+from tailor.train.distributed import Parallelism
 
 Hyperparameters = Mapping[str, int | float | str]
 
@@ -32,7 +33,11 @@ class TrainSpec(Serialized):
     progress: bool = True  # draw progress bars on the terminal
     grader: GraderInfo | None = None  # REINFORCEMENT_FINE_TUNING: the grader, as it was at create time
     resume: bool = False  # continue the interrupted run writing to output_dir from its last checkpoint
+    # With several processes (train/distributed.py): replicate the model on each, shard it across
+    # them, or "auto": shard only when it does not fit one device.
+    parallelism: Parallelism = Parallelism.AUTO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "customization_type", CustomizationType(self.customization_type))
         object.__setattr__(self, "validation_uris", tuple(self.validation_uris))
+        object.__setattr__(self, "parallelism", Parallelism(self.parallelism))

@@ -8,16 +8,22 @@ saved, then plot, write the manifest and publish the trained folder (``tailor.tr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tailor import trained
 from tailor.data.render import Example
 from tailor.errors import InvalidInput
+from tailor.train import distributed
 from tailor.train.checkpoints import FOLDER as CHECKPOINTS
 from tailor.train.checkpoints import Checkpoints
-from tailor.train.contract import Hooks, TrainOutcome
+from tailor.train.contract import Hooks, PauseRequested, TrainOutcome
+from tailor.train.estimate import plan
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.loop import train_loop
 from tailor.train.metrics import (
@@ -26,8 +32,10 @@ from tailor.train.metrics import (
     MetricsWriter,
     plot_losses,
 )
+from tailor.train.precision import precision_for
 from tailor.train.prepare import load_data, load_trainable, prepare
 from tailor.train.spec import TrainSpec
+from tailor.weights import device
 
 
 def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None) -> TrainOutcome:
@@ -42,46 +50,124 @@ def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = No
 def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[Example],
         validation: list[Example], data: dict, settings, notes: tuple[str, ...] = (),
         hooks: Hooks | None = None) -> TrainOutcome:
-    """Load the model, train it, keep the best checkpoint and publish the trained folder."""
+    """Load the model, train it, keep the best checkpoint and publish the trained folder.
+
+    Under torchrun every process runs this (``train/distributed.py``); the main one owns the
+    scratch folder, the metrics files and the published output, the others train their share and
+    read the same checkpoints.
+    """
+    current = distributed.world()
+    distributed.start(current)
+    try:
+        with _scratch(spec, current) as scratch, tempfile.TemporaryDirectory() as private:
+            return _fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes, hooks,
+                        current, scratch, Path(private))
+    finally:
+        distributed.stop()
+
+
+@contextlib.contextmanager
+def _scratch(spec: TrainSpec, current: distributed.World):
+    """The run's scratch folder: the main process makes it (and publishes it at the end); the
+    others learn its path."""
+    if current.main:
+        with trained.building(spec.output_dir, resume=spec.resume, keep_on=(PauseRequested,)) as scratch:
+            distributed.share_object(str(scratch), current)
+            yield scratch
+            distributed.barrier(current)  # every process is done with the checkpoints
+    else:
+        scratch = Path(distributed.share_object(None, current))
+        yield scratch
+        distributed.barrier(current)
+
+
+def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: list[Example], settings,
+             current: distributed.World):
+    """How this run uses its devices (``train/estimate.plan``): the micro-batch that fits (unless
+    ``microBatchSize`` says), activation checkpointing when activations do not fit, and sharding
+    when the model does not fit one device (unless the spec's parallelism says). A run that does
+    not fit even so trains with the smallest choice; jobs were refused at create time."""
+    from tailor.train.estimate import (
+        BYTES_PER_PARAMETER,
+        COMPUTE_BYTES_GPU,
+        device_budget,
+        model_shape,
+        read_config,
+    )
+
+    shape = model_shape(read_config(model_ref, settings), config.tuning_method, config.lora_rank)
+    parallelism = distributed.Parallelism(spec.parallelism)
+    sharded = None if parallelism == distributed.Parallelism.AUTO else parallelism == distributed.Parallelism.FULLY_SHARDED
+    gpu = device().type == "cuda"
+    return plan(shape, config.batch_size, max((len(example.input_ids) for example in train), default=1),
+                device_budget(settings), current.size, config.micro_batch_size,
+                activation_bytes=COMPUTE_BYTES_GPU if gpu else BYTES_PER_PARAMETER,
+                sharded=sharded if current.size > 1 else False)
+
+
+def describe_plan(chosen, current: distributed.World) -> str:
+    """The manifest's note of how the run used its devices."""
+    layout = "fully sharded" if chosen.sharded else ("data parallel" if current.size > 1 else "one device")
+    text = (f"Trained in {current.size} process{'es' * (current.size != 1)} ({layout}), micro-batch "
+            f"{chosen.micro_batch_size}, activation checkpointing {'on' if chosen.activation_checkpointing else 'off'}"
+            f"; estimated peak {chosen.peak_bytes / 2**30:.2f} GiB per device.")
+    if not chosen.fits:
+        text += " The estimate exceeded the device's memory: " + "; or ".join(chosen.advice) + "."
+    return text
+
+
+def _fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes, hooks,
+         current: distributed.World, scratch: Path, private: Path) -> TrainOutcome:
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    with trained.building(spec.output_dir, resume=spec.resume) as scratch:
-        checkpoints = Checkpoints(scratch / CHECKPOINTS, every_steps=settings.checkpoint_steps)
-        resume = checkpoints.latest() if spec.resume else None
-        if spec.resume and resume is None:
-            raise InvalidInput(f"Nothing to resume for {spec.output_dir}: the interrupted run saved no checkpoint "
-                               "(it saves one every checkpoint_steps steps and at each epoch's end).")
-        model = load_trainable(model_ref, config, settings, progress=spec.progress)
-        load_seconds = time.perf_counter() - started
-        model_dir = scratch / trained.MODEL_DIR
+    checkpoints = Checkpoints(scratch / CHECKPOINTS, every_steps=settings.checkpoint_steps)
+    resume = checkpoints.latest() if spec.resume else None
+    if spec.resume and resume is None:
+        raise InvalidInput(f"Nothing to resume for {spec.output_dir}: the interrupted run saved no checkpoint "
+                           "(it saves one every checkpoint_steps steps and at each epoch's end).")
+    chosen = plan_run(spec, model_ref, config, train, settings, current)
+    config = replace(config, micro_batch_size=chosen.micro_batch_size)
+    strategy = distributed.Parallelism.FULLY_SHARDED if chosen.sharded else distributed.Parallelism.DATA_PARALLEL
+    model = load_trainable(model_ref, config, settings, progress=spec.progress and current.main,
+                           on="cpu" if chosen.sharded else None,
+                           activation_checkpointing=chosen.activation_checkpointing)
+    precision = precision_for(config.tuning_method, device().type)
+    model = distributed.wrap(model, current, strategy, precision)
+    notes = (*notes, describe_plan(chosen, current))
+    load_seconds = time.perf_counter() - started
+    model_dir = scratch / trained.MODEL_DIR
 
-        def save_best() -> None:
-            model.save_pretrained(model_dir)
+    def save_best() -> None:
+        distributed.save_pretrained(model, model_dir, current)
+        if current.main:
             tokenizer.save_pretrained(model_dir)
 
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        with MetricsWriter(scratch, LOSS_COLUMNS, VALIDATION_LOSS_COLUMNS if validation else None) as metrics:
-            result = train_loop(model, train, validation, config, pad_id=pad_id, metrics=metrics,
-                                save_best=save_best, progress=spec.progress, hooks=hooks,
-                                checkpoints=checkpoints, resume=resume)
-        shutil.rmtree(checkpoints.folder, ignore_errors=True)  # the run's, not the trained model's
-        plot_losses(metrics, scratch / trained.LOSS_PLOT)
-        manifest = trained.manifest(
-            customization_type=spec.customization_type, model_ref=model_ref, tuning_method=config.tuning_method,
-            data=data, notes=tuple(model_ref.notes + notes), hyperparameters=config.hyperparameters,
-            learning_rate=config.learning_rate, seed=config.seed, started_at=started_at, started=started,
-            result={
-                "epochs_run": result.epochs_run,
-                "steps": result.steps,
-                "stopped_early": result.stopped_early,
-                "best_epoch": result.best_epoch,
-                "best_validation_loss": result.best_validation_loss,
-                "validation_losses": result.validation_losses,
-                "final_training_loss": result.final_training_loss,
-                "training_tokens": result.tokens,
-                "tokens_per_second": round(result.tokens_per_second, 1),
-            },
-            timings={"load_seconds": round(load_seconds, 2), "train_seconds": round(result.seconds, 2)},
-        )
-        trained.write_manifest(scratch, manifest)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with MetricsWriter(scratch if current.main else private, LOSS_COLUMNS,
+                       VALIDATION_LOSS_COLUMNS if validation else None) as metrics:
+        result = train_loop(model, train, validation, config, pad_id=pad_id, metrics=metrics,
+                            save_best=save_best, progress=spec.progress, hooks=hooks, precision=precision,
+                            checkpoints=checkpoints, resume=resume, current=current)
+    if not current.main:
+        return TrainOutcome(spec.output_dir.resolve(), {"result": {}})
+    shutil.rmtree(checkpoints.folder, ignore_errors=True)  # the run's, not the trained model's
+    plot_losses(metrics, scratch / trained.LOSS_PLOT)
+    manifest = trained.manifest(
+        customization_type=spec.customization_type, model_ref=model_ref, tuning_method=config.tuning_method,
+        data=data, notes=tuple(model_ref.notes + notes), hyperparameters=config.hyperparameters,
+        learning_rate=config.learning_rate, seed=config.seed, started_at=started_at, started=started,
+        result={
+            "epochs_run": result.epochs_run,
+            "steps": result.steps,
+            "stopped_early": result.stopped_early,
+            "best_epoch": result.best_epoch,
+            "best_validation_loss": result.best_validation_loss,
+            "validation_losses": result.validation_losses,
+            "final_training_loss": result.final_training_loss,
+            "training_tokens": result.tokens,
+            "tokens_per_second": round(result.tokens_per_second, 1),
+        },
+        timings={"load_seconds": round(load_seconds, 2), "train_seconds": round(result.seconds, 2)},
+    )
+    trained.write_manifest(scratch, manifest)
     return TrainOutcome(spec.output_dir.resolve(), manifest)

@@ -123,3 +123,79 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_ends_as_if_never_k
     assert any(m.startswith("Resuming from the checkpoint at step ") for m in messages)
     with sqlite3.connect(server.home / "tailor.db") as connection:
         assert connection.execute("SELECT attempts FROM jobs WHERE arn = ?", (killed,)).fetchone()[0] == 2
+
+
+def test_a_job_trained_by_two_processes_completes_and_a_stop_reaches_every_process(server):
+    """TAILOR_TRAINING_PROCESSES=2: torchrun runs the worker as two gloo processes; the job
+    completes with one custom model, and a stop ends another in Stopped with no process left."""
+    import psutil
+
+    server.kill()
+    server.env = {**server.env, "TAILOR_TRAINING_PROCESSES": "2"}
+    server.start()
+    bedrock = server.client()
+    done = long_job(server, "two-processes", epochs=2)
+    assert server.wait_for(done, {"Completed", "Failed"}, timeout=300)["status"] == "Completed"
+    job = bedrock.get_model_customization_job(jobIdentifier=done)
+    assert job["trainingMetrics"]["trainingLoss"] > 0
+    assert len(bedrock.list_custom_models()["modelSummaries"]) == 1
+
+    from openai import OpenAI
+
+    access_key_id, secret = server.keys["alice"]
+    client = OpenAI(base_url=server.endpoint + "/v1", api_key=f"{access_key_id}.{secret}", max_retries=0)
+    messages = [event.message for event in client.fine_tuning.jobs.list_events(done.rsplit("/", 1)[1], limit=1000)]
+    assert "Training in 2 processes." in messages
+
+    stopped = long_job(server, "two-processes-stopped")
+    wait_until_training(server, stopped)
+    launcher = psutil.Process(worker_pid(server, stopped))
+    trainers = launcher.children(recursive=True)
+    assert len(trainers) == 2
+    bedrock.stop_model_customization_job(jobIdentifier=stopped)
+    assert server.wait_for(stopped, {"Stopped", "Failed", "Completed"}, timeout=60)["status"] == "Stopped"
+    _, alive = psutil.wait_procs([launcher, *trainers], timeout=30)
+    assert not alive
+
+
+def test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused(server):
+    """client.fine_tuning.jobs.pause: the worker checkpoints at its next step and ends, the job is
+    paused (InProgress to Bedrock, no process); resume queues it again, it continues from that
+    checkpoint, and its custom model equals that of a job nobody paused."""
+    import psutil
+    from openai import OpenAI
+    from safetensors.torch import load_file
+
+    bedrock = server.client()
+    access_key_id, secret = server.keys["alice"]
+    client = OpenAI(base_url=server.endpoint + "/v1", api_key=f"{access_key_id}.{secret}", max_retries=0)
+    paused, whole = long_job(server, "paused-once", epochs=4), long_job(server, "never-paused", epochs=4)
+    paused_id = paused.rsplit("/", 1)[1]
+    wait_until_training(server, paused)
+    launcher = psutil.Process(worker_pid(server, paused))
+    assert client.fine_tuning.jobs.pause(paused_id).status in ("pausing", "paused")
+
+    deadline = time.monotonic() + 60
+    while (job := client.fine_tuning.jobs.pause(paused_id)).status != "paused":  # pausing again: idempotent
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    assert not psutil.wait_procs([launcher], timeout=30)[1]  # its worker ended
+    shown = bedrock.get_model_customization_job(jobIdentifier=paused)
+    assert shown["status"] == "InProgress" and shown["statusDetails"]["trainingDetails"]["status"] == "Stopped"
+    assert paused in [s["jobArn"] for s in bedrock.list_model_customization_jobs(statusEquals="InProgress")[
+        "modelCustomizationJobSummaries"]]
+    scratch = server.home / "jobs" / paused_id
+    assert list(scratch.glob(".output.partial-*/checkpoints/step-*"))
+    with pytest.raises(Exception, match="only a paused job can be resumed"):
+        client.fine_tuning.jobs.resume(whole.rsplit("/", 1)[1])
+
+    assert client.fine_tuning.jobs.resume(paused_id).status == "queued"
+    for arn in (paused, whole):
+        assert server.wait_for(arn, {"Completed", "Failed"}, timeout=300)["status"] == "Completed"
+    weights = [load_file(server.home / "jobs" / arn.rsplit("/", 1)[1] / "output" / "model" / "model.safetensors")
+               for arn in (paused, whole)]
+    assert max(float((weights[0][name] - weights[1][name]).abs().max()) for name in weights[1]) == 0.0
+    messages = [event.message for event in client.fine_tuning.jobs.list_events(paused_id, limit=1000)]
+    [pause] = [m for m in messages if m.startswith("Paused at step ")]
+    step = pause.removeprefix("Paused at step ").split()[0]
+    assert f"Resuming from the checkpoint at step {step}." in messages

@@ -103,3 +103,31 @@ def test_a_batch_split_into_micro_batches_trains_exactly_as_the_whole_batch(home
     assert whole.keys() == split.keys()
     worst = max(float((whole[name] - split[name]).abs().max()) for name in whole)
     assert worst < 1e-4, worst
+
+
+def test_a_packed_padding_free_pass_gives_the_loss_and_gradient_of_padded_rows(home):
+    """What a GPU with FlashAttention trains on (records end to end, positions restarting) is the
+    same step as length-grouped padded rows: run both here, on the CPU's masked attention."""
+    import torch
+
+    from tailor.catalog import resolve_model
+    from tailor.settings import get_settings
+    from tailor.train.loop import accumulate, collate_packed
+    from tailor.weights import load_causal_lm
+
+    model = load_causal_lm(resolve_model("tailor.tiny", get_settings()), get_settings(), progress=False,
+                           dtype=torch.float32)
+    batch = [Example(input_ids=list(range(3, 3 + n)), labels=[IGNORE_INDEX] * 2 + list(range(5, 3 + n)))
+             for n in (9, 4, 7)]
+    input_ids, labels, positions = collate_packed(batch, "cpu")
+    assert positions.tolist() == [[*range(9), *range(4), *range(7)]] and input_ids.shape == (1, 20)
+    assert labels[0, 9].item() == IGNORE_INDEX  # no record predicts the next one's first token
+
+    def step(packed: bool):
+        model.zero_grad()
+        loss, tokens = accumulate(model, batch, 2, 0, "cpu", packed=packed)
+        return loss, tokens, [p.grad.clone() for p in model.parameters()]
+
+    (padded_loss, padded_tokens, padded), (packed_loss, packed_tokens, packed) = step(False), step(True)
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5) and packed_tokens == padded_tokens == 20
+    assert max(float((a - b).abs().max()) for a, b in zip(padded, packed)) < 1e-5

@@ -16,7 +16,7 @@ from tailor.jobs.spec import (
     Fields,
     ModelRequest,
 )
-from tailor.services.customization import JobView
+from tailor.services.customization import PAUSE_STATUSES, JobView
 from tailor.services.evaluations import EvaluationJobView
 from tailor.services.models import CustomModelView
 from tailor.store.jobs import CustomModel, Job
@@ -36,6 +36,12 @@ EVALUATION_FIELDS = Fields(
     model="inferenceConfig.models[{i}].bedrockModel",
     judge="evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]",
 )
+
+
+def bedrock_status(status: str) -> str:
+    """Bedrock's job statuses have no pause (the OpenAI door's): a pausing or paused job, not
+    ended and able to continue, is InProgress there; its trainingDetails say Stopped."""
+    return "InProgress" if status in PAUSE_STATUSES else status
 
 
 def _tags(tags: list[dict] | None) -> tuple[tuple[str, str], ...]:
@@ -109,7 +115,7 @@ def customization_job(job: JobView) -> dict:
     return {
         "jobArn": row.arn, "jobName": row.name, "outputModelName": row.output_model_name,
         "outputModelArn": row.output_model_arn, "clientRequestToken": row.client_request_token,
-        "roleArn": row.role_arn, "status": row.status, "statusDetails": row.status_details,
+        "roleArn": row.role_arn, "status": bedrock_status(row.status), "statusDetails": row.status_details,
         "failureMessage": row.failure_message, "creationTime": row.created_at,
         "lastModifiedTime": row.last_modified_at, "endTime": row.end_time, "baseModelArn": row.base_model_arn,
         "customizationType": row.customization_type, "vpcConfig": job.spec.vpc,
@@ -120,7 +126,8 @@ def customization_job(job: JobView) -> dict:
 def customization_jobs(rows: list[Job], token: str | None) -> dict:
     """ListModelCustomizationJobs' response."""
     return {"modelCustomizationJobSummaries": [{
-        "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name, "status": job.status,
+        "jobArn": job.arn, "baseModelArn": job.base_model_arn, "jobName": job.name,
+        "status": bedrock_status(job.status),
         "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
         "creationTime": job.created_at, "endTime": job.end_time, "customModelArn": job.output_model_arn,
         "customModelName": job.output_model_name, "customizationType": job.customization_type,

@@ -1,6 +1,7 @@
 """OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``,
-and a customization job's live events (``GET /v1/fine_tuning/jobs/{id}/events``: status changes and
-per-step metrics, RFT rewards included; ``tailor.services.job_events``).
+a customization job's live events (``GET /v1/fine_tuning/jobs/{id}/events``: status changes and
+per-step metrics, RFT rewards included; ``tailor.services.job_events``), and pausing and resuming
+one (``POST .../pause``, ``.../resume``: it checkpoints, ends its worker, and continues later).
 
 Authentication is a bearer API key (``tailor keys create`` prints one; it is the access key id and
 its secret joined by a dot), so the official ``openai`` client works with ``api_key=`` and
@@ -20,11 +21,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import chat_body, serving
+from tailor.api.openai import fine_tuning
 from tailor.api.openai.errors import error_body
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, show_value
 from tailor.serve.protocol import TextDelta
-from tailor.services import inference, job_events
+from tailor.services import customization, inference, job_events
 
 DEFAULT_MAX_TOKENS = 512
 _LIMIT = re.compile(r"[0-9]{1,9}")
@@ -35,6 +37,10 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
     app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/events", list_job_events, methods=["GET"],
                       name="openai.fine_tuning.jobs.events")
+    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/pause", pause_job, methods=["POST"],
+                      name="openai.fine_tuning.jobs.pause")
+    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/resume", resume_job, methods=["POST"],
+                      name="openai.fine_tuning.jobs.resume")
 
 
 def _error(error: Exception) -> JSONResponse:
@@ -105,5 +111,24 @@ async def list_job_events(request: Request, job_id: str) -> Response:
         page = await run_in_threadpool(job_events.list_events, request.app.state.store, principal, job_id,
                                        after=request.query_params.get("after"), limit=int(limit))
         return JSONResponse(page)
+    except Exception as error:
+        return _error(error)
+
+
+async def pause_job(request: Request, job_id: str) -> Response:
+    """``client.fine_tuning.jobs.pause(job)``: the job checkpoints at its next step and is paused."""
+    return await _change_job(request, customization.pause_job, job_id)
+
+
+async def resume_job(request: Request, job_id: str) -> Response:
+    """``client.fine_tuning.jobs.resume(job)``: a paused job is queued again and continues."""
+    return await _change_job(request, customization.resume_job, job_id)
+
+
+async def _change_job(request: Request, change, job_id: str) -> Response:
+    try:
+        principal = await _principal(request)
+        view = await run_in_threadpool(change, request.app.state.store, principal, job_id)
+        return JSONResponse(fine_tuning.job_object(view))
     except Exception as error:
         return _error(error)
