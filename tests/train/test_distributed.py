@@ -47,7 +47,7 @@ def test_each_process_takes_every_nth_record_by_length_and_short_shares_are_padd
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tuning, parallelism", [("full", "data-parallel"), ("lora", "data-parallel"),
-                                                 ("full", "fully-sharded")])
+                                                 ("full", "fully-sharded"), ("lora", "fully-sharded")])
 def test_two_processes_follow_the_one_process_loss_curve_and_save_one_model(home, tmp_path, tuning, parallelism):
     train, valid = write_data(tmp_path)
     hyperparameters = {"epochCount": "2", "batchSize": "4", "microBatchSize": "1", "tuningMethod": tuning}
