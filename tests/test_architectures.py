@@ -165,6 +165,30 @@ def test_full_fine_tuning_through_the_recipe(home, built, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+def test_continued_pre_training_through_the_recipe(home, built, tmp_path, name):
+    """Unlabeled text: every token of every window is a target, and the loss on it falls."""
+    from transformers import AutoModelForCausalLM
+
+    from tailor.train import cpt
+
+    text = tmp_path / "text.jsonl"
+    text.write_text("".join(json.dumps({"input": f"Tailor note {i}: the tide rises twice a day at the harbour."})
+                            + "\n" for i in range(8)))
+    spec = TrainSpec("CONTINUED_PRE_TRAINING", str(built(name)), str(text), tmp_path / "run-cpt",
+                     hyperparameters={"epochCount": "3", "batchSize": "4", "learningRateMultiplier": "10"},
+                     progress=False)
+    outcome = cpt.run(spec, get_settings())
+    result = outcome.manifest["result"]
+    assert result["steps"] == 6 and outcome.manifest["customization_type"] == "CONTINUED_PRE_TRAINING"
+    tokenizer = load_tokenizer(built(name))
+    assert result["training_tokens"] >= 3 * 8 * len(tokenizer("Tailor note 0: the tide rises twice a day.")["input_ids"])
+    losses = [float(line.split(",")[2]) for line in
+              (outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < losses[0]
+    assert type(AutoModelForCausalLM.from_pretrained(outcome.model_dir)).__name__ == ARCHITECTURES[name].model_class
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_lora_wraps_the_family_modules_and_merges_into_plain_weights(home, built, tmp_path, name):
     import torch
     from peft import PeftModel
