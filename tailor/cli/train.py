@@ -27,7 +27,7 @@ def run_training(customization_type: CustomizationType, model: str, train: str, 
     registered grader's name or ARN, looked up (and snapshotted) before training starts;
     ``resume`` continues the interrupted run into ``out`` from its last checkpoint; ``processes``
     (default: one per GPU, or 1) train it together, ``parallelism`` says how."""
-    from tailor.train.estimate import processes_for
+    from tailor.train.devices import processes_for
     from tailor.train.recipes import launch
     from tailor.train.spec import TrainSpec
 

@@ -43,7 +43,7 @@ from tailor.store.db import Store, utcnow
 from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
 from tailor.train import distributed
 from tailor.train.checkpoints import last_saved
-from tailor.train.estimate import processes_for
+from tailor.train.devices import processes_for
 from tailor.train.recipes import SUPERVISED
 from tailor.trained import PARTIAL
 

@@ -5,7 +5,7 @@ A request comes in the dialect-neutral form of ``tailor.jobs.spec``; what goes o
 the stored rows with their specs, which each API dialect renders in its own shape. Heavy
 libraries stay out: checking a job's model and hyperparameters needs only the catalog.
 
-A supervised job is estimated before it is queued (``train.estimate.preflight``: the model's
+A supervised job is estimated before it is queued (``train.preflight.preflight``: the model's
 config.json and, if small, its data; no torch, no weights): one that cannot fit this server's
 devices is refused, saying what would make it fit; one that fits has the estimate as its first
 event.
@@ -35,7 +35,7 @@ from tailor.services.records import (
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
-from tailor.train import estimate
+from tailor.train import preflight
 from tailor.train.hyperparams import parse_hyperparameters, parse_rft_hyperparameters
 from tailor.train.recipes import SUPERVISED, TRAINABLE
 from tailor.train.spec import TrainSpec
@@ -69,7 +69,7 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
             return arn
     job_id = new_resource_id()
     spec, model, start = resolve(store, settings, principal, request, settings.home / "jobs" / job_id / "output")
-    preflight = _preflight(settings, spec, model)
+    estimate = _preflight(settings, spec, model)
     now = utcnow()
     row = Job(
         id=job_id, arn=job_arn(settings.region, settings.account_id, model.model_id, job_id),
@@ -94,24 +94,23 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
         return None
 
     arn = insert_once(store, row, tags=dict(request.tags), earlier=earlier, taken=taken)
-    if preflight is not None and arn == row.arn:  # not a retried request's earlier job
+    if estimate is not None and arn == row.arn:  # not a retried request's earlier job
         with store.session() as session:
             session.add(JobEvent(job_id=job_id, created_at=now, kind="estimate", level="info",
-                                 message=preflight.describe(), data=preflight.data()))
+                                 message=estimate.describe(), data=estimate.data()))
     return arn
 
 
-def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> estimate.Preflight | None:
+def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> preflight.Preflight | None:
     """The supervised job's pre-flight estimate on this server's devices (None for reinforcement
     fine-tuning, or a model whose config is not here yet); refused if it cannot fit."""
     train = spec.train
-    if CustomizationType(train.customization_type) not in (CustomizationType.FINE_TUNING,
-                                                           CustomizationType.CONTINUED_PRE_TRAINING):
+    if train.customization_type not in SUPERVISED:
         return None
     config = parse_hyperparameters(train.hyperparameters, model)  # the resolved values: no error here
     try:
-        result = estimate.preflight(model, config, train.customization_type, train.training_uri, settings,
-                                    getattr(train, "parallelism", "auto"))
+        result = preflight.preflight(model, config, train.customization_type, train.training_uri, settings,
+                                     train.parallelism)
     except (OSError, ValueError):  # an unreadable config.json: the worker's loading says what is wrong
         return None
     if result is not None and not result.plan.fits:

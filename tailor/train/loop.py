@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tailor.data.render import IGNORE_INDEX, Example
@@ -39,14 +39,28 @@ from tailor.train.precision import Precision, autocast, precision_for
 FLOAT32 = Precision("float32", None)
 
 
-def length_grouped_batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[int]]:
+def lengths_of(examples: Sequence[Example]) -> Sequence[int]:
+    """Every example's token count: an on-disk cache (``data/token_cache.py``) has them without
+    reading its examples; a list is measured."""
+    lengths = getattr(examples, "lengths", None)
+    return lengths if lengths is not None else [len(example.input_ids) for example in examples]
+
+
+def batch_of(examples: Sequence[Example], indices: list[int]) -> list[Example]:
+    """The examples at ``indices`` (an on-disk cache reads them in one go)."""
+    take = getattr(examples, "take", None)
+    return take(indices) if take is not None else [examples[i] for i in indices]
+
+
+def length_grouped_batches(examples: Sequence[Example], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Indices in batches of similar length: shuffle, sort within pools of 64 batches, shuffle batches."""
+    lengths = lengths_of(examples)
     order = list(range(len(examples)))
     rng.shuffle(order)
     pool = batch_size * 64
     batches: list[list[int]] = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: len(examples[i].input_ids))
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -198,7 +212,7 @@ class LoopResult:
 
 def train_loop(
     model,
-    train: list[Example],
+    train: Sequence[Example],
     validation: list[Example],
     config: TrainConfig,
     *,
@@ -289,7 +303,7 @@ def train_loop(
                     if checkpoints:
                         checkpoint(epoch, position, epoch_rng)
                     raise PauseRequested(result.steps)
-                value, tokens = accumulate(model, [train[i] for i in indices], micro_batch, pad_id, device,
+                value, tokens = accumulate(model, batch_of(train, indices), micro_batch, pad_id, device,
                                            precision, current, packed)
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()

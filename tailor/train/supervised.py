@@ -23,7 +23,6 @@ from tailor.train import distributed
 from tailor.train.checkpoints import FOLDER as CHECKPOINTS
 from tailor.train.checkpoints import Checkpoints
 from tailor.train.contract import Hooks, PauseRequested, TrainOutcome
-from tailor.train.estimate import plan
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.loop import train_loop
 from tailor.train.metrics import (
@@ -32,6 +31,7 @@ from tailor.train.metrics import (
     MetricsWriter,
     plot_losses,
 )
+from tailor.train.plan import plan
 from tailor.train.precision import precision_for
 from tailor.train.prepare import load_data, load_trainable, prepare
 from tailor.train.spec import TrainSpec
@@ -83,17 +83,13 @@ def _scratch(spec: TrainSpec, current: distributed.World):
 
 def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: list[Example], settings,
              current: distributed.World):
-    """How this run uses its devices (``train/estimate.plan``): the micro-batch that fits (unless
+    """How this run uses its devices (``train/plan.py``): the micro-batch that fits (unless
     ``microBatchSize`` says), activation checkpointing when activations do not fit, and sharding
     when the model does not fit one device (unless the spec's parallelism says). A run that does
     not fit even so trains with the smallest choice; jobs were refused at create time."""
-    from tailor.train.estimate import (
-        BYTES_PER_PARAMETER,
-        COMPUTE_BYTES_GPU,
-        device_budget,
-        model_shape,
-        read_config,
-    )
+    from tailor.train.devices import device_budget
+    from tailor.train.estimate import BYTES_PER_PARAMETER, model_shape, read_config
+    from tailor.train.plan import COMPUTE_BYTES_GPU
 
     shape = model_shape(read_config(model_ref, settings), config.tuning_method, config.lora_rank)
     parallelism = distributed.Parallelism(spec.parallelism)

@@ -1,6 +1,8 @@
 """The pre-flight estimate (``tailor.train.estimate``): parameter counts from a config on the meta
 device, the memory arithmetic, the time arithmetic, and a whole estimate of a tailor.tiny run that
-trains nothing. Its agreement with measured peaks is a benchmark (bench/estimate.py), not a test."""
+trains nothing; then the plan on a run's devices (``tailor.train.plan``, ``tailor.train.devices``)
+and the create-time estimate (``tailor.train.preflight``). Its agreement with measured peaks is a
+benchmark (bench/estimate.py), not a test."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tailor.errors import InvalidInput
-from tailor.train import estimate
+from tailor.train import devices, estimate, plan, preflight
 from tailor.train.spec import TrainSpec
 
 
@@ -133,19 +135,19 @@ def test_the_shape_from_config_json_alone_matches_the_meta_device_count(name, tm
     config.save_pretrained(tmp_path)  # what a model folder holds: only values that differ from defaults
     saved = json.loads((tmp_path / "config.json").read_text())
     for method in ("full", "lora"):
-        assert estimate.shape_from_config(saved, method, lora_rank=8) == estimate.model_shape(config, method, 8)
+        assert preflight.shape_from_config(saved, method, lora_rank=8) == estimate.model_shape(config, method, 8)
 
 
 def test_an_unknown_architecture_has_no_create_time_shape():
-    assert estimate.shape_from_config({"model_type": "mixtral", "hidden_size": 64}, "full") is None
-    assert estimate.shape_from_config({"model_type": "llama"}, "full") is None  # sizes missing
+    assert preflight.shape_from_config({"model_type": "mixtral", "hidden_size": 64}, "full") is None
+    assert preflight.shape_from_config({"model_type": "llama"}, "full") is None  # sizes missing
 
 
 def test_lora_and_full_convert_into_each_other():
     full = estimate.model_shape(llama_config(), "full", lora_rank=8)
     lora = estimate.model_shape(llama_config(), "lora", lora_rank=8)
-    assert estimate.as_tuning(full, "lora", 8) == lora
-    assert estimate.as_tuning(lora, "full") == full
+    assert plan.as_tuning(full, "lora", 8) == lora
+    assert plan.as_tuning(lora, "full") == full
 
 
 def test_one_cpu_process_is_the_validated_estimate():
@@ -153,31 +155,31 @@ def test_one_cpu_process_is_the_validated_estimate():
         shape = estimate.model_shape(llama_config(), method)
         for checkpointing in (False, True):
             memory = estimate.estimate_memory(shape, 4, 100)
-            device = estimate.device_memory(shape, 4, 100, activation_checkpointing=checkpointing)
+            device = plan.device_memory(shape, 4, 100, activation_checkpointing=checkpointing)
             assert device.peak == (memory.peak_checkpointed if checkpointing else memory.peak)
 
 
 def test_memory_per_device_by_process_count():
     shape = estimate.model_shape(llama_config(), "full")
-    one = estimate.device_memory(shape, 2, 100)
+    one = plan.device_memory(shape, 2, 100)
     # Data parallel: every device holds everything; the batch's share sets the activations.
-    replicated = estimate.device_memory(shape, 2, 100, processes=4)
+    replicated = plan.device_memory(shape, 2, 100, processes=4)
     assert replicated == one
     # Fully sharded: weights, gradients and optimizer state divided, plus one layer gathered.
-    sharded = estimate.device_memory(shape, 2, 100, processes=4, sharded=True)
+    sharded = plan.device_memory(shape, 2, 100, processes=4, sharded=True)
     assert sharded.weights == -(-shape.parameters // 4) * 4
     assert sharded.optimizer == 2 * sharded.gradients == 2 * -(-shape.parameters // 4) * 4
     assert sharded.gathered == 2 * shape.layer_parameters * 4  # the layer's weights and its gradients
     assert sharded.activations == one.activations
     assert sharded.states < one.states / 2
     # One process has nothing to shard across.
-    assert estimate.device_memory(shape, 2, 100, processes=1, sharded=True) == one
+    assert plan.device_memory(shape, 2, 100, processes=1, sharded=True) == one
 
 
 def test_bfloat16_activations_on_a_gpu():
     shape = estimate.model_shape(llama_config(), "full")
-    cpu = estimate.device_memory(shape, 2, 100)
-    gpu = estimate.device_memory(shape, 2, 100, activation_bytes=2)
+    cpu = plan.device_memory(shape, 2, 100)
+    gpu = plan.device_memory(shape, 2, 100, activation_bytes=2)
     tokens = 2 * 100
     logits = tokens * estimate.LOGITS_FACTOR * shape.vocab_size * 4  # the loss upcasts them to float32
     assert gpu.activations - logits == (cpu.activations - logits) // 2
@@ -185,94 +187,94 @@ def test_bfloat16_activations_on_a_gpu():
     assert gpu.compute_copies == 2 * shape.trainable_parameters and cpu.compute_copies == 0
     # A LoRA run's frozen base is bfloat16 on a GPU; its adapter float32.
     lora = estimate.model_shape(llama_config(), "lora")
-    assert estimate.device_memory(lora, 2, 100, activation_bytes=2).weights == \
+    assert plan.device_memory(lora, 2, 100, activation_bytes=2).weights == \
         2 * lora.parameters + 4 * lora.trainable_parameters
     # Fully sharded on a GPU: a layer is gathered in bfloat16, its gradients reduced in float32.
-    sharded = estimate.device_memory(shape, 2, 100, processes=4, sharded=True, activation_bytes=2)
+    sharded = plan.device_memory(shape, 2, 100, processes=4, sharded=True, activation_bytes=2)
     assert sharded.gathered == (2 + 4) * shape.layer_parameters and sharded.compute_copies == 0
 
 
 def peak(shape, micro, length=100, **options):
-    return estimate.device_memory(shape, micro, length, **options).peak
+    return plan.device_memory(shape, micro, length, **options).peak
 
 
 def test_the_plan_takes_the_largest_micro_batch_that_fits_then_checkpointing_then_sharding():
     shape = estimate.model_shape(llama_config(num_hidden_layers=12, vocab_size=256), "full")  # layers dominate
-    roomy = estimate.plan(shape, 8, 100, peak(shape, 8) + 1, processes=1)
+    roomy = plan.plan(shape, 8, 100, peak(shape, 8) + 1, processes=1)
     assert (roomy.micro_batch_size, roomy.activation_checkpointing, roomy.sharded) == (8, False, False) and roomy.fits
     assert roomy.peak_bytes == peak(shape, 8) and roomy.advice == ()
 
     # A micro-batch of 4 fits, 8 does not: gradients accumulate over two passes.
-    smaller = estimate.plan(shape, 8, 100, peak(shape, 4), processes=1)
+    smaller = plan.plan(shape, 8, 100, peak(shape, 4), processes=1)
     assert (smaller.micro_batch_size, smaller.activation_checkpointing, smaller.fits) == (4, False, True)
 
     # Not even one sequence fits without checkpointing: the largest micro-batch that fits with it.
     budget = peak(shape, 1) - 1
     assert peak(shape, 2, activation_checkpointing=True) <= budget
-    checkpointed = estimate.plan(shape, 8, 100, budget, processes=1)
+    checkpointed = plan.plan(shape, 8, 100, budget, processes=1)
     assert checkpointed.activation_checkpointing and checkpointed.fits and not checkpointed.sharded
     assert checkpointed.micro_batch_size >= 2
     assert checkpointed.peak_bytes == peak(shape, checkpointed.micro_batch_size, activation_checkpointing=True)
 
     # The weights, gradients and optimizer state do not fit one device: fully sharded over four.
-    states = estimate.device_memory(shape, 1, 100).states
-    sharded = estimate.plan(shape, 8, 100, states - 1, processes=4)
+    states = plan.device_memory(shape, 1, 100).states
+    sharded = plan.plan(shape, 8, 100, states - 1, processes=4)
     assert sharded.sharded and sharded.fits
     assert sharded.micro_batch_size in (1, 2)  # divides the per-process batch of 2
     assert sharded.peak_bytes <= states - 1
     # ... but with room for them, four processes stay data parallel.
-    assert not estimate.plan(shape, 8, 100, peak(shape, 2), processes=4).sharded
+    assert not plan.plan(shape, 8, 100, peak(shape, 2), processes=4).sharded
 
 
 def test_a_given_micro_batch_or_checkpointing_is_kept():
     shape = estimate.model_shape(llama_config(), "full")
-    kept = estimate.plan(shape, 8, 100, 10**12, processes=1, micro_batch_size=2, activation_checkpointing=True)
+    kept = plan.plan(shape, 8, 100, 10**12, processes=1, micro_batch_size=2, activation_checkpointing=True)
     assert (kept.micro_batch_size, kept.activation_checkpointing, kept.fits) == (2, True, True)
-    refused = estimate.plan(shape, 8, 100, peak(shape, 4), processes=1, micro_batch_size=8)
+    refused = plan.plan(shape, 8, 100, peak(shape, 4), processes=1, micro_batch_size=8)
     assert not refused.fits and refused.micro_batch_size == 8
     assert any(line.startswith("a smaller microBatchSize: 4") for line in refused.advice)
-    unchecked = estimate.plan(shape, 8, 100, peak(shape, 1) - 1, processes=1, activation_checkpointing=False)
+    unchecked = plan.plan(shape, 8, 100, peak(shape, 1) - 1, processes=1, activation_checkpointing=False)
     assert not unchecked.fits
     assert any(line.startswith("activation checkpointing") for line in unchecked.advice)
 
 
 def test_nothing_fits_and_the_advice_is_computed_not_guessed():
     shape = estimate.model_shape(llama_config(vocab_size=32000, hidden_size=256, intermediate_size=688), "full")
-    lora = estimate.as_tuning(shape, "lora")
+    lora = plan.as_tuning(shape, "lora")
     smallest = peak(shape, 1, activation_checkpointing=True)
     budget = (smallest + peak(lora, 1, activation_checkpointing=True)) // 2  # LoRA fits, full does not
-    result = estimate.plan(shape, 8, 100, budget, processes=1)
+    result = plan.plan(shape, 8, 100, budget, processes=1)
     assert not result.fits and result.peak_bytes == smallest
     assert result.micro_batch_size == 1 and result.activation_checkpointing
     text = " | ".join(result.advice)
     assert "LoRA instead of full training" in text
     processes = next(line for line in result.advice if " processes, one per device, fully sharded" in line)
     count = int(processes.split()[0])
-    assert estimate.plan(shape, 8, 100, budget, processes=count).fits
-    assert not estimate.plan(shape, 8, 100, budget, processes=count - 1).fits
+    assert plan.plan(shape, 8, 100, budget, processes=count).fits
+    assert not plan.plan(shape, 8, 100, budget, processes=count - 1).fits
     assert not any(line.startswith("shorter sequences") for line in result.advice)  # the states alone do not fit
     # The states fit but not one sequence's activations: shorter sequences would.
-    states = estimate.device_memory(shape, 1, 100).states
-    tight = estimate.plan(shape, 8, 100, states + (smallest - states) // 2, processes=1)
+    states = plan.device_memory(shape, 1, 100).states
+    tight = plan.plan(shape, 8, 100, states + (smallest - states) // 2, processes=1)
     shorter = next(line for line in tight.advice if line.startswith("shorter sequences"))
     length = int(shorter.rsplit(" ", 2)[-2].replace(",", ""))
-    assert estimate.plan(shape, 8, length, states + (smallest - states) // 2, processes=1).fits
-    assert not estimate.plan(shape, 8, length + 1, states + (smallest - states) // 2, processes=1).fits
+    assert plan.plan(shape, 8, length, states + (smallest - states) // 2, processes=1).fits
+    assert not plan.plan(shape, 8, length + 1, states + (smallest - states) // 2, processes=1).fits
     # Far too small a device: nothing helps but a bigger one, and the advice says how big.
-    hopeless = estimate.plan(shape, 8, 100, 1024, processes=1)
+    hopeless = plan.plan(shape, 8, 100, 1024, processes=1)
     assert hopeless.advice == (f"a device with more memory: this run needs {estimate._size(smallest)} per device",)
 
 
 def test_budget_and_processes_from_settings(home):
     from tailor.settings import Settings
 
-    assert estimate.device_budget(Settings(home=home, device_memory_gib=1.5)) == int(1.5 * 1024**3)
-    assert estimate.processes_for(Settings(home=home, training_processes=3)) == 3
-    if not estimate.on_gpu(Settings(home=home)):  # this machine: the CPU path
+    assert devices.device_budget(Settings(home=home, device_memory_gib=1.5)) == int(1.5 * 1024**3)
+    assert devices.processes_for(Settings(home=home, training_processes=3)) == 3
+    if not devices.on_gpu(Settings(home=home)):  # this machine: the CPU path
         import psutil
 
-        assert estimate.processes_for(Settings(home=home)) == 1
-        assert 0 < estimate.device_budget(Settings(home=home)) <= psutil.virtual_memory().total
+        assert devices.processes_for(Settings(home=home)) == 1
+        assert 0 < devices.device_budget(Settings(home=home)) <= psutil.virtual_memory().total
 
 
 def test_the_create_time_estimate_reads_no_weights(home, tmp_path):
@@ -284,7 +286,7 @@ def test_the_create_time_estimate_reads_no_weights(home, tmp_path):
     model = resolve_model("tailor.tiny", settings)
     config = parse_hyperparameters({"batchSize": "4"}, model)
     train = write_chat(tmp_path / "train.jsonl", 10)
-    result = estimate.preflight(model, config, "FINE_TUNING", str(train), settings)
+    result = preflight.preflight(model, config, "FINE_TUNING", str(train), settings)
     assert result.plan.fits and result.processes == 1 and result.budget_bytes == 2 * 1024**3
     assert result.sequence_source == "data" and 10 < result.sequence_length < 100 and result.batch_size == 4
     assert result.describe().startswith("Estimated peak memory ")
@@ -293,11 +295,11 @@ def test_the_create_time_estimate_reads_no_weights(home, tmp_path):
     assert result.data()["peak_bytes"] == result.plan.peak_bytes
     # The tiny model's shape is known before it is built (its recipe), the same as after.
     unbuilt = Settings(home=tmp_path / "empty", device_memory_gib=2)
-    assert estimate.shape_from_config(estimate.config_json(model, unbuilt), "full") == \
-        estimate.shape_from_config(estimate.config_json(model, settings), "full")
+    assert preflight.shape_from_config(preflight.config_json(model, unbuilt), "full") == \
+        preflight.shape_from_config(preflight.config_json(model, settings), "full")
     # A file too big to read at create time: bounded by the model's context instead.
     big = tmp_path / "big.jsonl"
-    big.write_bytes(b" " * (estimate.PREFLIGHT_READ_BYTES_MAX + 1))
-    bounded = estimate.preflight(model, config, "FINE_TUNING", str(big), settings)
+    big.write_bytes(b" " * (preflight.PREFLIGHT_READ_BYTES_MAX + 1))
+    bounded = preflight.preflight(model, config, "FINE_TUNING", str(big), settings)
     assert bounded.sequence_source == "context" and bounded.sequence_length == 1024
-    assert estimate.preflight(model, config, "REINFORCEMENT_FINE_TUNING", str(train), settings) is None
+    assert preflight.preflight(model, config, "REINFORCEMENT_FINE_TUNING", str(train), settings) is None
