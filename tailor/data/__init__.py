@@ -3,6 +3,9 @@
     formats.py   the record models (messages, prompt/completion, text) and ``to_messages``
     validate.py  ``validate`` / ``validate_dataset`` / ``load_records`` against a family's rules
     convert.py   Q&A and prompt/completion files to messages JSONL, with an optional split
+    render.py    records -> ``Example(input_ids, labels)`` with the model's chat template
+    token_cache.py  a text (CPT) file tokenized once into a memory-mapped Arrow cache, for data
+                 bigger than memory (imports ``datasets`` only when used)
 
 See docs/data.md for the user-facing rules.
 """
@@ -15,6 +18,7 @@ from tailor.data.formats import (
     TextRecord,
     to_messages,
 )
+
 # ``validate`` is not re-exported: the name would hide the module ``tailor.data.validate``.
 from tailor.data.validate import Problem, Report, load_records, validate_dataset
 

@@ -87,7 +87,16 @@ def prompt_ids(tokenizer, turns: list[dict]) -> list[int]:
 
 def text_examples(tokenizer, text: str, window: int) -> list[Example]:
     """Unlabeled text, every token a target, cut into windows of at most ``window`` tokens."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
-    return [Example(ids[i : i + window], ids[i : i + window]) for i in range(0, len(ids), window)]
+    return texts_examples(tokenizer, [text], window)[0]
+
+
+def texts_examples(tokenizer, texts: list[str], window: int) -> list[list[Example]]:
+    """``text_examples`` of each text, in one tokenizer call (a fast tokenizer encodes a batch in
+    parallel, with the same ids as one text at a time): the one place of the windowing rule."""
+    examples = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids = list(ids)
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        examples.append([Example(ids[i : i + window], ids[i : i + window]) for i in range(0, len(ids), window)])
+    return examples

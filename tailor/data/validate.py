@@ -1,7 +1,10 @@
 """Check a JSON Lines dataset against a model family's rules and report every problem at once.
 
 ``validate`` reads one file and returns a ``Report`` naming each problem by line and field (all of
-them, not the first), so a user fixes a file in one pass. ``validate_dataset`` adds the checks
+them, not the first), so a user fixes a file in one pass. It streams: one line in memory at a time,
+so a 10 GB continued-pre-training file is checked in bounded memory (``load_records``, which
+returns every record, is for files that fit in memory; big text files go through
+``tailor.data.token_cache``). ``validate_dataset`` adds the checks
 that span the training and validation files, and ``load_records`` is the edge training code calls:
 it returns typed records, or raises ``InvalidInput`` carrying the whole report.
 
@@ -182,7 +185,7 @@ def validate(
 ) -> Report:
     """Check one file; raises ``InvalidInput`` when the family does not support the customization
     type (a mistake in the request, not in the data) and ``NotFound`` when the file is missing."""
-    report, _ = _check_file(uri, customization_type, model, purpose, tokenizer, settings)
+    report, _ = _check_file(uri, customization_type, model, purpose, tokenizer, settings, keep_records=False)
     return report
 
 
@@ -196,7 +199,7 @@ def load_records(
     settings: Settings | None = None,
 ) -> list[Record]:
     """The file's typed records, or ``InvalidInput`` with the rendered report when it is invalid."""
-    report, records = _check_file(uri, customization_type, model, purpose, tokenizer, settings)
+    report, records = _check_file(uri, customization_type, model, purpose, tokenizer, settings, keep_records=True)
     if not report.ok:
         raise InvalidInput(report.render())
     return records
@@ -255,7 +258,13 @@ def _check_file(
     purpose: Purpose,
     tokenizer: PreTrainedTokenizerBase | None,
     settings: Settings | None,
+    *,
+    keep_records: bool,
 ) -> tuple[Report, list[Record]]:
+    """The report, and the typed records when ``keep_records``. The file is read one line at a
+    time and, without ``keep_records``, nothing of a record outlives its line: validating a
+    multi-GB continued-pre-training file takes memory for one record (and the problems found),
+    not for the file (tailor/data/token_cache.py then tokenizes it the same way, line by line)."""
     if purpose not in ("training", "validation"):
         raise InvalidInput(f"purpose must be 'training' or 'validation', got {purpose!r}.")
     family, limits = model.family, model.family.limits_for(customization_type)
@@ -311,7 +320,8 @@ def _check_file(
             message = _token_problem(record, tokenizer, token_limit)
             if message:
                 add(number, None, message)
-        records.append(record)
+        if keep_records:
+            records.append(record)
 
     low, high = limits.train_records if purpose == "training" else limits.validation_records
     if record_count < low:

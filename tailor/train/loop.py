@@ -107,18 +107,20 @@ def packs(model, device) -> bool:
     return device.type == "cuda" and implementation.startswith("flash_attention")
 
 
-def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, device,
+def mean_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device,
               current: World = World()) -> float:
-    """Token-weighted mean loss over all target tokens (not a mean of batch means); with several
-    processes each computes its share and the sums are added up."""
+    """Token-weighted mean loss over all target tokens (not a mean of batch means), in batches of
+    similar length read one at a time; with several processes each computes its share of every
+    batch and the sums are added up."""
     import torch
 
     total, count = 0.0, 0
+    lengths = lengths_of(examples)
+    order = sorted(range(len(examples)), key=lengths.__getitem__)
     model.eval()
     with torch.no_grad():
-        ordered = sorted(share_of(examples, current, pad_id), key=lambda e: len(e.input_ids))
-        for start in range(0, len(ordered), batch_size):
-            batch = ordered[start : start + batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = share_of(batch_of(examples, order[start : start + batch_size]), current, pad_id)
             input_ids, attention, labels, _ = collate(batch, pad_id, device)
             logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
             targets = labels[:, 1:]

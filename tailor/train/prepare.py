@@ -94,6 +94,31 @@ def load_data(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, settin
     return train, validation, data, notes
 
 
+def load_cached_data(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, settings, cached, examples_for):
+    """``load_data`` for training files that may not fit in memory: the training file is validated
+    streaming and tokenized once into an on-disk cache (``cached(uri, tokenizer, settings)``, e.g.
+    ``data/token_cache.py``), which the loop reads batch by batch; validation files are small and
+    read as records. ``(train, validation, data description, notes)`` as ``load_data`` gives.
+
+    Without a validation file, ``evalPercentage`` holds out that share of the training *examples*
+    (a seeded sample of the cache, read lazily)."""
+    reports = validate_files(spec, model_ref, tokenizer, settings)
+    data = describe_data(spec, reports[0].record_count, reports, settings)
+    train = cached(spec.training_uri, tokenizer, settings, data["training"]["sha256"])
+    validation = examples_for([record for uri in spec.validation_uris
+                               for record in read_records(spec, uri, "validation", model_ref, tokenizer, settings)],
+                              tokenizer)
+    notes: tuple[str, ...] = ()
+    if not validation and config.eval_percentage:
+        count = max(1, round(len(train) * config.eval_percentage / 100))
+        held, kept = hold_out(range(len(train)), count, config.seed)
+        validation, train = train.select(sorted(held)), train.select(sorted(kept))
+        notes = (f"No validation file: {count} training examples ({config.eval_percentage:g} %, evalPercentage) "
+                 "were held out to measure validation loss.",)
+        data["validation_held_out"] = count
+    return train, validation, data, notes
+
+
 def load_trainable(model_ref, config, settings, progress: bool = True, on=None, activation_checkpointing: bool = False):
     """The model a run trains: the base, wrapped in a new LoRA adapter for LoRA runs.
 

@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from tailor.train.checkpoints import FOLDER as CHECKPOINTS
 from tailor.train.checkpoints import Checkpoints
 from tailor.train.contract import Hooks, PauseRequested, TrainOutcome
 from tailor.train.hyperparams import TrainConfig
-from tailor.train.loop import train_loop
+from tailor.train.loop import lengths_of, train_loop
 from tailor.train.metrics import (
     LOSS_COLUMNS,
     VALIDATION_LOSS_COLUMNS,
@@ -33,22 +34,28 @@ from tailor.train.metrics import (
 )
 from tailor.train.plan import plan
 from tailor.train.precision import precision_for
-from tailor.train.prepare import load_data, load_trainable, prepare
+from tailor.train.prepare import load_cached_data, load_data, load_trainable, prepare
 from tailor.train.spec import TrainSpec
 from tailor.weights import device
 
 
-def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None) -> TrainOutcome:
-    """A supervised recipe: ``examples_for(records, tokenizer)`` is what tells SFT and CPT apart."""
+def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None, cached=None) -> TrainOutcome:
+    """A supervised recipe: ``examples_for(records, tokenizer)`` is what tells SFT and CPT apart.
+    ``cached(uri, tokenizer, settings, sha256)``, when given, makes the training examples an
+    on-disk cache instead of a list (``prepare.load_cached_data``: files bigger than memory)."""
     model_ref, config, tokenizer = prepare(spec, settings)
-    train_records, validation_records, data, notes = load_data(spec, model_ref, config, tokenizer, settings)
-    train = examples_for(train_records, tokenizer)
-    validation = examples_for(validation_records, tokenizer)
+    if cached is not None:
+        train, validation, data, notes = load_cached_data(spec, model_ref, config, tokenizer, settings, cached,
+                                                          examples_for)
+    else:
+        train_records, validation_records, data, notes = load_data(spec, model_ref, config, tokenizer, settings)
+        train = examples_for(train_records, tokenizer)
+        validation = examples_for(validation_records, tokenizer)
     return fit(spec, model_ref, config, tokenizer, train, validation, data, settings, notes, hooks)
 
 
-def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: list[Example],
-        validation: list[Example], data: dict, settings, notes: tuple[str, ...] = (),
+def fit(spec: TrainSpec, model_ref, config: TrainConfig, tokenizer, train: Sequence[Example],
+        validation: Sequence[Example], data: dict, settings, notes: tuple[str, ...] = (),
         hooks: Hooks | None = None) -> TrainOutcome:
     """Load the model, train it, keep the best checkpoint and publish the trained folder.
 
@@ -81,7 +88,7 @@ def _scratch(spec: TrainSpec, current: distributed.World):
         distributed.barrier(current)
 
 
-def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: list[Example], settings,
+def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: Sequence[Example], settings,
              current: distributed.World):
     """How this run uses its devices (``train/plan.py``): the micro-batch that fits (unless
     ``microBatchSize`` says), activation checkpointing when activations do not fit, and sharding
@@ -95,7 +102,7 @@ def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: list[Exampl
     parallelism = distributed.Parallelism(spec.parallelism)
     sharded = None if parallelism == distributed.Parallelism.AUTO else parallelism == distributed.Parallelism.FULLY_SHARDED
     gpu = device().type == "cuda"
-    return plan(shape, config.batch_size, max((len(example.input_ids) for example in train), default=1),
+    return plan(shape, config.batch_size, max(lengths_of(train), default=1),
                 device_budget(settings), current.size, config.micro_batch_size,
                 activation_bytes=COMPUTE_BYTES_GPU if gpu else BYTES_PER_PARAMETER,
                 sharded=sharded if current.size > 1 else False)

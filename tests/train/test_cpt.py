@@ -53,3 +53,33 @@ def test_cpt_rejects_chat_records(home, tmp_path):
     with pytest.raises(InvalidInput) as error:
         cpt.run(TrainSpec("CONTINUED_PRE_TRAINING", "tailor.tiny", str(data), tmp_path / "run", progress=False))
     assert "line 1" in error.value.message
+
+
+def test_cpt_trains_from_its_on_disk_token_cache_exactly_as_from_lists(home, tmp_path):
+    """The training file is tokenized once into an on-disk cache the loop reads batch by batch
+    (files bigger than memory); the run is step for step the one in-memory examples give, and a
+    second run on the same file reuses the cache."""
+    from tailor.train.supervised import run_recipe
+
+    text = tmp_path / "notes.jsonl"
+    text.write_text("".join(json.dumps({"input": f"Note {i}: the harbour tide turns at {i % 12} o'clock."
+                                        + " And the boats wait." * (i % 4)}) + "\n" for i in range(40)))
+    settings = get_settings()
+
+    def spec(name: str) -> TrainSpec:
+        return TrainSpec("CONTINUED_PRE_TRAINING", "tailor.tiny", str(text), tmp_path / name,
+                         hyperparameters={"epochCount": "2", "batchSize": "8"}, progress=False)
+
+    def caches() -> list:
+        return [path for path in (home / "cache" / "tokens").iterdir() if path.is_dir()]
+
+    cached = cpt.run(spec("cached"), settings)
+    [cache] = caches()
+    in_memory = run_recipe(spec("lists"), settings, cpt.examples_for)  # the records read as lists
+    assert (cached.output_dir / TRAINING_METRICS).read_text() == (in_memory.output_dir / TRAINING_METRICS).read_text()
+    assert cached.manifest["data"]["training"]["records"] == 40
+
+    built = cache.stat().st_mtime_ns
+    cpt.run(spec("again"), settings)
+    assert caches() == [cache]
+    assert cache.stat().st_mtime_ns == built
