@@ -15,7 +15,10 @@ RSS just before the work, after imports and the tokenizer, to show the growth):
    tokenizer, windows of ``--window`` tokens) into a fresh cache folder: tokens/s of the build;
 4. reopen it (a second run: no tokenizing) and read ``--read`` examples the way the loop would:
    indices sorted by ``lengths`` into batches of ``--batch-size``, batches in a seeded random order,
-   each read with ``take``.
+   each read with ``take``;
+5. run the continued-pre-training recipe itself on the file (``tailor.train.cpt.run``, the titan
+   family's id aliased to ``tailor.tiny``): validation with the tokenizer, its own token cache, the
+   model, ``--train-steps`` optimizer steps; its peak RSS is the whole run's.
 
 It prints one table and exits 0: a measurement, not a test. ``--out-json FILE`` keeps the numbers.
 
@@ -170,13 +173,42 @@ def step_read(args) -> dict:
             "read_seconds": seconds, "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(), **_rss_kinds_mib()}
 
 
-STEPS = {"validate": step_validate, "build": step_build, "read": step_read}
+def step_train(args) -> dict:
+    """The whole recipe, as a job runs it (``tailor.train.cpt.run``): validation with the tokenizer,
+    the token cache built into the run's home, the model, then ``--train-steps`` optimizer steps
+    (a stop request ends it there: training all 258 M tokens would take hours on a CPU)."""
+    from tailor.settings import Settings
+    from tailor.train import cpt
+    from tailor.train.contract import Hooks, StopRequested
+    from tailor.train.spec import TrainSpec
+
+    model_id = "amazon.titan-text-express-v1:0:8k"  # the family's rules, tailor.tiny's weights
+    settings = Settings(home=args.home, model_aliases={model_id: "tailor.tiny"}, checkpoint_steps=0)
+    shutil.rmtree(args.home / "cache", ignore_errors=True)
+    output = args.home / "train-run"
+    shutil.rmtree(output, ignore_errors=True)
+    steps: list[float] = []
+    before = _rss_now_mib()
+    started = time.monotonic()
+    try:
+        cpt.run(TrainSpec("CONTINUED_PRE_TRAINING", model_id, str(args.file), output, progress=False,
+                          hyperparameters={"epochCount": "1", "batchSize": str(args.batch_size)}),
+                settings, Hooks(on_step=lambda step, epoch, loss: steps.append(time.monotonic()),
+                                should_stop=lambda: len(steps) >= args.train_steps))
+    except StopRequested:
+        pass
+    return {"seconds": time.monotonic() - started, "rss_before_mib": before, "peak_rss_mib": _peak_rss_mib(),
+            "steps": len(steps), "step_seconds": (steps[-1] - steps[0]) / max(1, len(steps) - 1) if steps else None,
+            **_rss_kinds_mib()}
+
+
+STEPS = {"validate": step_validate, "build": step_build, "read": step_read, "train": step_train}
 
 
 def run_step(name: str, args) -> dict:
     command = [sys.executable, __file__, "--step", name, "--file", str(args.file), "--home", str(args.home),
                "--cache-dir", str(args.cache_dir), "--window", str(args.window), "--read", str(args.read),
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--train-steps", str(args.train_steps)]
     if args.validate_with_tokenizer:
         command.append("--validate-with-tokenizer")
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -196,6 +228,8 @@ def main() -> int:
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--validate-with-tokenizer", action="store_true")
     parser.add_argument("--keep-cache", action="store_true", help="reuse the cache of an earlier run")
+    parser.add_argument("--train-steps", type=int, default=20, help="step 5: the CPT recipe on the file, this many "
+                        "optimizer steps (0: skip)")
     parser.add_argument("--out-json", type=Path)
     # Internal: one step in this process.
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
@@ -228,6 +262,8 @@ def main() -> int:
     print(f"built: {built}", flush=True)
     read = run_step("read", args)
     print(f"read: {read}", flush=True)
+    trained = run_step("train", args) if args.train_steps else None
+    print(f"trained: {trained}", flush=True)
 
     def row(step: str, result: dict, seconds: float, what: str) -> str:
         growth = result["peak_rss_mib"] - result["rss_before_mib"]
@@ -250,9 +286,12 @@ def main() -> int:
     print(row(f"reopen + read {read['read_examples']:,} examples (length-grouped)", read,
               read["reopen_seconds"] + read["read_seconds"],
               f"reopen {read['reopen_seconds']:.2f} s; {read['read_examples'] / read['read_seconds']:,.0f} examples/s"))
+    if trained:
+        print(row(f"the CPT recipe: validate, cache, load, {trained['steps']} steps", trained, trained["seconds"],
+                  f"{trained['step_seconds']:.2f} s a step (batch {args.batch_size} x {args.window} tokens)"))
     if args.out_json:
         args.out_json.write_text(json.dumps({"file_mib": size_mib, "validate": validated, "build": built,
-                                             "read": read}, indent=1) + "\n")
+                                             "read": read, "train": trained}, indent=1) + "\n")
     return 0
 
 

@@ -286,7 +286,10 @@ def _check_file(
                         f"may be at most {_size(bytes_max)}")
         return Report(uri, purpose, file_format, 0, problems), []
 
-    token_limit = _token_limit(family.name, limits, tokenizer)
+    # Continued pre-training cuts each text into windows of the model's context, so only the
+    # family's per-record bound applies there; a chat record must fit the context whole.
+    windowed = customization_type == CustomizationType.CONTINUED_PRE_TRAINING
+    token_limit = _token_limit(family.name, limits, None if windowed else tokenizer)
     records: list[Record] = []
     record_count = 0
     lifted_lines = 0  # records whose first message was a system message, taken as "system"
