@@ -71,6 +71,15 @@ def api_errors(endpoint: str | None) -> Iterator[None]:
 def get_json(endpoint: str | None, path: str, query: dict[str, Any] | None = None) -> dict:
     """GET one of the server's OpenAI-compatible routes with the CLI's key as a bearer token.
     Errors become ``fail`` messages: the server's own message, or that no server answers."""
+    return call_json(endpoint, path, query)
+
+
+def post_json(endpoint: str | None, path: str) -> dict:
+    """POST (no body) to one of the server's OpenAI-compatible routes, as ``get_json`` GETs."""
+    return call_json(endpoint, path, method="POST")
+
+
+def call_json(endpoint: str | None, path: str, query: dict[str, Any] | None = None, method: str = "GET") -> dict:
     import urllib.error
     import urllib.request
 
@@ -80,7 +89,7 @@ def get_json(endpoint: str | None, path: str, query: dict[str, Any] | None = Non
     url = endpoint_url(endpoint) + quote(path, safe="/:")
     if query:
         url += "?" + urlencode({name: value for name, value in query.items() if value is not None})
-    request = urllib.request.Request(url, headers={
+    request = urllib.request.Request(url, method=method, headers={
         "Authorization": f"Bearer {api_key(key.access_key_id, key.secret_access_key)}"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

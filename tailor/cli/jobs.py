@@ -14,7 +14,13 @@ from typing import Annotated
 
 import typer
 
-from tailor.cli.client import EndpointOption, api_errors, bedrock_client, get_json
+from tailor.cli.client import (
+    EndpointOption,
+    api_errors,
+    bedrock_client,
+    get_json,
+    post_json,
+)
 from tailor.cli.common import (
     EXIT_INVALID,
     DataType,
@@ -27,7 +33,7 @@ from tailor.cli.common import (
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Customization jobs on a Tailor server.")
 
-ACTIVE = ("InProgress", "Stopping")  # a job in any other status has ended
+ACTIVE = ("InProgress", "Stopping")  # a job in any other status has ended (Bedrock shows a paused one InProgress)
 FollowOption = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what comes until the job ends; "
                                             "exit 1 if it failed.")]
 IntervalOption = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between checks with --follow.")]
@@ -93,6 +99,23 @@ def jobs_stop(job: Annotated[str, typer.Argument(help="Job name or ARN.")], endp
     with api_errors(endpoint):
         bedrock_client(endpoint).stop_model_customization_job(jobIdentifier=job)
     say(f"Stopping {job}.")
+
+
+@jobs_app.command("pause")
+def jobs_pause(job: Annotated[str, typer.Argument(help="Job name or ARN.")], endpoint: EndpointOption = None) -> None:
+    """Pause a fine-tuning or continued pre-training job: it saves a checkpoint at its next step and
+    its worker ends (Pausing, then Paused); `tailor jobs resume` continues it from there."""
+    with api_errors(endpoint):
+        status = post_json(endpoint, f"/v1/fine_tuning/jobs/{job}/pause")["status"]
+    say(f"{job} is {status}.")
+
+
+@jobs_app.command("resume")
+def jobs_resume(job: Annotated[str, typer.Argument(help="Job name or ARN.")], endpoint: EndpointOption = None) -> None:
+    """Resume a paused job: it is queued again and continues from its checkpoint."""
+    with api_errors(endpoint):
+        status = post_json(endpoint, f"/v1/fine_tuning/jobs/{job}/resume")["status"]
+    say(f"{job} is {status}.")
 
 
 @jobs_app.command("events")

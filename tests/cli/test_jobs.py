@@ -51,6 +51,22 @@ def test_upload_create_watch_and_list(server, tmp_path):
     assert done.returncode == 2 and "error: ConflictException: Job cli-job is Completed" in done.stderr
     assert "Traceback" not in done.stderr
 
+    done = tailor(server, "jobs", "pause", "cli-job")
+    assert done.returncode != 0 and "only a running job can be paused" in done.stderr
+    assert tailor(server, "jobs", "create", "--name", "cli-paused", "--model", "tailor.tiny", "--train",
+                  "s3://cli-bucket/train.jsonl", "--output", "s3://cli-bucket/out", "--hp", "epochCount=100").returncode == 0
+    said = ""
+    deadline = time.monotonic() + 60
+    while "cli-paused is paused." not in said:  # pausing (at its next step), then paused
+        assert time.monotonic() < deadline, said
+        done = tailor(server, "jobs", "pause", "cli-paused")
+        assert done.returncode == 0, done.stderr
+        said = done.stdout + done.stderr
+        time.sleep(0.5)
+    done = tailor(server, "jobs", "resume", "cli-paused")
+    assert done.returncode == 0 and "cli-paused is queued." in done.stdout + done.stderr
+    assert tailor(server, "jobs", "stop", "cli-paused").returncode == 0
+
 
 def test_follow_a_job_to_its_end_then_ask_its_model_by_name(server, tmp_path):
     data = tmp_path / "train.jsonl"
