@@ -131,3 +131,43 @@ def test_a_packed_padding_free_pass_gives_the_loss_and_gradient_of_padded_rows(h
     (padded_loss, padded_tokens, padded), (packed_loss, packed_tokens, packed) = step(False), step(True)
     assert packed_loss == pytest.approx(padded_loss, rel=1e-5) and packed_tokens == padded_tokens == 20
     assert max(float((a - b).abs().max()) for a, b in zip(padded, packed)) < 1e-5
+
+
+def test_a_run_whose_activations_do_not_fit_is_planned_into_micro_batches_with_checkpointing(home, tmp_path):
+    """The plan (train/plan.py) fits a run to its device: given only the memory that one record's
+    recomputed activations need, the run trains in micro-batches of 1 with activation
+    checkpointing, and its losses are the unconstrained run's (neither changes the arithmetic)."""
+    import csv
+
+    from tailor.catalog import CustomizationType, resolve_model
+    from tailor.data.validate import load_records
+    from tailor.settings import Settings
+    from tailor.train import sft
+    from tailor.train.estimate import model_shape, read_config
+    from tailor.train.plan import device_memory
+    from tailor.train.spec import TrainSpec
+    from tailor.weights import load_tokenizer
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}?" + " more" * (i % 5),
+                                        "completion": f"Answer {i}."}) + "\n" for i in range(16)))
+
+    def run(name: str, settings: Settings):
+        spec = TrainSpec("FINE_TUNING", "tailor.tiny", str(data), tmp_path / name, progress=False,
+                         hyperparameters={"epochCount": "1", "batchSize": "8", "tuningMethod": "full"})
+        outcome = sft.run(spec, settings)
+        with open(outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv") as file:
+            return outcome.manifest["notes"], [float(row["training_loss"]) for row in csv.DictReader(file)]
+
+    settings = Settings(home=home)
+    model = resolve_model("tailor.tiny", settings)
+    tokenizer = load_tokenizer(model, settings)
+    records = load_records(str(data), CustomizationType.FINE_TUNING, model, purpose="training", tokenizer=tokenizer)
+    longest = max(len(example.input_ids) for example in sft.examples_for(records, tokenizer))
+    shape = model_shape(read_config(model, settings), "full")
+    tight = device_memory(shape, 1, longest, activation_checkpointing=True).peak + 1024
+    assert tight < device_memory(shape, 1, longest).peak  # checkpointing is what makes it fit
+    notes, constrained = run("tight", Settings(home=home, device_memory_gib=tight / 2**30))
+    assert any("micro-batch 1, activation checkpointing on" in note for note in notes), notes
+    _, free = run("free", settings)
+    assert constrained == pytest.approx(free, rel=1e-5)
