@@ -19,6 +19,7 @@ local buckets it never needs boto3.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +81,15 @@ def size(uri: str, settings: Settings | None = None) -> int:
         return _existing_local_file(uri, settings).stat().st_size
     bucket, key = remote
     return int(_head(uri, bucket, key, settings)["ContentLength"])
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read a megabyte at a time (training files may be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _existing_local_file(uri: str, settings: Settings) -> Path:

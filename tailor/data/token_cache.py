@@ -210,7 +210,7 @@ def cached_text_examples(
     identity = {
         "version": CACHE_VERSION,
         "kind": "text",
-        "file_sha256": file_sha256 or sha256_of(path),
+        "file_sha256": file_sha256 or storage.sha256_of(path),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "window": window,
     }
@@ -221,14 +221,6 @@ def cached_text_examples(
 
 def default_cache_dir(settings: Settings) -> Path:
     return settings.home / "cache" / "tokens"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

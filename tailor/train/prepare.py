@@ -7,9 +7,7 @@ records, with the same validation and the same data description in the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import random
-from pathlib import Path
 
 from tailor.catalog import CustomizationType
 from tailor.errors import InvalidInput
@@ -161,14 +159,6 @@ def with_lora(model, config, target_modules: str | tuple[str, ...] = "all-linear
 
 
 def _describe_file(uri: str, records: int, settings) -> dict:
-    from tailor.storage import local_path
+    from tailor.storage import local_path, sha256_of
 
-    return {"uri": uri, "records": records, "sha256": _sha256(local_path(uri, settings))}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {"uri": uri, "records": records, "sha256": sha256_of(local_path(uri, settings))}
