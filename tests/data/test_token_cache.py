@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tailor import tiny
+from tailor import storage, tiny
 from tailor.data import token_cache
 from tailor.data.render import IGNORE_INDEX, Example, text_examples
 from tailor.data.token_cache import cached_text_examples
@@ -169,7 +169,7 @@ def test_a_killed_build_leaves_no_cache_and_its_scratch_is_cleaned_up(small_file
     # A process killed outright leaves its scratch folder: the next build removes it.
     monkeypatch.setattr(token_cache, "texts_examples", real_texts_examples)
     key = token_cache._key({"version": token_cache.CACHE_VERSION, "kind": "text",
-                            "file_sha256": token_cache.sha256_of(small_file),
+                            "file_sha256": storage.sha256_of(small_file),
                             "tokenizer": token_cache.tokenizer_fingerprint(tokenizer), "window": 64})
     (cache_dir / f".building-{key}-dead").mkdir()
     (cache_dir / f".building-{key}-dead" / token_cache.DATA_FILE).write_bytes(b"half")
