@@ -132,26 +132,40 @@ def _add_family_stops(loaded, model: ResolvedModel, location: str) -> None:
         config.eos_token_id = ids if len(ids) > 1 else ids[0]
 
 
+def load_config(model: ResolvedModel, settings: Settings):
+    """The model's transformers config, without its weights (the base's, for a LoRA custom model)."""
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, model, weights_location(model.weights, settings, progress=False))
+
+
 def load_causal_lm(model: ResolvedModel, settings: Settings, progress: bool = True, dtype=None, on=None):
     """The model on this process's device (or ``on``), in ``dtype``; by default float32 on CPU and
     bfloat16 on a CUDA device, which is what inference wants (training chooses:
-    ``train/precision.py``). A CUDA machine with FlashAttention installed loads it for attention
-    (padding-free training batches need its variable-length kernels: ``train/loop.packs``)."""
-    import importlib.util
-
+    ``train/precision.py``), with ``attention_options``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     location = weights_location(model.weights, settings, progress)
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    options = {}
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        options["attn_implementation"] = "flash_attention_2"
-    loaded = _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype, **options)
+    loaded = _from_pretrained(AutoModelForCausalLM, model, location, dtype=dtype, **attention_options())
     if model.hub_model is not None:
         _add_family_stops(loaded, model, location)
     return loaded.to(on or device())
+
+
+def attention_options() -> dict:
+    """How models load their attention: FlashAttention on a CUDA machine that has it installed
+    (padding-free training batches need its variable-length kernels: ``train/loop.packs``),
+    transformers' default (SDPA) otherwise."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return {"attn_implementation": "flash_attention_2"}
+    return {}
 
 
 def device():

@@ -116,6 +116,32 @@ def wrap(model, current: World, strategy: Parallelism, precision):
     return model
 
 
+def shard_from_main(load, build, current: World, precision):
+    """A fully sharded model whose weights are read once, by the main process: it ``load()``s the
+    model (on the CPU), the others ``build()`` the same modules on the meta device (no memory);
+    every process shards its model, the others allocate their shards, and the main process's
+    weights and buffers are sent to every shard (FSDP2's way to load a model no single process
+    could hold N copies of). Without it, each of N processes would read the whole model first."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+    )
+
+    model = load() if current.main else build()
+    weights = model.state_dict() if current.main else {}  # whole tensors, held until sent
+    model = wrap(model, current, Parallelism.FULLY_SHARDED, precision)
+    if not current.main:
+        model.to_empty(device=_collective_device())
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    del weights
+    with torch.no_grad():
+        for _, buffer in sorted(model.named_buffers()):  # not in a state dict (e.g. rotary frequencies)
+            dist.broadcast(buffer, src=0)
+    return model
+
+
 def save_pretrained(model, directory, current: World) -> None:
     """Save the model as transformers (or PEFT, an adapter) saves it; a sharded model's weights
     are gathered first (every process takes part), and only the main process writes."""

@@ -237,15 +237,6 @@ def estimate_time(shape: ModelShape, training_tokens: int, epochs: int, validati
     return TimeEstimate(tokens=tokens, tokens_per_second=rate, throughput_source=source)
 
 
-def read_config(model_ref, settings):
-    """The model's transformers config, without its weights (the base's, for a LoRA custom model)."""
-    from transformers import AutoConfig
-
-    from tailor.weights import _from_pretrained, weights_location
-
-    return _from_pretrained(AutoConfig, model_ref, weights_location(model_ref.weights, settings, progress=False))
-
-
 def probe_throughput(model_ref, config, settings, batch_size: int, sequence_length: int, steps: int = 3) -> float:
     """Tokens/s of this machine for this run: ``steps`` optimizer steps (after one warm-up step)
     of the real model, full or LoRA as configured, on random tokens of the run's batch shape.
@@ -280,6 +271,7 @@ def estimate_run(spec, settings=None, probe_steps: int = 0) -> RunEstimate:
     from tailor.settings import get_settings
     from tailor.train.prepare import load_data, prepare
     from tailor.train.recipes import RECIPES
+    from tailor.weights import load_config
 
     settings = settings or get_settings()
     kind = CustomizationType(spec.customization_type)
@@ -291,7 +283,7 @@ def estimate_run(spec, settings=None, probe_steps: int = 0) -> RunEstimate:
     examples_for = import_module(RECIPES[kind]).examples_for
     train = examples_for(train_records, tokenizer)
     validation = examples_for(validation_records, tokenizer)
-    shape = model_shape(read_config(model_ref, settings), config.tuning_method, config.lora_rank)
+    shape = model_shape(load_config(model_ref, settings), config.tuning_method, config.lora_rank)
     longest = max(len(example.input_ids) for example in train)
     batch_size = min(config.batch_size, len(train))
     tokens_per_epoch = sum(len(example.input_ids) for example in train)

@@ -130,6 +130,27 @@ def load_trainable(model_ref, config, settings, progress: bool = True, on=None, 
 
     precision = precision_for(config.tuning_method, device().type)
     model = load_causal_lm(model_ref, settings, progress=progress, dtype=precision.torch_dtype(), on=on)
+    return _made_trainable(model, model_ref, config, activation_checkpointing)
+
+
+def trainable_structure(model_ref, config, settings, activation_checkpointing: bool = False):
+    """``load_trainable``'s model without its weights, on torch's meta device (no memory): what the
+    processes of a sharded run other than the main one build, before the main process's weights
+    reach their shards (``distributed.shard_from_main``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tailor.train.precision import precision_for
+    from tailor.weights import attention_options, device, load_config
+
+    precision = precision_for(config.tuning_method, device().type)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(load_config(model_ref, settings), dtype=precision.torch_dtype(),
+                                                 **attention_options())
+        return _made_trainable(model, model_ref, config, activation_checkpointing)
+
+
+def _made_trainable(model, model_ref, config, activation_checkpointing: bool):
     if activation_checkpointing:  # recompute each layer's activations in the backward pass
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if model_ref.adapter:

@@ -34,9 +34,15 @@ from tailor.train.metrics import (
 )
 from tailor.train.plan import plan
 from tailor.train.precision import precision_for
-from tailor.train.prepare import load_cached_data, load_data, load_trainable, prepare
+from tailor.train.prepare import (
+    load_cached_data,
+    load_data,
+    load_trainable,
+    prepare,
+    trainable_structure,
+)
 from tailor.train.spec import TrainSpec
-from tailor.weights import device
+from tailor.weights import device, load_config
 
 
 def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None, cached=None) -> TrainOutcome:
@@ -95,10 +101,10 @@ def plan_run(spec: TrainSpec, model_ref, config: TrainConfig, train: Sequence[Ex
     when the model does not fit one device (unless the spec's parallelism says). A run that does
     not fit even so trains with the smallest choice; jobs were refused at create time."""
     from tailor.train.devices import device_budget
-    from tailor.train.estimate import BYTES_PER_PARAMETER, model_shape, read_config
+    from tailor.train.estimate import BYTES_PER_PARAMETER, model_shape
     from tailor.train.plan import COMPUTE_BYTES_GPU
 
-    shape = model_shape(read_config(model_ref, settings), config.tuning_method, config.lora_rank)
+    shape = model_shape(load_config(model_ref, settings), config.tuning_method, config.lora_rank)
     parallelism = distributed.Parallelism(spec.parallelism)
     sharded = None if parallelism == distributed.Parallelism.AUTO else parallelism == distributed.Parallelism.FULLY_SHARDED
     gpu = device().type == "cuda"
@@ -131,11 +137,18 @@ def _fit(spec, model_ref, config, tokenizer, train, validation, data, settings, 
     chosen = plan_run(spec, model_ref, config, train, settings, current)
     config = replace(config, micro_batch_size=chosen.micro_batch_size)
     strategy = distributed.Parallelism.FULLY_SHARDED if chosen.sharded else distributed.Parallelism.DATA_PARALLEL
-    model = load_trainable(model_ref, config, settings, progress=spec.progress and current.main,
-                           on="cpu" if chosen.sharded else None,
-                           activation_checkpointing=chosen.activation_checkpointing)
     precision = precision_for(config.tuning_method, device().type)
-    model = distributed.wrap(model, current, strategy, precision)
+    checkpointing = chosen.activation_checkpointing
+    if strategy == distributed.Parallelism.FULLY_SHARDED and current.size > 1:
+        model = distributed.shard_from_main(
+            lambda: load_trainable(model_ref, config, settings, progress=spec.progress, on="cpu",
+                                   activation_checkpointing=checkpointing),
+            lambda: trainable_structure(model_ref, config, settings, activation_checkpointing=checkpointing),
+            current, precision)
+    else:
+        model = load_trainable(model_ref, config, settings, progress=spec.progress and current.main,
+                               activation_checkpointing=checkpointing)
+        model = distributed.wrap(model, current, strategy, precision)
     notes = (*notes, describe_plan(chosen, current))
     load_seconds = time.perf_counter() - started
     model_dir = scratch / trained.MODEL_DIR

@@ -143,10 +143,10 @@ def test_a_run_whose_activations_do_not_fit_is_planned_into_micro_batches_with_c
     from tailor.data.validate import load_records
     from tailor.settings import Settings
     from tailor.train import sft
-    from tailor.train.estimate import model_shape, read_config
+    from tailor.train.estimate import model_shape
     from tailor.train.plan import device_memory
     from tailor.train.spec import TrainSpec
-    from tailor.weights import load_tokenizer
+    from tailor.weights import load_config, load_tokenizer
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Question {i}?" + " more" * (i % 5),
@@ -164,7 +164,7 @@ def test_a_run_whose_activations_do_not_fit_is_planned_into_micro_batches_with_c
     tokenizer = load_tokenizer(model, settings)
     records = load_records(str(data), CustomizationType.FINE_TUNING, model, purpose="training", tokenizer=tokenizer)
     longest = max(len(example.input_ids) for example in sft.examples_for(records, tokenizer))
-    shape = model_shape(read_config(model, settings), "full")
+    shape = model_shape(load_config(model, settings), "full")
     tight = device_memory(shape, 1, longest, activation_checkpointing=True).peak + 1024
     assert tight < device_memory(shape, 1, longest).peak  # checkpointing is what makes it fit
     notes, constrained = run("tight", Settings(home=home, device_memory_gib=tight / 2**30))
