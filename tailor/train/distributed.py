@@ -10,7 +10,8 @@
   state fit one device: every process holds all of it;
 * **fully sharded** (FSDP2, ``fully_shard`` on every decoder layer and the root) when they do not:
   each process holds 1/N of the weights, gradients and AdamW state, and gathers one layer's
-  weights at a time. The optimizer steps on the float32 shards (``train/precision.py``: master
+  weights at a time. The weights are read once, by the main process; the others build the model
+  on the meta device and receive their shards (``shard_from_main``). The optimizer steps on the float32 shards (``train/precision.py``: master
   weights stay float32; on a GPU the gathered weights compute in bfloat16, reductions in float32).
 
 Each global batch is the one a single process would draw (same seed, same order); process r takes
