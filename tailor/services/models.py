@@ -20,7 +20,7 @@ from tailor.services.records import common_filters, find_owned, list_page
 from tailor.settings import Settings
 from tailor.store.db import Store
 from tailor.store.deployments import Deployment
-from tailor.store.jobs import CustomModel, Job
+from tailor.store.jobs import TERMINAL, CustomModel, Job
 from tailor.store.tags import Tag
 from tailor.train.recipes import TRAINABLE
 
@@ -67,11 +67,11 @@ def delete_custom_model(store: Store, principal: str, identifier: str) -> dict:
         if users:
             raise Conflict(f"Custom model {model.name} is deployed ({', '.join(sorted(users))}); "
                            "delete those deployments first.")
-        # A LoRA model trained on top of this one loads these weights as its base; a queued or
-        # running job will load them to start from.
+        # A LoRA model trained on top of this one loads these weights as its base; a job not ended
+        # (queued, running, paused) will load them to start or continue from.
         children = session.scalars(select(CustomModel.name).where(CustomModel.source_model_arn == model.arn)).all()
         jobs = session.scalars(select(Job.name).where(Job.source_model_arn == model.arn,
-                                                      Job.status.in_(("InProgress", "Stopping")))).all()
+                                                      Job.status.not_in(TERMINAL))).all()
         if children or jobs:
             dependents = [f"custom model {name}" for name in sorted(children)]
             dependents += [f"job {name}" for name in sorted(jobs)]
