@@ -66,9 +66,10 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from sft_throughput import quiet_libraries  # the CPU benchmark's: one place for quiet output
 
 SEED = 42
 # Peak dense bfloat16 FLOP/s (no sparsity), by a substring of torch.cuda.get_device_name().
@@ -517,18 +518,6 @@ def summarize(results: list[Result], work: Work, phases: dict, args) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
-
-
-def quiet_libraries() -> None:
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6",
-                            category=FutureWarning)
-    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
 
 def default_out() -> Path:
