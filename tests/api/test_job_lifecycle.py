@@ -169,7 +169,8 @@ def test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused(s
     bedrock = server.client()
     access_key_id, secret = server.keys["alice"]
     client = OpenAI(base_url=server.endpoint + "/v1", api_key=f"{access_key_id}.{secret}", max_retries=0)
-    paused, whole = long_job(server, "paused-once", epochs=4), long_job(server, "never-paused", epochs=4)
+    # 16 epochs (128 steps): long enough that a pause asked as training starts lands mid-run.
+    paused, whole = long_job(server, "paused-once", epochs=16), long_job(server, "never-paused", epochs=16)
     paused_id = paused.rsplit("/", 1)[1]
     wait_until_training(server, paused)
     launcher = psutil.Process(worker_pid(server, paused))
