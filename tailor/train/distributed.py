@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tailor.data.render import IGNORE_INDEX, Example
+from tailor.weights import device
 
 
 class Parallelism(StrEnum):
@@ -134,7 +135,7 @@ def shard_from_main(load, build, current: World, precision):
     weights = model.state_dict() if current.main else {}  # whole tensors, held until sent
     model = wrap(model, current, Parallelism.FULLY_SHARDED, precision)
     if not current.main:
-        model.to_empty(device=_collective_device())
+        model.to_empty(device=device())
     set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     del weights
     with torch.no_grad():
@@ -191,7 +192,7 @@ def all_sum(values: list[float], current: World) -> list[float]:
     import torch
     import torch.distributed as dist
 
-    tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+    tensor = torch.tensor(values, dtype=torch.float64, device=device())
     dist.all_reduce(tensor)
     return tensor.tolist()
 
@@ -234,9 +235,3 @@ def gradient_sync(model, current: World, sync: bool):
     else:
         model.set_requires_gradient_sync(False)
         yield
-
-
-def _collective_device():
-    import torch
-
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
