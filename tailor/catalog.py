@@ -49,6 +49,9 @@ class CustomizationType(StrEnum):
     DISTILLATION = "DISTILLATION"
     REINFORCEMENT_FINE_TUNING = "REINFORCEMENT_FINE_TUNING"
     IMPORTED = "IMPORTED"
+    # Tailor's own, not in Bedrock's enum: OpenAI's fine-tuning ``method.type = "dpo"`` (and
+    # ``tailor train --type DPO``). The Bedrock API refuses it; its views never show it.
+    DPO = "DPO"
 
 
 class DataFormat(StrEnum):
@@ -58,6 +61,7 @@ class DataFormat(StrEnum):
     PROMPT_COMPLETION = "prompt_completion"  # {"prompt", "completion"}
     TEXT = "text"  # {"input"}: unlabeled text for continued pre-training
     RFT_CHAT = "rft_chat"  # {"messages": [system/user/assistant], "reference_answer", ...}: RFT prompts
+    PREFERENCE = "preference"  # {"input": {"messages"}, "preferred_output", "non_preferred_output"}: DPO
 
 
 GB = 1_000_000_000
@@ -118,6 +122,7 @@ FAMILIES: dict[str, Family] = {
                 CustomizationType.FINE_TUNING: (DataFormat.MESSAGES, DataFormat.PROMPT_COMPLETION),
                 CustomizationType.CONTINUED_PRE_TRAINING: (DataFormat.TEXT,),
                 CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,),
+                CustomizationType.DPO: (DataFormat.PREFERENCE,),
             },
             limits=DataLimits(
                 train_records=(8, 10_000),
@@ -269,6 +274,7 @@ TINY_LORA_LEARNING_RATE = 1e-2
 _FT = CustomizationType.FINE_TUNING
 _CPT = CustomizationType.CONTINUED_PRE_TRAINING
 _RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
+_DPO = CustomizationType.DPO
 
 FOUNDATION_MODELS: dict[str, FoundationModel] = {
     model.model_id: model
@@ -278,7 +284,7 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             name="Tailor Tiny (test)",
             provider="Tailor",
             family="tailor",
-            customization_types=(_FT, _CPT, _RFT),
+            customization_types=(_FT, _CPT, _RFT, _DPO),
             weights=Weights("builtin", "tiny", TINY_FULL_LEARNING_RATE, TINY_LORA_LEARNING_RATE, "full",
                             test_model=True),
             note=TINY_NOTE,

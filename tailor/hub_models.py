@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ALL_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "REINFORCEMENT_FINE_TUNING")
+ALL_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "REINFORCEMENT_FINE_TUNING", "DPO")
 
 # Gemma 3 4B+ (Gemma3ForConditionalGeneration): the language model's linear layers, not the
 # SigLIP vision tower's (a regex over module names, as peft takes it).

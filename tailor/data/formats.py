@@ -81,7 +81,32 @@ class RftRecord(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord
+class PreferenceTurn(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class PreferenceInput(_Strict):
+    messages: list[PreferenceTurn]
+    tools: list[dict[str, Any]] | None = None
+    parallel_tool_calls: bool | None = None
+
+
+class PreferenceAnswer(_Strict):
+    role: Literal["assistant"]
+    content: str
+
+
+class PreferenceRecord(_Strict):
+    """One DPO example, OpenAI's preference format: a conversation ending with the user's turn,
+    the answer to prefer and the answer not to (each one assistant message)."""
+
+    input: PreferenceInput
+    preferred_output: list[PreferenceAnswer]
+    non_preferred_output: list[PreferenceAnswer]
+
+
+Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord | PreferenceRecord
 
 
 class EvaluationRecord(_Strict):
@@ -97,6 +122,7 @@ RECORD_MODELS: dict[DataFormat, type[Record]] = {
     DataFormat.PROMPT_COMPLETION: PromptCompletionRecord,
     DataFormat.TEXT: TextRecord,
     DataFormat.RFT_CHAT: RftRecord,
+    DataFormat.PREFERENCE: PreferenceRecord,
 }
 
 # The keys that give a record's format away, used to pick the format of a file when a family
@@ -107,6 +133,7 @@ MARKER_KEYS: dict[DataFormat, frozenset[str]] = {
     DataFormat.PROMPT_COMPLETION: frozenset({"prompt", "completion"}),
     DataFormat.TEXT: frozenset({"input"}),
     DataFormat.RFT_CHAT: frozenset({"messages", "reference_answer"}),
+    DataFormat.PREFERENCE: frozenset({"preferred_output", "non_preferred_output"}),
 }
 
 

@@ -14,17 +14,17 @@ def api_enum(shape: str) -> list[str]:
     return botocore.session.get_session().get_service_model("bedrock").shape_for(shape).enum
 
 
-def test_the_catalogs_customization_types_are_the_apis():
-    assert [kind.value for kind in CustomizationType] == api_enum("CustomizationType")
+def test_the_catalogs_customization_types_are_the_apis_and_tailors_dpo():
+    assert [kind.value for kind in CustomizationType] == [*api_enum("CustomizationType"), "DPO"]
 
 
 def test_every_recipe_trains_a_type_the_api_names_and_has_a_run_function():
-    assert TRAINABLE and set(TRAINABLE) <= set(api_enum("CustomizationType"))
+    assert TRAINABLE and set(TRAINABLE) <= {*api_enum("CustomizationType"), "DPO"}
     for kind in RECIPES:
         assert callable(recipe(kind))
 
 
-@pytest.mark.parametrize("kind", sorted(set(CustomizationType) - TRAINABLE))
+@pytest.mark.parametrize("kind", sorted(set(CustomizationType) - TRAINABLE - {CustomizationType.DPO}))
 def test_a_type_without_a_recipe_is_refused_at_create_time_by_name(kind, tmp_path):
     from tailor.api.bedrock.jobs import customization_request
     from tailor.errors import InvalidInput
