@@ -10,6 +10,13 @@ first.
 The RFT prompt model is the one exception to "no unknown keys": its extra top-level keys
 are kept, because the grader reads them (``rft_fields``).
 
+``ChatRecord`` is the messages format as OpenAI's chat fine-tuning files write it (tools, tool
+calls and tool messages, content as text parts, per-message ``weight``), taken by the ``tailor``
+family for FINE_TUNING: it is the same format (``DataFormat.MESSAGES``), a superset of
+``MessagesRecord``. Validation hands training a ``MessagesRecord`` whenever a record uses none of
+the extras, so plain records stay exactly what they were; ``chat_messages`` and ``chat_tools``
+give either kind to the chat template.
+
 Formats still to come, each as one more model here and one more ``DataFormat`` member:
   * bedrock-conversation-2024 (Converse-style content blocks: Llama 3.2, Nova, distillation prompts)
   * model invocation logs as training data (distillation and RFT can read them instead of a file)
@@ -17,6 +24,7 @@ Formats still to come, each as one more model here and one more ``DataFormat`` m
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -81,6 +89,61 @@ class RftRecord(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+# ---------------------------------------------------------------------------------------------
+# OpenAI's chat fine-tuning lines (docs/data.md, "OpenAI chat files").
+
+ChatRole = Literal["user", "assistant", "tool"]  # system and developer: the first message, lifted
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class FunctionCall(_Strict):
+    name: str
+    arguments: str  # JSON text, as OpenAI writes it; validation checks that it holds an object
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class ChatMessage(_Strict):
+    role: ChatRole
+    # null: an assistant message that only calls tools; a list: text parts, joined by a newline
+    content: str | list[TextPart] | None = None
+    weight: Literal[0, 1] = 1  # assistant messages only; 0: context the model is not trained on
+    tool_calls: list[ToolCall] | None = None  # assistant messages only
+    tool_call_id: str | None = None  # tool messages: the call this message answers
+    name: str | None = None
+
+
+class FunctionDefinition(_Strict):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ChatRecord(_Strict):
+    """OpenAI's chat fine-tuning line: the messages format with tools and per-turn weights. The
+    system (or developer) prompt, when the file gives it as the first message, is kept in
+    ``system`` as ``MessagesRecord`` keeps it."""
+
+    system: str | None = None
+    messages: list[ChatMessage]
+    tools: list[Tool] | None = None
+    parallel_tool_calls: bool | None = None
+
+
 class PreferenceTurn(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: str
@@ -106,7 +169,7 @@ class PreferenceRecord(_Strict):
     non_preferred_output: list[PreferenceAnswer]
 
 
-Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord | PreferenceRecord
+Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord | PreferenceRecord | ChatRecord
 
 
 class EvaluationRecord(_Strict):
@@ -147,6 +210,55 @@ def format_of(keys: set[str] | frozenset[str] | list[str]) -> DataFormat | None:
     return present.pop() if len(present) == 1 else None
 
 
+def plain_messages(record: ChatRecord) -> MessagesRecord | None:
+    """The record as a ``MessagesRecord`` when it uses none of OpenAI's extras (text content,
+    user and assistant turns, no key besides role and content, no tools); None otherwise."""
+    if record.model_fields_set - {"system", "messages"}:
+        return None
+    if any(message.model_fields_set - {"role", "content"} or message.role == "tool"
+           or not isinstance(message.content, str) for message in record.messages):
+        return None
+    return MessagesRecord(system=record.system, messages=[
+        Message(role=message.role, content=message.content) for message in record.messages])  # type: ignore[arg-type]
+
+
+def text_of(content: str | list[TextPart] | None) -> str:
+    """A message's content as the text a chat template takes: text parts joined by a newline,
+    no content (a message that only calls tools) as the empty string."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part.text for part in content)
+
+
+def _chat_turn(message: ChatMessage) -> dict[str, Any]:
+    """One message as transformers' chat templates take it: tool-call arguments as an object
+    (templates write ``arguments | tojson``), ``weight`` only when it is 0 (``render`` reads it and
+    never hands it to the template)."""
+    turn: dict[str, Any] = {"role": message.role, "content": text_of(message.content)}
+    if message.name is not None:
+        turn["name"] = message.name
+    if message.tool_calls:
+        turn["tool_calls"] = [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.function.name, "arguments": json.loads(call.function.arguments)}}
+            for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        turn["tool_call_id"] = message.tool_call_id
+    if message.role == "assistant" and message.weight == 0:
+        turn["weight"] = 0
+    return turn
+
+
+def chat_tools(record: Record) -> list[dict[str, Any]] | None:
+    """The tools a chat record offers, as ``apply_chat_template(..., tools=...)`` takes them
+    (OpenAI's ``{"type": "function", "function": {...}}``); None when it offers none."""
+    if not isinstance(record, ChatRecord) or not record.tools:
+        return None
+    return [tool.model_dump(exclude_unset=True) for tool in record.tools]  # parameters as written
+
+
 def to_messages(record: MessagesRecord | PromptCompletionRecord) -> MessagesRecord:
     """A conversation for the record: prompt/completion becomes one user and one assistant turn."""
     if isinstance(record, MessagesRecord):
@@ -159,8 +271,16 @@ def to_messages(record: MessagesRecord | PromptCompletionRecord) -> MessagesReco
     raise TypeError(f"{type(record).__name__} has no conversation form")
 
 
-def chat_messages(record: MessagesRecord | PromptCompletionRecord) -> list[dict[str, str]]:
-    """The list a chat template takes: the system prompt first (when there is one), then turns."""
+def chat_messages(record: MessagesRecord | PromptCompletionRecord | ChatRecord) -> list[dict[str, Any]]:
+    """The list a chat template takes: the system prompt first (when there is one), then turns.
+    A ``ChatRecord``'s turns carry their tool calls, tool-call ids and names, and ``"weight": 0``
+    on an assistant turn not to learn (``tailor.data.render.chat_example`` reads and removes it);
+    its tools come from ``chat_tools``."""
+    if isinstance(record, ChatRecord):
+        turns = [_chat_turn(message) for message in record.messages]
+        if record.system:
+            turns.insert(0, {"role": "system", "content": record.system})
+        return turns
     conversation = to_messages(record)
     turns = [{"role": message.role, "content": message.content} for message in conversation.messages]
     if conversation.system:

@@ -12,7 +12,7 @@ Run it from the command line with ``tailor train --type FINE_TUNING`` or as
 
 from __future__ import annotations
 
-from tailor.data.formats import chat_messages
+from tailor.data.formats import chat_messages, chat_tools
 from tailor.data.render import chat_example
 from tailor.settings import Settings, get_settings
 from tailor.train.contract import Hooks, TrainOutcome
@@ -22,7 +22,7 @@ from tailor.train.supervised import run_recipe
 
 
 def examples_for(records, tokenizer):
-    return [chat_example(tokenizer, chat_messages(record)) for record in records]
+    return [chat_example(tokenizer, chat_messages(record), tools=chat_tools(record)) for record in records]
 
 
 def run(spec: TrainSpec, settings: Settings | None = None,
