@@ -22,11 +22,13 @@ from typing import Any
 
 
 class TailorError(Exception):
-    """Base of every error Tailor reports to a person."""
+    """Base of every error Tailor reports to a person. ``param`` names the request field at fault
+    where a dialect has a place for it (OpenAI's ``error.param``)."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.message = message
+        self.param = param
 
 
 class InvalidInput(TailorError):

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=25_000_000, ge=1024, description="Largest request body the API reads, in bytes; larger ones "
         "get 413 before authentication. The default is the largest InvokeModel body the original allows.")
+    max_file_bytes: int = Field(
+        default=512_000_000, ge=1024, description="Largest file one POST /v1/files takes (OpenAI's 512 MB); "
+        "larger files arrive through /v1/uploads in parts of up to 64 MiB.")
+    max_upload_bytes: int = Field(
+        default=8_000_000_000, ge=1024, description="Largest file an upload (/v1/uploads) may announce and "
+        "assemble (OpenAI's 8 GB).")
     public_hosts: list[str] = Field(
         default_factory=list, description="The Host names (NAME or NAME:PORT) clients use to reach this server, "
         "e.g. [\"tailor.example.com:8080\"]. SigV4 requests signed for any other host are refused. Unset: the "

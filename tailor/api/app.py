@@ -25,13 +25,13 @@ from fastapi import FastAPI, Request
 
 from tailor.api import fallback
 from tailor.api.bedrock import control, runtime
-from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly
+from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
 from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import SigningScope, verify_request
 from tailor.errors import AccessDenied, InvalidInput
 from tailor.jobs.runner import Runner
 from tailor.serve.client import EngineClient
-from tailor.services import activation
+from tailor.services import activation, files
 from tailor.services.keys import bearer_principal, principal_of, secret_lookup
 from tailor.settings import Settings
 from tailor.store.db import check_integrity, open_store
@@ -142,7 +142,8 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
     # Added last, so it runs first: nothing — not even authentication — reads past the limit.
     if insecure_local:
         app.add_middleware(LoopbackOnly)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       limit_for=lambda path: file_body_limit(path, settings.max_file_bytes, files.MAX_PART_BYTES))
     app.state.store, app.state.settings, app.state.authenticate = store, settings, authenticate
     app.state.authenticate_bearer = authenticate_bearer
     app.state.runner, app.state.engine, app.state.slots = runner, engine, {}

@@ -58,21 +58,37 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before any route or authentication runs."""
+# Multipart framing around a file: boundaries, part headers, the purpose field.
+MULTIPART_OVERHEAD = 64 * 1024
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+
+def file_body_limit(path: str, max_file_bytes: int, max_part_bytes: int) -> int | None:
+    """The larger body limit of the routes that take a file (``POST /v1/files``: one file;
+    ``/v1/uploads/{id}/parts``: one part), else None. Only those two stream their body to disk."""
+    if path == "/v1/files":
+        return max_file_bytes + MULTIPART_OVERHEAD
+    if path.startswith("/v1/uploads/") and path.endswith("/parts"):
+        return max_part_bytes + MULTIPART_OVERHEAD
+    return None
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` (``limit_for(path)`` where it says otherwise) with
+    413, before any route or authentication runs."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, limit_for: Callable[[str], int | None] = lambda path: None):
+        self.app, self.default_bytes, self.limit_for = app, max_bytes, limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes = self.limit_for(scope.get("path", "")) or self.default_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
                 return await send_error(scope, receive, send, InvalidInput("Content-Length must be a whole number."))
-            if int(declared) > self.max_bytes:
-                return await send_error(scope, receive, send, self._too_large(), 413)
+            if int(declared) > max_bytes:
+                return await send_error(scope, receive, send, _too_large(max_bytes), 413)
             # The HTTP server delivers exactly the declared length, no more.
             return await self.app(scope, receive, send)
 
@@ -84,8 +100,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                return await send_error(scope, receive, send, self._too_large(), 413)
+            if size > max_bytes:
+                return await send_error(scope, receive, send, _too_large(max_bytes), 413)
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
@@ -96,9 +112,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> InvalidInput:
-        return InvalidInput(f"The request body is larger than this server accepts ({self.max_bytes:,} bytes; "
-                            "the operator sets max_request_bytes).")
+
+def _too_large(max_bytes: int) -> InvalidInput:
+    return InvalidInput(f"The request body is larger than this server accepts ({max_bytes:,} bytes; the "
+                        "operator sets max_request_bytes, and max_file_bytes for files).")
 
 
 class LoopbackOnly:

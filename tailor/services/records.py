@@ -7,6 +7,7 @@ found, exactly like one that does not exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -89,3 +90,33 @@ def insert_once(store: Store, row, *, tags: Mapping[str, str], earlier: Callable
             raise
         raise error from None
     return row.arn
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list
+    has_more: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI's cursor pages: after an id
+
+
+def after_page(session, table, conditions: list, *, after: str | None, descending: bool, limit: int) -> Page:
+    """One page of ``table`` rows ordered by (created_at, id), starting after the row whose id is
+    ``after`` (OpenAI's cursor: the last id of the previous page); an unknown cursor is an empty page."""
+    order = (table.created_at.desc(), table.id.desc()) if descending else (table.created_at, table.id)
+    query = select(table).where(*conditions)
+    if after is not None:
+        anchor = session.scalar(select(table).where(table.id == after, *conditions))
+        if anchor is None:
+            return Page([], False)
+        created, row_id = anchor.created_at, anchor.id
+        if descending:
+            query = query.where((table.created_at < created) | ((table.created_at == created) & (table.id < row_id)))
+        else:
+            query = query.where((table.created_at > created) | ((table.created_at == created) & (table.id > row_id)))
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    for row in rows:
+        session.expunge(row)
+    return Page(rows[:limit], len(rows) > limit)

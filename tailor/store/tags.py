@@ -13,4 +13,4 @@ class Tag(Base):
 
     resource_arn: Mapped[str] = mapped_column(String(1011), primary_key=True)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
+    value: Mapped[str] = mapped_column(String(512))  # Bedrock allows 256; OpenAI metadata 512

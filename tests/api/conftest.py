@@ -47,6 +47,14 @@ class Server:
                             aws_access_key_id=access_key_id, aws_secret_access_key=secret or real_secret,
                             config=Config(retries={"max_attempts": 1}))
 
+    def openai(self, principal: str = "alice", **options):
+        """The official ``openai`` client for ``principal`` (bearer key: access key id.secret)."""
+        from openai import OpenAI
+
+        access_key_id, secret = self.keys[principal]
+        return OpenAI(base_url=self.endpoint + "/v1", api_key=f"{access_key_id}.{secret}",
+                      **{"max_retries": 0, "timeout": 120, **options})
+
     def put(self, uri: str, lines: list[dict], principal: str = "alice") -> str:
         """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY) for
         ``principal``, as ``tailor data upload --principal`` does: a new bucket becomes theirs."""

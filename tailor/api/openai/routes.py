@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import chat_body, serving
-from tailor.api.openai import fine_tuning
+from tailor.api.openai import files, fine_tuning
 from tailor.api.openai.errors import error_body
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, show_value
@@ -33,6 +33,7 @@ _LIMIT = re.compile(r"[0-9]{1,9}")
 
 
 def add_routes(app: FastAPI) -> None:
+    files.add_routes(app)
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai.chat_completions")
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
     app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/events", list_job_events, methods=["GET"],

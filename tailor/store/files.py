@@ -1,0 +1,65 @@
+"""Files a principal uploaded through the OpenAI API (``/v1/files``, ``/v1/uploads``), and the files
+Tailor writes for them (a fine-tuning job's results CSV).
+
+A file's bytes live at ``content_path``: under ``$TAILOR_HOME/files/``, named by the file's id, never
+by anything the caller chose. The row says whose it is; ``tailor.services.files`` answers only the
+owner.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tailor.store.db import Base, UTCDateTime
+
+
+class File(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # file-…
+    principal: Mapped[str] = mapped_column(String(256), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(512))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Upload(Base):
+    """A file arriving in parts (``/v1/uploads``): pending until completed, cancelled or expired."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # upload_…
+    principal: Mapped[str] = mapped_column(String(256), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(512))
+    mime_type: Mapped[str] = mapped_column(String(256))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # what the caller said it will send
+    status: Mapped[str] = mapped_column(String(16))  # pending | completed | cancelled | expired
+    file_id: Mapped[str | None] = mapped_column(String(40))
+    file_expires_after: Mapped[int | None] = mapped_column(Integer)  # seconds, for the completed file
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # part_…
+    upload_id: Mapped[str] = mapped_column(String(40), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def content_path(home: Path, file_id: str) -> Path:
+    """Where file ``file_id``'s bytes are kept (ids are Tailor's own: letters, digits, ``-``)."""
+    return home / "files" / file_id
+
+
+def part_path(home: Path, upload_id: str, part_id: str) -> Path:
+    return home / "uploads" / upload_id / part_id
