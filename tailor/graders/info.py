@@ -3,15 +3,19 @@
 Detached from the database on purpose: a job keeps the grader it was created with (its code or
 URL, limits and environment), so changing or deleting the registered grader afterwards changes
 no queued or running job.
+
+Kind ``openai`` is a grader a caller of OpenAI's fine-tuning API described inline
+(``method.reinforcement.grader``): ``definition`` holds it, normalized, as JSON
+(``tailor.graders.openai_graders``); nothing is registered for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-GraderKind = Literal["python", "http"]
+GraderKind = Literal["python", "http", "openai"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +30,13 @@ class GraderInfo:
     memory_mb: int
     created_at: datetime
     environment: dict[str, str] = field(default_factory=dict)
+    definition: dict[str, Any] | None = None  # openai: the grader object, normalized
 
     def summary(self) -> dict:
         """The grader as JSON, without its code."""
-        return {"name": self.name, "arn": self.arn, "kind": self.kind, "url": self.url,
-                "timeoutSeconds": self.timeout_seconds, "memoryMb": self.memory_mb,
-                "environment": sorted(self.environment), "createdAt": self.created_at.isoformat()}
+        summary = {"name": self.name, "arn": self.arn, "kind": self.kind, "url": self.url,
+                   "timeoutSeconds": self.timeout_seconds, "memoryMb": self.memory_mb,
+                   "environment": sorted(self.environment), "createdAt": self.created_at.isoformat()}
+        if self.definition is not None:
+            summary["graderType"] = self.definition.get("type")
+        return summary

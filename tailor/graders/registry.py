@@ -257,6 +257,10 @@ def grade(info: GraderInfo, samples: list[dict], settings: Settings, *,
         raise ValueError("sample ids must be unique within a batch")
     if info.kind == "http":
         return post_batch(info.url, samples, timeout_seconds=info.timeout_seconds)
+    if info.kind == "openai":  # an OpenAI grader object, given inline by an OpenAI-API job
+        from tailor.graders.openai_graders import grade_samples
+
+        return grade_samples(info.definition or {}, samples, settings, log=log)
     return run_python(grader_file(info, settings), samples, timeout_seconds=info.timeout_seconds,
                       memory_mb=info.memory_mb, function_name=info.name, function_arn=info.arn,
                       environment=info.environment, log=log)
