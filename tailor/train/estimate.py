@@ -28,7 +28,7 @@ through the usual 6 (full) or 4 (LoRA: no weight gradients for the frozen base) 
 operations per parameter per token.
 
 The estimate covers the supervised recipes (FINE_TUNING, CONTINUED_PRE_TRAINING);
-reinforcement fine-tuning samples completions and is not estimated yet.
+reinforcement fine-tuning samples completions and DPO scores pairs; neither is estimated yet.
 
 Per device and per process count (``device_memory``, ``train/plan.py``): data parallel or fully
 sharded, bfloat16 activations on a GPU; ``plan`` chooses the micro-batch, activation checkpointing
@@ -275,9 +275,9 @@ def estimate_run(spec, settings=None, probe_steps: int = 0) -> RunEstimate:
 
     settings = settings or get_settings()
     kind = CustomizationType(spec.customization_type)
-    if kind == CustomizationType.REINFORCEMENT_FINE_TUNING:
+    if kind in (CustomizationType.REINFORCEMENT_FINE_TUNING, CustomizationType.DPO):
         raise InvalidInput("The pre-flight estimate covers FINE_TUNING and CONTINUED_PRE_TRAINING; "
-                           "reinforcement fine-tuning is not estimated yet.")
+                           f"{kind.value} is not estimated yet.")
     model_ref, config, tokenizer = prepare(spec, settings)
     train_records, validation_records, _, _ = load_data(spec, model_ref, config, tokenizer, settings)
     examples_for = import_module(RECIPES[kind]).examples_for

@@ -20,6 +20,10 @@ is a typed structure (JSON numbers and strings, botocore's ``RFTHyperParameters`
 ranges; defaults documented in docs/training.md, since the original publishes none) and returns an
 ``RftConfig``. It also takes the strings of ``tailor train --hp name=value``, so one function
 serves the API and the CLI.
+
+DPO (Tailor's ``CustomizationType.DPO``, OpenAI's ``method.type = "dpo"``) takes the same kind of
+values: ``parse_dpo_hyperparameters`` checks them against ``DPO_HYPERPARAMETERS`` (epochCount,
+batchSize, learningRateMultiplier and beta, OpenAI's range for beta) and returns a ``DpoConfig``.
 """
 
 from __future__ import annotations
@@ -404,5 +408,98 @@ def parse_rft_hyperparameters(raw: Mapping[str, object], model: ResolvedModel) -
         lora_alpha=float(get("loraAlpha")),
         kl_coefficient=KL_COEFFICIENT,
         seed=get("seed"),
+        hyperparameters=effective,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Direct preference optimization (DPO): OpenAI's fine-tuning ``method: {"type": "dpo"}``, whose
+# hyperparameters (n_epochs, batch_size, learning_rate_multiplier, beta) the OpenAI door renames
+# to these. Values are typed JSON numbers there and strings on ``tailor train --hp``; one parser
+# takes both. OpenAI's "auto" means the default.
+
+DPO_BETA_MAXIMUM = 2.0  # OpenAI's range for beta: greater than 0, at most 2
+DPO_BETA_DEFAULT = 0.1  # OpenAI's default, and TRL's
+# DPO moves a model with a smaller step than supervised fine-tuning: its gradient pushes the log
+# ratio of whole answers, and the usual rates for real models are about a tenth of SFT's. The
+# multiplier scales this share of the weights' base rate (catalog.Weights.base_learning_rate).
+DPO_LEARNING_RATE_SCALE = 0.1
+
+DPO_HYPERPARAMETERS: dict[str, tuple[Hyperparameter, ...]] = {
+    "tailor": (
+        _int("epochCount", 1, 100, 3, EPOCHS),
+        _int("batchSize", 1, 256, 8, "Preference pairs per optimizer step."),
+        _float("learningRateMultiplier", 0.01, 10, 1.0,
+               f"Scales the model's base learning rate (times {DPO_LEARNING_RATE_SCALE:g} for DPO)."),
+        _float("beta", 0, DPO_BETA_MAXIMUM, DPO_BETA_DEFAULT,
+               "How far the model may move from the reference (the start weights): higher stays closer."),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DpoConfig:
+    """Typed, validated DPO settings; the DPO recipe reads these fields."""
+
+    epochs: int
+    batch_size: int  # preference pairs per optimizer step
+    learning_rate: float
+    beta: float
+    tuning_method: Literal["full", "lora"]
+    lora_rank: int
+    lora_alpha: float
+    seed: int
+    # The effective values by name, typed, every default filled in: what manifests record and the
+    # API echoes; parsing them again gives the same config.
+    hyperparameters: dict[str, int | float | str]
+
+
+def dpo_table_for(model: ResolvedModel) -> dict[str, Hyperparameter]:
+    """The DPO hyperparameters a model accepts; ``InvalidInput`` when its family has no DPO."""
+    if model.family.name not in DPO_HYPERPARAMETERS or CustomizationType.DPO not in model.family.formats:
+        supported = ", ".join(model.family.formats) or "none"
+        raise InvalidInput(f"Family {model.family.name} does not support {CustomizationType.DPO.value} "
+                           f"(supported: {supported}).")
+    return {p.name: p for p in DPO_HYPERPARAMETERS[model.family.name] + TAILOR_EXTENSIONS}
+
+
+def parse_dpo_hyperparameters(given: Mapping[str, object], model: ResolvedModel) -> DpoConfig:
+    """Validate DPO hyperparameters (typed JSON values, or strings from the CLI; "auto" for the
+    default) against the model's family; every problem at once, by field (``InvalidHyperparameters``,
+    an ``InvalidInput``)."""
+    table = dpo_table_for(model)
+    chosen = {name: value for name, value in given.items()
+              if not (isinstance(value, str) and value.strip() == "auto")}
+    values, problems = _parse_all(chosen, table, _parse_typed,
+                                  f"{CustomizationType.DPO.value} in the {model.family.name} family")
+    # The one range open at its low end: 0 passes the table's bounds and is refused here.
+    out_of_range = problems.get("beta", "").startswith("must be between")
+    if out_of_range or ("beta" in values and values["beta"] <= 0):
+        raw = chosen["beta"]
+        shown = raw.strip() if isinstance(raw, str) else json.dumps(raw)
+        problems["beta"] = f"must be greater than 0 and at most {DPO_BETA_MAXIMUM:g}; got {shown}"
+    if problems:
+        raise InvalidHyperparameters(problems)
+
+    def get(name: str):
+        return values[name] if name in values else table[name].default
+
+    tuning_method = get("tuningMethod") or model.weights.default_tuning
+    if "learningRate" in table:
+        learning_rate = float(get("learningRate"))
+    else:
+        base = model.weights.base_learning_rate(tuning_method) * DPO_LEARNING_RATE_SCALE
+        learning_rate = base * float(get("learningRateMultiplier"))
+    effective = {name: get(name) for name in table if get(name) is not None}
+    effective["tuningMethod"] = tuning_method
+    return DpoConfig(
+        epochs=int(get("epochCount")),
+        batch_size=int(get("batchSize")),
+        learning_rate=learning_rate,
+        beta=float(get("beta")),
+        tuning_method=tuning_method,
+        lora_rank=int(get("loraRank")),
+        lora_alpha=float(get("loraAlpha")),
+        seed=int(get("seed")),
         hyperparameters=effective,
     )

@@ -21,10 +21,12 @@ RECIPES: dict[CustomizationType, str] = {
     CustomizationType.FINE_TUNING: "tailor.train.sft",
     CustomizationType.CONTINUED_PRE_TRAINING: "tailor.train.cpt",
     CustomizationType.REINFORCEMENT_FINE_TUNING: "tailor.train.rft",
+    CustomizationType.DPO: "tailor.train.dpo",
 }
 TRAINABLE = frozenset(RECIPES)
 # The recipes of the supervised loop (train/loop.py): they train in several processes
-# (train/distributed.py) and can pause at a checkpoint; reinforcement fine-tuning does neither yet.
+# (train/distributed.py) and can pause at a checkpoint; reinforcement fine-tuning and DPO (each
+# its own loop) do neither yet.
 SUPERVISED = frozenset({CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING})
 
 
