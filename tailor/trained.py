@@ -7,7 +7,22 @@ OUT/
   training_artifacts/step_wise_training_metrics.csv    one row per optimizer step, flushed as it comes
   training_artifacts/loss.png (supervised) | rewards.png (reinforcement)
   validation_artifacts/post_fine_tuning_validation/validation_metrics.csv   one row per evaluation
+  tailor_metrics/step_wise_training_metrics.csv        Tailor-only measures per step (mean token accuracy)
+  tailor_metrics/validation_metrics.csv                the same per evaluation
+  epoch_checkpoints/step-N/   supervised runs: the model at the end of each of the last epochs
+                              before the final one (at most 3), each a trained folder of its own:
+                              model/, manifest.json (the run's, naming the same base), checkpoint.json
 ```
+
+The original service's metrics files keep exactly its columns (a contract); what Tailor measures
+beyond them is in the companion files of ``tailor_metrics/`` (supervised runs: mean token
+accuracy), one row per row of the original with the same step, and ``read_metrics`` returns each
+row with its companion's values merged in. A job copies only the original's folders to its output
+location, so that output stays as the original service lays it out.
+
+An epoch checkpoint is loaded exactly as the final model is (``read``, ``services.inference.
+target_for_artifacts``, ``catalog.resolve_model``: its folder is a trained folder); ``checkpoints``
+lists them with their step, epoch, time and the metrics at their step.
 
 The recipes write it (``tailor.train``); serving and evaluation (``services.inference``), the job
 events and the job runner's clean-up read it through this module, so the layout and what the
@@ -40,6 +55,12 @@ MODEL_DIR = Path("model")
 MANIFEST = Path("manifest.json")
 TRAINING_METRICS = Path("training_artifacts/step_wise_training_metrics.csv")
 VALIDATION_METRICS = Path("validation_artifacts/post_fine_tuning_validation/validation_metrics.csv")
+# Tailor-only companions of the two metrics files; outside the original's folders, which a job
+# copies to the caller's output location as the original service lays them out.
+TRAINING_EXTRA_METRICS = Path("tailor_metrics/step_wise_training_metrics.csv")
+VALIDATION_EXTRA_METRICS = Path("tailor_metrics/validation_metrics.csv")
+EPOCH_CHECKPOINTS = Path("epoch_checkpoints")
+CHECKPOINT_INFO = Path("checkpoint.json")
 LOSS_PLOT = Path("training_artifacts/loss.png")
 REWARD_PLOT = Path("training_artifacts/rewards.png")
 PARTIAL = ".partial-"  # in a scratch folder's name: .{output name}.partial-{pid}
@@ -211,6 +232,8 @@ def read_metrics(out_dir: Path) -> RunMetrics:
         return RunMetrics()
     training, training_written = _csv_rows(folder / TRAINING_METRICS)
     validation, validation_written = _csv_rows(folder / VALIDATION_METRICS)
+    training = _merged(training, _csv_rows(folder / TRAINING_EXTRA_METRICS)[0])
+    validation = _merged(validation, _csv_rows(folder / VALIDATION_EXTRA_METRICS)[0])
     if folder != out_dir and not folder.exists() and out_dir.is_dir():
         return read_metrics(out_dir)  # published while we read: the files moved with it
     return RunMetrics(training, validation, training_written, validation_written)
@@ -223,3 +246,86 @@ def _csv_rows(path: Path) -> tuple[list[dict], float]:
         return rows, path.stat().st_mtime
     except FileNotFoundError:  # not written yet, or the scratch was just renamed into place
         return [], 0.0
+
+
+def _merged(rows: list[dict], extra: list[dict]) -> list[dict]:
+    """Each row with the values of its companion row (the same step: the first column of both),
+    when that row was written; a companion's empty values are left out."""
+    if not rows or not extra:
+        return rows
+    step = next(iter(rows[0]))
+    by_step = {row.get(step): row for row in extra}
+    merged = []
+    for row in rows:
+        values = by_step.get(row.get(step), {})
+        merged.append({**row, **{name: value for name, value in values.items() if name not in row and value != ""}})
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Epoch checkpoints: the model at the end of earlier epochs, each a trained folder of its own
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One kept epoch checkpoint of a trained folder.
+
+    ``step`` is the ``step_number`` of the epoch's last row in the metrics files (steps count from
+    0, so the model had taken ``step + 1`` optimizer steps); ``path`` is a trained folder (load it
+    as the final model is loaded); ``created_at`` is when it was saved, Unix seconds; ``metrics``
+    has OpenAI's names: ``train_loss``, ``train_mean_token_accuracy`` and, for a run with held-out
+    data, ``valid_loss``, ``valid_mean_token_accuracy``, ``full_valid_loss``,
+    ``full_valid_mean_token_accuracy`` (Tailor always evaluates on the whole validation set, so
+    the ``full_`` values equal the others)."""
+
+    step: int
+    epoch: int
+    path: Path
+    created_at: int
+    metrics: dict = field(default_factory=dict)
+
+
+def checkpoint_folder(folder: Path, step: int) -> Path:
+    return Path(folder) / EPOCH_CHECKPOINTS / f"step-{step}"
+
+
+def write_checkpoint_info(checkpoint: Path, *, step: int, epoch: int, metrics: dict,
+                          created_at: int | None = None) -> None:
+    """Record what an epoch checkpoint is (its manifest is written when the run is published)."""
+    info = {"step": step, "epoch": epoch, "created_at": int(time.time()) if created_at is None else created_at,
+            "metrics": metrics}
+    (Path(checkpoint) / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def write_checkpoint_manifests(folder: Path, run_manifest: dict) -> None:
+    """Give every epoch checkpoint of ``folder`` the run's manifest — the same base, data and
+    hyperparameters, so it loads as the final model does — with its own ``result`` and a
+    ``checkpoint`` entry saying which epoch it is."""
+    for path in _checkpoint_paths(folder):
+        info = json.loads((path / CHECKPOINT_INFO).read_text())
+        metrics = info["metrics"]
+        content = {**run_manifest, "checkpoint": {**info, "run": "../.."}, "result": {
+            "epochs_run": info["epoch"], "steps": info["step"] + 1,
+            "final_training_loss": metrics.get("train_loss"),
+            **({"validation_loss": metrics["valid_loss"]} if "valid_loss" in metrics else {}),
+        }}
+        write_manifest(path, content)
+
+
+def checkpoints(folder: Path) -> list[Checkpoint]:
+    """The epoch checkpoints a published trained folder keeps, oldest first ([] for a run that
+    kept none: one epoch, reinforcement fine-tuning, or a run from before they were kept)."""
+    found = []
+    for path in _checkpoint_paths(folder):
+        if not (path / MANIFEST).is_file():
+            continue  # not published (an unfinished run's scratch)
+        info = json.loads((path / CHECKPOINT_INFO).read_text())
+        found.append(Checkpoint(step=info["step"], epoch=info["epoch"], path=path.resolve(),
+                                created_at=info["created_at"], metrics=info["metrics"]))
+    return sorted(found, key=lambda checkpoint: checkpoint.step)
+
+
+def _checkpoint_paths(folder: Path) -> list[Path]:
+    """The whole epoch checkpoints in ``folder`` (a temporary one's name starts with a dot)."""
+    root = Path(folder).expanduser() / EPOCH_CHECKPOINTS
+    return [path for path in root.glob("step-*") if (path / CHECKPOINT_INFO).is_file()]

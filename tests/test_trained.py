@@ -12,7 +12,15 @@ from tailor import trained
 from tailor.catalog import base_of, resolve_model
 from tailor.errors import InvalidInput
 from tailor.settings import Settings
-from tailor.train.metrics import LOSS_COLUMNS, MetricsWriter, loss_row
+from tailor.train.metrics import (
+    ACCURACY_COLUMNS,
+    LOSS_COLUMNS,
+    VALIDATION_ACCURACY_COLUMNS,
+    VALIDATION_LOSS_COLUMNS,
+    MetricsWriter,
+    loss_row,
+    validation_loss_row,
+)
 
 
 def test_a_finished_build_is_published_and_its_scratch_is_gone(tmp_path):
@@ -53,6 +61,69 @@ def test_metrics_are_read_from_the_scratch_while_training_then_from_the_publishe
         metrics.training(loss_row(1, 1, 2.0))
     published = trained.read_metrics(out)
     assert [float(row["training_loss"]) for row in published.training] == [2.5, 2.0]
+
+
+def test_extra_measures_go_beside_the_original_files_and_read_back_merged(tmp_path):
+    """Mean token accuracy has no column in the original's files: it goes to a Tailor-only companion
+    file, and ``read_metrics`` returns every row with its companion's values."""
+    out = tmp_path / "run"
+    with trained.building(out) as scratch, MetricsWriter(scratch, LOSS_COLUMNS, VALIDATION_LOSS_COLUMNS,
+                                                         extra_training_columns=ACCURACY_COLUMNS,
+                                                         extra_validation_columns=VALIDATION_ACCURACY_COLUMNS) as m:
+        m.training(loss_row(0, 1, 2.5, 0.25))
+        m.training(loss_row(1, 1, 2.0))  # a row replayed from a resume state of an older version
+        m.validation(validation_loss_row(1, 1, 2.2, 0.5))
+        live = trained.read_metrics(out)
+        assert live.training[0]["train_mean_token_accuracy"] == "0.25"
+    assert (out / trained.TRAINING_METRICS).read_text().splitlines()[0] == ",".join(LOSS_COLUMNS)
+    assert (out / trained.VALIDATION_METRICS).read_text().splitlines()[0] == ",".join(VALIDATION_LOSS_COLUMNS)
+    metrics = trained.read_metrics(out)
+    assert metrics.training == [
+        {"step_number": "0", "epoch_number": "1", "training_loss": "2.5", "perplexity": str(loss_row(0, 1, 2.5)[
+            "perplexity"]), "train_mean_token_accuracy": "0.25"},
+        {"step_number": "1", "epoch_number": "1", "training_loss": "2.0",
+         "perplexity": str(loss_row(1, 1, 2.0)["perplexity"])}]
+    assert metrics.validation[0]["valid_mean_token_accuracy"] == "0.5"
+    assert m.training_rows[0]["train_mean_token_accuracy"] == 0.25  # kept whole for the resume state
+
+
+def test_a_writer_without_companion_files_leaves_their_values_out_and_refuses_unknown_ones(tmp_path):
+    with MetricsWriter(tmp_path, LOSS_COLUMNS, None) as metrics:  # e.g. a benchmark's
+        metrics.training(loss_row(0, 1, 2.5, 0.25))
+        with pytest.raises(ValueError, match="not in fieldnames"):
+            metrics.training({**loss_row(1, 1, 2.0), "training_los": 2.0})
+    assert (tmp_path / trained.TRAINING_METRICS).read_text().splitlines()[0] == ",".join(LOSS_COLUMNS)
+    assert not (tmp_path / trained.TRAINING_EXTRA_METRICS).exists()
+
+
+def test_a_companion_row_not_yet_written_leaves_the_row_as_it_is(tmp_path):
+    rows = [{"step_number": "0", "epoch_number": "1", "training_loss": "1"},
+            {"step_number": "1", "epoch_number": "1", "training_loss": "0.5"}]
+    extra = [{"step_number": "0", "epoch_number": "1", "train_mean_token_accuracy": "0.5"}]
+    assert trained._merged(rows, extra) == [{**rows[0], "train_mean_token_accuracy": "0.5"}, rows[1]]
+    assert trained._merged(rows, []) == rows
+
+
+def test_epoch_checkpoints_are_listed_oldest_first_once_published(tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    folder = tmp_path / "run"
+    _write(folder, resolve_model("tailor.tiny", settings), "lora")
+    for step, epoch in ((19, 2), (9, 1)):
+        path = trained.checkpoint_folder(folder, step)
+        (path / "model").mkdir(parents=True)
+        trained.write_checkpoint_info(path, step=step, epoch=epoch, metrics={"train_loss": 1.0 / epoch},
+                                      created_at=1000 + step)
+    (folder / trained.EPOCH_CHECKPOINTS / ".step-29.partial").mkdir()  # a killed run's: never listed
+    assert trained.checkpoints(folder) == []  # no manifests yet: the run is not published
+    trained.write_checkpoint_manifests(folder, trained.read(folder).manifest)
+    listed = trained.checkpoints(folder)
+    assert [(c.step, c.epoch, c.created_at, c.metrics) for c in listed] == [
+        (9, 1, 1009, {"train_loss": 1.0}), (19, 2, 1019, {"train_loss": 0.5})]
+    model = trained.read(listed[0].path)
+    assert model.is_adapter and model.model_dir == (listed[0].path / "model").resolve()
+    assert model.manifest["checkpoint"]["epoch"] == 1 and model.manifest["result"]["steps"] == 10
+    assert base_of(model) == base_of(trained.read(folder)) == "tailor.tiny"
+    assert trained.checkpoints(tmp_path / "nothing") == []
 
 
 def _write(folder, model_ref, tuning_method: str) -> None:

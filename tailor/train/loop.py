@@ -107,14 +107,23 @@ def packs(model, device) -> bool:
     return device.type == "cuda" and implementation.startswith("flash_attention")
 
 
-def mean_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device,
-              current: World = World()) -> float:
-    """Token-weighted mean loss over all target tokens (not a mean of batch means), in batches of
-    similar length read one at a time; with several processes each computes its share of every
-    batch and the sums are added up."""
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's measure on held-out examples, over all their target tokens: the mean loss, and the
+    mean token accuracy (the share of targets whose most likely prediction is the label)."""
+
+    loss: float
+    accuracy: float
+
+
+def evaluate(model, examples: Sequence[Example], batch_size: int, pad_id: int, device,
+             current: World = World()) -> Evaluation:
+    """Token-weighted mean loss and accuracy over all target tokens (not a mean of batch means), in
+    batches of similar length read one at a time; with several processes each computes its share
+    of every batch and the sums are added up."""
     import torch
 
-    total, count = 0.0, 0
+    total, correct, count = 0.0, 0, 0
     lengths = lengths_of(examples)
     order = sorted(range(len(examples)), key=lengths.__getitem__)
     model.eval()
@@ -129,10 +138,27 @@ def mean_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, 
                 ignore_index=IGNORE_INDEX, reduction="sum",
             )
             total += float(losses)
+            correct += correct_predictions(logits, targets)
             count += int((targets != IGNORE_INDEX).sum())
     model.train()
-    total, count = all_sum([total, count], current)
-    return total / max(count, 1)
+    total, correct, count = all_sum([total, correct, count], current)
+    return Evaluation(total / max(count, 1), correct / max(count, 1))
+
+
+def mean_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device,
+              current: World = World()) -> float:
+    """The token-weighted mean loss of ``evaluate``."""
+    return evaluate(model, examples, batch_size, pad_id, device, current).loss
+
+
+def correct_predictions(logits, targets) -> int:
+    """How many target tokens (labels not ignored) are the logits' argmax: what mean token accuracy
+    counts. ``logits`` and ``targets`` are aligned (already shifted for next-token prediction)."""
+    import torch
+
+    with torch.no_grad():
+        mask = targets != IGNORE_INDEX
+        return int((logits.detach().argmax(dim=-1).eq(targets) & mask).sum())
 
 
 def target_tokens(examples: list[Example]) -> int:
@@ -141,10 +167,27 @@ def target_tokens(examples: list[Example]) -> int:
     return sum(sum(label != IGNORE_INDEX for label in example.labels[1:]) for example in examples)
 
 
+@dataclass(frozen=True)
+class BatchPass:
+    """One optimizer step's forward and backward: the batch's mean loss per target token, its real
+    tokens, and its mean token accuracy (from the logits the loss was taken on)."""
+
+    loss: float
+    tokens: int
+    accuracy: float
+
+
 def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, device,
                precision: Precision = FLOAT32, current: World = World(), packed: bool = False) -> tuple[float, int]:
+    """(the batch's mean loss, its real tokens) of ``accumulate_batch``."""
+    done = accumulate_batch(model, batch, micro_batch, pad_id, device, precision, current, packed)
+    return done.loss, done.tokens
+
+
+def accumulate_batch(model, batch: list[Example], micro_batch: int, pad_id: int, device,
+                     precision: Precision = FLOAT32, current: World = World(), packed: bool = False) -> BatchPass:
     """Forward and backward over ``batch`` in passes of ``micro_batch`` records, accumulating the
-    gradient of the batch's mean loss per target token; (that loss, the batch's real tokens).
+    gradient of the batch's mean loss per target token.
 
     Each pass's summed loss is divided by the whole batch's target count (transformers'
     ``num_items_in_batch``), so the gradient equals one pass over the batch whatever the split.
@@ -152,13 +195,15 @@ def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, devic
     several processes each takes its share of the batch (``train/distributed.py``); the
     reduction averages gradients over processes, so each scales its loss by their number to sum.
     ``packed``: each pass is one padding-free row (``collate_packed``) instead of padded rows.
+    The accuracy costs an argmax over logits the forward pass computed anyway.
     """
     import torch
 
-    count = torch.tensor(max(target_tokens(batch), 1), device=device)
+    targets = max(target_tokens(batch), 1)
+    count = torch.tensor(targets, device=device)
     ordered = sorted(share_of(batch, current, pad_id), key=lambda example: len(example.input_ids))
     starts = range(0, len(ordered), micro_batch)
-    loss_sum = 0.0
+    loss_sum, correct = 0.0, 0
     for start in starts:
         records = ordered[start : start + micro_batch]
         if packed:
@@ -171,10 +216,14 @@ def accumulate(model, batch: list[Example], micro_batch: int, pad_id: int, devic
             with autocast(precision, torch.device(device).type):
                 # No KV cache: training never reads it, and with one transformers would not see
                 # the packed records' boundaries in position_ids.
-                loss = model(**inputs, num_items_in_batch=count, use_cache=False).loss
+                output = model(**inputs, num_items_in_batch=count, use_cache=False)
+            loss = output.loss
+            correct += correct_predictions(output.logits[:, :-1], labels[:, 1:])
+            del output  # the logits: backward frees what it no longer needs
             (loss * current.size).backward()
         loss_sum += loss.item()
-    return all_sum([loss_sum], current)[0], sum(len(example.input_ids) for example in batch)
+    loss_sum, correct = all_sum([loss_sum, correct], current)
+    return BatchPass(loss_sum, sum(len(example.input_ids) for example in batch), correct / targets)
 
 
 def _restore(state: dict, model, optimizer, scheduler, rng, result, stopper, metrics) -> tuple[int, int]:
@@ -221,6 +270,7 @@ def train_loop(
     pad_id: int,
     metrics: MetricsWriter,
     save_best: Callable[[], None],
+    keep_epoch: Callable[[int, int], None] | None = None,
     progress: bool = True,
     hooks: Hooks | None = None,
     precision: Precision | None = None,
@@ -234,6 +284,10 @@ def train_loop(
 
     ``save_best`` is called whenever the validation loss reaches a new low (or, without
     validation data, after the last epoch), so the kept checkpoint is the best one.
+    ``keep_epoch(step_number, epoch)`` is called at the end of every epoch but the run's last (the
+    last of ``config.epochs``, or the one early stopping ends), after that epoch's metrics rows are
+    written: what ``train/supervised.py`` keeps as the trained folder's epoch checkpoints. Like
+    ``save_best``, every process calls it (saving a sharded model is a collective).
     ``checkpoints`` saves the run's state every so many steps, at epoch ends and when
     ``hooks.should_pause`` (then ``PauseRequested`` ends the run); ``resume`` (a state it saved)
     continues a run exactly where that state left it. ``current``: this
@@ -305,13 +359,14 @@ def train_loop(
                     if checkpoints:
                         checkpoint(epoch, position, epoch_rng)
                     raise PauseRequested(result.steps)
-                value, tokens = accumulate(model, batch_of(train, indices), micro_batch, pad_id, device,
-                                           precision, current, packed)
+                done = accumulate_batch(model, batch_of(train, indices), micro_batch, pad_id, device,
+                                        precision, current, packed)
+                value, tokens = done.loss, done.tokens
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                metrics.training(loss_row(result.steps, epoch, value))
+                metrics.training(loss_row(result.steps, epoch, value, done.accuracy))
                 hooks.on_step(result.steps, epoch, value)
                 result.steps += 1
                 result.tokens += tokens
@@ -321,8 +376,9 @@ def train_loop(
                     checkpoint(epoch, position + 1, epoch_rng)
             result.epochs_run = epoch
             if validation:
-                loss_value = mean_loss(model, validation, config.batch_size, pad_id, device, current)
-                metrics.validation(validation_loss_row(result.steps - 1, epoch, loss_value))
+                measured = evaluate(model, validation, config.batch_size, pad_id, device, current)
+                loss_value = measured.loss
+                metrics.validation(validation_loss_row(result.steps - 1, epoch, loss_value, measured.accuracy))
                 result.validation_losses.append(loss_value)
                 hooks.on_validation(epoch, loss_value)
                 bar.note(f"epoch {epoch}: validation loss {loss_value:.4f}")
@@ -335,6 +391,8 @@ def train_loop(
                     result.stopped_early = epoch < config.epochs
                     bar.note(f"early stopping after epoch {epoch}: best epoch {result.best_epoch}")
                     break
+            if keep_epoch is not None and epoch < config.epochs:
+                keep_epoch(result.steps - 1, epoch)  # before the resume state that says it is done
             if checkpoints and epoch < config.epochs:
                 checkpoint(epoch + 1, 0, rng.getstate())  # the next epoch's start
     result.seconds = time.perf_counter() - started

@@ -4,6 +4,10 @@
 A run: prepare at the edge (``train/prepare.py``), load the trainable model, run the loop
 (``train/loop.py``) while the metrics files fill (``train/metrics.py``) and the best checkpoint is
 saved, then plot, write the manifest and publish the trained folder (``tailor.trained``).
+
+Besides the final model, the trained folder keeps the model as it was at the end of each of the
+last epochs before the final one (``KEPT_EPOCHS``), as OpenAI's fine-tuning keeps checkpoints a
+user can call as models: each is a trained folder of its own (``trained.checkpoints``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from tailor.train.contract import Hooks, PauseRequested, TrainOutcome
 from tailor.train.hyperparams import TrainConfig
 from tailor.train.loop import lengths_of, train_loop
 from tailor.train.metrics import (
+    ACCURACY_COLUMNS,
     LOSS_COLUMNS,
+    TRAIN_ACCURACY,
+    VALID_ACCURACY,
+    VALIDATION_ACCURACY_COLUMNS,
     VALIDATION_LOSS_COLUMNS,
     MetricsWriter,
     plot_losses,
@@ -43,6 +51,11 @@ from tailor.train.prepare import (
 )
 from tailor.train.spec import TrainSpec
 from tailor.weights import device, load_config
+
+# Epoch checkpoints a trained folder keeps: the last 3 epochs before the final one, as OpenAI keeps
+# (its fine-tuning jobs list the final model and the checkpoints of up to 3 epochs before it). Not
+# a setting: each is a whole model (the adapter, for LoRA), so this bounds the folder's size.
+KEPT_EPOCHS = 3
 
 
 def run_recipe(spec: TrainSpec, settings, examples_for, hooks: Hooks | None = None, cached=None) -> TrainOutcome:
@@ -158,12 +171,20 @@ def _fit(spec, model_ref, config, tokenizer, train, validation, data, settings, 
         if current.main:
             tokenizer.save_pretrained(model_dir)
 
+    if current.main:
+        _forget_epochs_after(scratch, resume["steps"] if resume else 0)
+
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with MetricsWriter(scratch if current.main else private, LOSS_COLUMNS,
-                       VALIDATION_LOSS_COLUMNS if validation else None) as metrics:
+                       VALIDATION_LOSS_COLUMNS if validation else None, extra_training_columns=ACCURACY_COLUMNS,
+                       extra_validation_columns=VALIDATION_ACCURACY_COLUMNS) as metrics:
+
+        def keep_epoch(step: int, epoch: int) -> None:
+            _keep_epoch(model, tokenizer, scratch, step, epoch, metrics, current)
+
         result = train_loop(model, train, validation, config, pad_id=pad_id, metrics=metrics,
-                            save_best=save_best, progress=spec.progress, hooks=hooks, precision=precision,
-                            checkpoints=checkpoints, resume=resume, current=current)
+                            save_best=save_best, keep_epoch=keep_epoch, progress=spec.progress, hooks=hooks,
+                            precision=precision, checkpoints=checkpoints, resume=resume, current=current)
     if not current.main:
         return TrainOutcome(spec.output_dir.resolve(), {"result": {}})
     shutil.rmtree(checkpoints.folder, ignore_errors=True)  # the run's, not the trained model's
@@ -186,4 +207,53 @@ def _fit(spec, model_ref, config, tokenizer, train, validation, data, settings, 
         timings={"load_seconds": round(load_seconds, 2), "train_seconds": round(result.seconds, 2)},
     )
     trained.write_manifest(scratch, manifest)
+    trained.write_checkpoint_manifests(scratch, manifest)
     return TrainOutcome(spec.output_dir.resolve(), manifest)
+
+
+def _keep_epoch(model, tokenizer, scratch: Path, step: int, epoch: int, metrics: MetricsWriter,
+                current: distributed.World) -> None:
+    """Save the model as it is at the end of ``epoch`` (its last step ``step``) as an epoch
+    checkpoint, with the metrics at that step, and drop the oldest beyond ``KEPT_EPOCHS``.
+
+    Every process calls it (gathering a sharded model's weights is a collective); the main one
+    writes, into a temporary name renamed into place, so a checkpoint is whole or absent."""
+    final = trained.checkpoint_folder(scratch, step)
+    temporary = final.with_name(f".{final.name}.partial")
+    if current.main:
+        shutil.rmtree(temporary, ignore_errors=True)
+    distributed.save_pretrained(model, temporary / trained.MODEL_DIR, current)
+    if not current.main:
+        return
+    tokenizer.save_pretrained(temporary / trained.MODEL_DIR)
+    trained.write_checkpoint_info(temporary, step=step, epoch=epoch, metrics=_metrics_at(metrics, step))
+    shutil.rmtree(final, ignore_errors=True)  # the same epoch again, after a resume
+    temporary.rename(final)
+    kept = sorted(final.parent.glob("step-*"), key=lambda path: int(path.name.removeprefix("step-")))
+    for old in kept[:-KEPT_EPOCHS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _metrics_at(metrics: MetricsWriter, step: int) -> dict:
+    """The metrics at ``step`` under OpenAI's names (those of a fine-tuning checkpoint's
+    ``metrics``): the training row's, and the evaluation's at that step when there is one. Tailor
+    evaluates on the whole validation set, so ``full_valid_*`` equal ``valid_*``."""
+    training = next((row for row in reversed(metrics.training_rows) if row["step_number"] == step), {})
+    held_out = next((row for row in reversed(metrics.validation_rows) if row["step_number"] == step), {})
+    named = {"train_loss": training.get("training_loss"), TRAIN_ACCURACY: training.get(TRAIN_ACCURACY)}
+    if held_out:
+        for prefix in ("", "full_"):
+            named[f"{prefix}valid_loss"] = held_out.get("validation_loss")
+            named[f"{prefix}{VALID_ACCURACY}"] = held_out.get(VALID_ACCURACY)
+    return {name: value for name, value in named.items() if value is not None}
+
+
+def _forget_epochs_after(scratch: Path, steps_done: int) -> None:
+    """Before a run (re)starts: drop epoch checkpoints a resumed run will make again (saved after the
+    state it resumes from) and temporary ones a killed run left."""
+    root = scratch / trained.EPOCH_CHECKPOINTS
+    for path in root.glob(".step-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob("step-*"):
+        if int(path.name.removeprefix("step-")) + 1 > steps_done:
+            shutil.rmtree(path, ignore_errors=True)
