@@ -92,8 +92,8 @@ class InvalidFields(InvalidInput):
 
     def __init__(self, problems: Iterable[tuple[str, str]]):
         self.problems = list(problems)
-        self.param: str | None = self.problems[0][0] if self.problems else None
-        super().__init__(problems_message(f"{path}: {problem}" for path, problem in self.problems))
+        super().__init__(problems_message(f"{path}: {problem}" for path, problem in self.problems),
+                         param=self.problems[0][0] if self.problems else None)
 
     def under(self, prefix: str) -> InvalidFields:
         """The same problems for a body found at ``prefix`` of a larger request: a problem with

@@ -42,7 +42,8 @@ def validate(
 
     Every problem is named by file, line and field. Exit 0 valid, 1 invalid, 2 error.
     """
-    from tailor.data.validate import accepted_formats, validate_dataset
+    from tailor.data.datasets import validate_dataset
+    from tailor.data.validate import accepted_formats
 
     with user_errors():
         settings = load_settings()

@@ -218,10 +218,6 @@ def load_records(
     reference_required: bool = True,
 ) -> list[Record]:
     """The file's typed records, or ``InvalidInput`` with the rendered report when it is invalid."""
-    if customization_type == CustomizationType.DPO:
-        from tailor.data.preference import load_preference_records
-
-        return load_preference_records(uri, model, purpose=purpose, tokenizer=tokenizer, settings=settings)
     report, records = _check_file(uri, customization_type, model, purpose, tokenizer, settings, keep_records=True,
                                   reference_required=reference_required)
     if not report.ok:
@@ -242,11 +238,6 @@ def validate_dataset(
     """Reports for the training file, then each validation file. The family's bound on training
     plus validation records is reported on the training file's report. ``reference_required``:
     as ``validate`` takes it (False for RFT graded without a reference answer)."""
-    if customization_type == CustomizationType.DPO:
-        from tailor.data.preference import validate_preference_dataset
-
-        return validate_preference_dataset(training_uri, validation_uris, model, tokenizer=tokenizer,
-                                           settings=settings)
     options = {"tokenizer": tokenizer, "settings": settings, "reference_required": reference_required}
     training = validate(training_uri, customization_type, model, purpose="training", **options)
     validations = [

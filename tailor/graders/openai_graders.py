@@ -101,7 +101,12 @@ class InvalidGrader(InvalidInput):
         self.problems = list(problems)
         lines = [f"{path}: {problem}" for path, problem in self.problems]
         plural = "" if len(lines) == 1 else "s"
-        super().__init__(f"Invalid grader ({len(lines)} problem{plural}):\n  " + "\n  ".join(lines))
+        super().__init__(f"Invalid grader ({len(lines)} problem{plural}):\n  " + "\n  ".join(lines),
+                         param=self.problems[0][0] if self.problems else None)
+
+    def under(self, prefix: str) -> InvalidGrader:
+        """The same problems for a grader found at ``prefix`` of a request (paths start ``grader``)."""
+        return InvalidGrader((prefix + path.removeprefix("grader"), problem) for path, problem in self.problems)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ from tailor import storage, trained
 from tailor.arns import custom_model_arn, new_resource_id
 from tailor.errors import TailorError
 from tailor.jobs.ending import Stop, crashed, finish
+from tailor.jobs.results import results_csv
 from tailor.jobs.spec import CustomizationJobSpec
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
+from tailor.store.files import File, content_path, new_id, write_content
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
 from tailor.train import distributed
 from tailor.train.checkpoints import last_saved
@@ -218,13 +220,13 @@ def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJob
 
     prefix = output_prefix(job_id, spec)
     try:
-        for folder in PUBLISHED_FOLDERS:
+        for folder in PUBLISHED_FOLDERS if spec.output_uri else ():  # the OpenAI door's jobs have none
             if (outcome.output_dir / folder).is_dir():
                 storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
     except (TailorError, OSError) as error:  # e.g. the output bucket does not exist
         reason = error.message if isinstance(error, TailorError) else str(error)
         return failed(f"Could not write the output files to {prefix}: {reason}", "trainingDetails")
-    return _register(store, settings, job_id, outcome.output_dir, outcome.manifest["result"])
+    return _register(store, settings, job_id, spec, outcome.output_dir, outcome.manifest["result"])
 
 
 def _paused(store: Store, job_id: str, step: int, reporter: _Reporter) -> str:
@@ -262,8 +264,11 @@ def _build_builtin_model(spec: CustomizationJobSpec, settings: Settings, reporte
         tiny.tiny_model_dir(settings.models_dir, progress=spec.train.progress, on_step=reporter.on_build_step)
 
 
-def _register(store: Store, settings: Settings, job_id: str, output_dir: Path, result: dict) -> str:
-    """The custom model, then Completed — unless a stop arrived while publishing, which wins."""
+def _register(store: Store, settings: Settings, job_id: str, spec: CustomizationJobSpec, output_dir: Path,
+              result: dict) -> str:
+    """The custom model, then Completed — unless a stop arrived while publishing, which wins. A job
+    of the OpenAI door also gets its results CSV, a file of its owner's."""
+    results = _results_file(settings, output_dir) if spec.openai is not None else None
     with store.session() as session:
         job = session.get(Job, job_id)
         if job.stop_requested:
@@ -276,9 +281,23 @@ def _register(store: Store, settings: Settings, job_id: str, output_dir: Path, r
             id=model_id, arn=model_arn, name=job.output_model_name, principal=job.principal, job_id=job.id,
             base_model_id=job.base_model_id, base_model_arn=job.base_model_arn, source_model_arn=job.source_model_arn,
             customization_type=job.customization_type, status="Active", artifacts_dir=str(output_dir),
-            created_at=utcnow(),
+            created_at=utcnow(), openai_name=(spec.openai or {}).get("fine_tuned_model"),
         ))
-        transition(job, "Completed", output_model_arn=model_arn, training_loss=result["final_training_loss"],
-                   validation_losses=result["validation_losses"],
+        if results is not None:
+            session.add(File(id=results, principal=job.principal, purpose="fine-tune-results",
+                             filename=f"step_metrics-{job.id}.csv",
+                             bytes=content_path(settings.home, results).stat().st_size, created_at=utcnow(),
+                             expires_at=None))
+        progress = {**job.progress, "trainedTokens": result.get("training_tokens"),
+                    "resultFiles": [results] if results else []}
+        transition(job, "Completed", output_model_arn=model_arn, training_loss=result.get("final_training_loss"),
+                   validation_losses=result.get("validation_losses") or [], progress=progress,
                    status_details=details({"trainingDetails": "Completed"}, job.status_details))
     return "Completed"
+
+
+def _results_file(settings: Settings, output_dir: Path) -> str:
+    """The run's metrics as OpenAI's results CSV, kept as a file; its id."""
+    file_id = new_id("file-")
+    write_content(content_path(settings.home, file_id), results_csv(output_dir))
+    return file_id

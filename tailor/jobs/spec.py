@@ -50,19 +50,26 @@ class CustomizationRequest:
     validation_uris: tuple[str, ...] = ()
     hyperparameters: Mapping[str, object] = field(default_factory=dict)  # as given
     grader: str | None = None  # REINFORCEMENT_FINE_TUNING: a registered grader's ARN
+    # ... or an OpenAI grader object (graders/openai_graders.py), checked and snapshotted as given
+    grader_definition: Mapping | None = None
     role: str = ""
     token: str | None = None  # idempotency: a retry with the same token is the same job
     tags: tuple[tuple[str, str], ...] = ()
     vpc: Mapping | None = None  # accepted and echoed; training runs on this machine
+    # The OpenAI door: training_uri and validation_uris are the caller's file ids (services/files.py);
+    # what only that door asks for (suffix, integrations, method as given) is echoed back from here.
+    openai: Mapping | None = None
 
 
 @dataclass(frozen=True)
 class CustomizationJobSpec(Serialized):
-    """What a customization job runs (``train``) and where its results go."""
+    """What a customization job runs (``train``) and where its results go (``output_uri``; none for
+    a job of the OpenAI door, whose results are files of the caller's and the ``ft:`` model)."""
 
     train: TrainSpec
     output_uri: str
     vpc: dict | None = None
+    openai: dict | None = None  # CustomizationRequest.openai, with training_file / validation_file ids
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,25 @@ event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
+from tailor import trained
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import CustomizationType, resolve_model, resolve_registered_model
 from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
+from tailor.graders import openai_graders
 from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
 from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
-from tailor.services import buckets
+from tailor.services import buckets, files
 from tailor.services.records import (
+    Page,
+    after_page,
     common_filters,
     find_owned,
     insert_once,
@@ -35,13 +41,20 @@ from tailor.services.records import (
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
+from tailor.store.tags import Tag
 from tailor.train import preflight
-from tailor.train.hyperparams import parse_hyperparameters, parse_rft_hyperparameters
+from tailor.train.hyperparams import (
+    parse_dpo_hyperparameters,
+    parse_hyperparameters,
+    parse_rft_hyperparameters,
+    rft_table_for,
+)
 from tailor.train.recipes import SUPERVISED, TRAINABLE
 from tailor.train.spec import TrainSpec
 
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
 PAUSE_STATUSES = ("Pausing", "Paused")
+MAX_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,10 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
     job_id = new_resource_id()
     spec, model, start = resolve(store, settings, principal, request, settings.home / "jobs" / job_id / "output")
     estimate = _preflight(settings, spec, model)
+    if request.openai is not None:  # OpenAI's jobs have no name; their model's is OpenAI's pattern
+        openai_name = fine_tuned_model_name(model.model_id, principal, request.openai.get("suffix"), job_id)
+        request = replace(request, name=job_id, model_name=bedrock_name(openai_name, job_id))
+        spec = replace(spec, openai={**spec.openai, "fine_tuned_model": openai_name})
     now = utcnow()
     row = Job(
         id=job_id, arn=job_arn(settings.region, settings.account_id, model.model_id, job_id),
@@ -99,6 +116,29 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
             session.add(JobEvent(job_id=job_id, created_at=now, kind="estimate", level="info",
                                  message=estimate.describe(), data=estimate.data()))
     return arn
+
+
+def fine_tuned_model_name(base: str, principal: str, suffix: str | None, job_id: str) -> str:
+    """OpenAI's name for a fine-tuned model, ``ft:{base}:{owner}:{suffix}:{id}``: callable by that
+    name at once, without a deployment."""
+    return f"ft:{base}:{principal}:{suffix or ''}:{job_id}"
+
+
+def bedrock_name(openai_name: str, job_id: str) -> str:
+    """The same model's name through the Bedrock door, where names are letters and digits joined
+    by single hyphens, at most 63 characters: ``ft-tailor-tiny-alice-faq-<job>``."""
+    words = "-".join(re.findall(r"[0-9A-Za-z]+", openai_name.removesuffix(job_id)))
+    return f"{words[:62 - len(job_id)].rstrip('-')}-{job_id}"
+
+
+def find_retried(store: Store, principal: str, token_prefix: str, within: timedelta) -> JobView | None:
+    """The caller's newest job whose idempotency token starts with ``token_prefix``, created within
+    ``within``: the job a retried request (the same body, sent again by a client's retry) made."""
+    with store.session() as session:
+        job = session.scalar(select(Job).where(
+            Job.principal == principal, Job.client_request_token.startswith(token_prefix, autoescape=True),
+            Job.created_at >= utcnow() - within).order_by(Job.created_at.desc()).limit(1))
+        return view(job) if job is not None else None
 
 
 def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> preflight.Preflight | None:
@@ -139,23 +179,46 @@ def resolve(store: Store, settings: Settings, principal: str, request: Customiza
         raise InvalidInput(f"{fields.kind}: {model.model_id} supports {supported}, not {kind}.")
     grader = None
     if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
-        grader = _grader(store, request)
-        hyperparameters = parse_rft_hyperparameters(request.hyperparameters, model).hyperparameters
+        grader = _grader(store, settings, request)
+        hyperparameters = parse_rft_hyperparameters(_rft_learning_rate(request.hyperparameters, model),
+                                                    model).hyperparameters
+    elif kind is CustomizationType.DPO:
+        hyperparameters = parse_dpo_hyperparameters(request.hyperparameters, model).hyperparameters
     else:
         hyperparameters = parse_hyperparameters(request.hyperparameters, model).hyperparameters
-    _authorize_data(store, settings, principal, request)
+    training_uri, validation_uris = _authorize_data(store, settings, principal, request)
     train = TrainSpec(customization_type=kind, model=start.artifacts_dir if start else model.model_id,
-                      training_uri=request.training_uri, output_dir=output_dir,
-                      validation_uris=request.validation_uris, hyperparameters=hyperparameters,
+                      training_uri=training_uri, output_dir=output_dir,
+                      validation_uris=validation_uris, hyperparameters=hyperparameters,
                       grader=grader)
+    openai = None
+    if request.openai is not None:
+        openai = {**request.openai, "training_file": request.training_uri,
+                  "validation_file": request.validation_uris[0] if request.validation_uris else None}
     spec = CustomizationJobSpec(train=train, output_uri=request.output_uri,
-                                vpc=dict(request.vpc) if request.vpc else None)
+                                vpc=dict(request.vpc) if request.vpc else None, openai=openai)
     return spec, model, start
 
 
-def _grader(store: Store, request: CustomizationRequest) -> GraderInfo:
-    """The registered grader an RFT job names, snapshotted: the job keeps it as it is now."""
+def _rft_learning_rate(given, model):
+    """OpenAI's reinforcement ``learning_rate_multiplier`` as the family's learningRate: the
+    multiplier times its default (Bedrock's RFT takes an absolute rate)."""
+    if "learningRateMultiplier" not in given:
+        return given
+    rest = {name: value for name, value in given.items() if name != "learningRateMultiplier"}
+    default = rft_table_for(model, rest.get("tuningMethod"))["learningRate"].default
+    return {**rest, "learningRate": float(given["learningRateMultiplier"]) * default}
+
+
+def _grader(store: Store, settings: Settings, request: CustomizationRequest) -> GraderInfo:
+    """The registered grader an RFT job names, or the OpenAI grader object it gives, snapshotted:
+    the job keeps it as it is now."""
     field = request.fields.grader
+    if request.grader_definition is not None:
+        try:
+            return openai_graders.grader_info(request.grader_definition, settings)
+        except openai_graders.InvalidGrader as error:
+            raise error.under(field) from None
     if not request.grader:
         raise InvalidInput(f"{field}: required for REINFORCEMENT_FINE_TUNING (register a grader with "
                            "`tailor graders create`).")
@@ -166,14 +229,21 @@ def _grader(store: Store, request: CustomizationRequest) -> GraderInfo:
                            "`tailor graders create NAME --file grader.py`.") from None
 
 
-def _authorize_data(store: Store, settings: Settings, principal: str, request: CustomizationRequest) -> None:
+def _authorize_data(store: Store, settings: Settings, principal: str,
+                    request: CustomizationRequest) -> tuple[str, tuple[str, ...]]:
     """Every URI the job names must be the caller's to read, and its output location the caller's to
-    write — checked (and the output claimed) now, before the job is queued."""
+    write — checked (and the output claimed) now, before the job is queued. The OpenAI door names
+    the caller's files instead, by id. What the job reads: (training, validation)."""
     fields = request.fields
+    if request.openai is not None:
+        return (files.training_path(store, settings, principal, request.training_uri, fields.training_uri),
+                tuple(files.training_path(store, settings, principal, file_id, fields.validation_uri)
+                      for file_id in request.validation_uris))
     buckets.authorize(store, principal, request.training_uri, "read", fields.training_uri)
     for position, uri in enumerate(request.validation_uris):
         buckets.authorize(store, principal, uri, "read", fields.validation_uri.format(i=position))
     buckets.claim_output(store, settings, principal, request.output_uri, fields.output_uri)
+    return request.training_uri, request.validation_uris
 
 
 def _custom_start(store: Store, principal: str, identifier: str, settings: Settings,
@@ -187,6 +257,13 @@ def _custom_start(store: Store, principal: str, identifier: str, settings: Setti
         except (NotFound, ModelUnavailable, InvalidInput):
             pass  # not a foundation model: perhaps a custom model's name
     with store.session() as session:
+        if identifier.startswith("ft:"):  # an OpenAI fine-tuned model's name
+            found = session.scalar(select(CustomModel).where(CustomModel.openai_name == identifier,
+                                                             CustomModel.principal == principal))
+            if found is None:
+                raise NotFound(f"{fields.base_model}: the model {identifier} does not exist or you do not have "
+                               "access to it.", param=fields.base_model)
+            return found
         try:
             return find_owned(session, CustomModel, principal, identifier, "Custom model")
         except NotFound as error:
@@ -223,6 +300,33 @@ def list_jobs(store: Store, principal: str, query: dict) -> tuple[list[Job], str
         conditions.append(Job.status.in_(wanted))
     with store.session() as session:
         return list_page(session, Job, conditions, query)
+
+
+def list_jobs_after(store: Store, principal: str, *, after: str | None, limit: int,
+                    metadata: dict[str, str] | None = None) -> Page:
+    """One page of the caller's jobs, newest first, after the job ``after`` (OpenAI's cursor), those
+    carrying every ``metadata`` key and value (as tags) only. Rows are ``JobView``s."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}; got {limit}.", param="limit")
+    conditions = [Job.principal == principal]
+    for key, value in (metadata or {}).items():
+        conditions.append(Job.arn.in_(select(Tag.resource_arn).where(Tag.key == key, Tag.value == value)))
+    with store.session() as session:
+        found = after_page(session, Job, conditions, after=after, descending=True, limit=limit)
+    return Page([view(row) for row in found.rows], found.has_more)
+
+
+def job_checkpoints(store: Store, principal: str, identifier: str) -> tuple[JobView, list[trained.Checkpoint]]:
+    """The caller's job and the epoch checkpoints its trained model keeps (none before it is published)."""
+    job = get_job(store, principal, identifier)
+    if job.row.output_model_arn is None:
+        return job, []
+    return job, trained.checkpoints(Path(job.spec.train.output_dir))
+
+
+def tags_of(store: Store, arn: str) -> dict[str, str]:
+    with store.session() as session:
+        return {tag.key: tag.value for tag in session.scalars(select(Tag).where(Tag.resource_arn == arn))}
 
 
 def stop_job(store: Store, principal: str, identifier: str) -> None:

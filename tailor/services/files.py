@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
-import string
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +28,14 @@ from tailor.errors import Conflict, InvalidInput, NotFound
 from tailor.services.records import Page, after_page
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
-from tailor.store.files import File, Upload, UploadPart, content_path, part_path
+from tailor.store.files import (
+    File,
+    Upload,
+    UploadPart,
+    content_path,
+    new_id,
+    part_path,
+)
 from tailor.store.jobs import Job
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -39,13 +44,7 @@ EXPIRES_SECONDS = (3600, 2_592_000)  # OpenAI's bounds on expires_after.seconds:
 UPLOAD_LIFETIME = timedelta(hours=1)  # an upload not completed within the hour expires (OpenAI's rule)
 MAX_PART_BYTES = 64 * 1024 * 1024
 MAX_LIST = 10_000
-_ALPHABET = string.ascii_letters + string.digits
 _COPY_CHUNK = 1 << 20
-
-
-def new_id(prefix: str) -> str:
-    """``file-…``, ``upload_…``, ``part_…``: 24 random letters and digits, as OpenAI's ids look."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,19 +61,6 @@ def create_file(store: Store, settings: Settings, principal: str, *, filename: s
     size = _copy_limited(source, path, settings.max_file_bytes, "file")
     return _register(store, settings, principal, file_id, path, filename=filename, purpose=purpose,
                      size=size, expires_after=expires_after)
-
-
-def write_file(store: Store, settings: Settings, principal: str, *, filename: str, purpose: str,
-               content: bytes) -> File:
-    """A file Tailor writes for the caller (a job's results), without the upload checks."""
-    file_id = new_id("file-")
-    path = content_path(settings.home, file_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
-    return _add(store, File(id=file_id, principal=principal, purpose=purpose, filename=filename,
-                            bytes=len(content), created_at=utcnow(), expires_at=None))
 
 
 def get_file(store: Store, principal: str, file_id: str) -> File:
@@ -101,7 +87,8 @@ def delete_file(store: Store, settings: Settings, principal: str, file_id: str) 
     with store.session() as session:
         row = _owned_file(session, principal, file_id)
         for job in session.scalars(select(Job).where(Job.principal == principal, Job.end_time.is_(None))):
-            if file_id in (job.spec.get("files") or {}).values():
+            openai = job.spec.get("openai") or {}
+            if file_id in (openai.get("training_file"), openai.get("validation_file")):
                 raise Conflict(f"File {file_id} is the data of fine-tuning job {job.id}, which has not finished; "
                                "delete it when the job has ended (or cancel the job).")
         session.delete(row)

@@ -7,8 +7,10 @@ A model id may name, as in the original service:
 - a provisioned throughput (``provisioned-model`` ARN or its name) or an on-demand custom model
   deployment (``custom-model-deployment`` ARN or name): the custom or foundation model it serves.
 
-A custom model itself is not invokable: it must be deployed first, and invoking its ARN answers
-the original's ValidationException saying so. Every lookup is scoped to the caller's principal.
+A custom model itself is not invokable through its ARN: it must be deployed first, and invoking its
+ARN answers the original's ValidationException saying so. A model fine-tuned through the OpenAI API
+is, as on OpenAI, callable at once by its ``ft:…`` name (the engine loads it on first use, as it
+does a foundation model). Every lookup is scoped to the caller's principal.
 
 The body a model takes (``Invocable.body``) follows the catalog family of its foundation model;
 a custom model takes its base model's, recorded in its training manifest.
@@ -17,6 +19,7 @@ a custom model takes its base model's, recorded in its training manifest.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,9 @@ class Invocable:
 
 
 def resolve(store: Store, settings: Settings, principal: str, model_id: str) -> Invocable:
+    if model_id.startswith(FINE_TUNED_PREFIX):
+        target, body = target_for_artifacts(fine_tuned_artifacts(store, principal, model_id))
+        return Invocable(model_id, target, body)
     resource = _resource_type(model_id)
     if resource in ("provisioned-model", "custom-model-deployment") or (
             resource is None and not _is_foundation(model_id, settings)):
@@ -65,6 +71,52 @@ def resolve(store: Store, settings: Settings, principal: str, model_id: str) -> 
     if resource not in (None, "foundation-model"):
         raise InvalidInput(f"modelId: Tailor cannot invoke a {resource} ({model_id}).")
     return _foundation(settings, model_id)
+
+
+FINE_TUNED_PREFIX = "ft:"
+_CHECKPOINT = re.compile(r"(ft:.+):ckpt-step-([0-9]{1,9})")
+
+
+def fine_tuned_model(store: Store, principal: str, name: str) -> CustomModel:
+    """The caller's custom model named ``ft:…`` (OpenAI's fine-tuned model names)."""
+    with store.session() as session:
+        model = session.scalar(select(CustomModel).where(CustomModel.openai_name == name,
+                                                         CustomModel.principal == principal))
+        if model is None:
+            raise NotFound(f"The model {name} does not exist or you do not have access to it.", param="model")
+        session.expunge(model)
+        return model
+
+
+def fine_tuned_artifacts(store: Store, principal: str, name: str) -> Path:
+    """The trained folder an ``ft:`` name means: the model's, or one of its epoch checkpoints'
+    (``ft:…:ckpt-step-N``, as ``client.fine_tuning.jobs.checkpoints.list`` names them)."""
+    try:
+        return Path(fine_tuned_model(store, principal, name).artifacts_dir)
+    except NotFound:
+        found = _CHECKPOINT.fullmatch(name)
+        if found is None:
+            raise
+    folder = Path(fine_tuned_model(store, principal, found.group(1)).artifacts_dir)
+    for checkpoint in trained.checkpoints(folder):
+        if checkpoint.step == int(found.group(2)):
+            return checkpoint.path
+    raise NotFound(f"The model {name} does not exist or you do not have access to it: {found.group(1)} keeps "
+                   "no checkpoint at that step.", param="model")
+
+
+def checkpoint_name(model_name: str, step: int) -> str:
+    return f"{model_name}:ckpt-step-{step}"
+
+
+def fine_tuned_models(store: Store, principal: str) -> list[CustomModel]:
+    """The caller's models with OpenAI's ``ft:`` names, oldest first."""
+    with store.session() as session:
+        rows = list(session.scalars(select(CustomModel).where(
+            CustomModel.principal == principal, CustomModel.openai_name.is_not(None))
+            .order_by(CustomModel.created_at)))
+        session.expunge_all()
+        return rows
 
 
 def _resource_type(model_id: str) -> str | None:
@@ -163,9 +215,13 @@ def target_for_artifacts(artifacts: Path) -> tuple[Target, str]:
 
 
 def list_invocable(store: Store, settings: Settings, principal: str) -> list[str]:
-    """Model ids a caller can invoke now: foundation models, then its serving deployments."""
+    """Model ids a caller can invoke now: foundation models, its serving deployments, its ``ft:``
+    models and their checkpoints."""
     ids = [model_id for model_id in FOUNDATION_MODELS if model_id in usable_foundation_models(settings)]
     ids += deployments.serving_arns(store, principal)
+    for model in fine_tuned_models(store, principal):
+        ids.append(model.openai_name)
+        ids += [checkpoint_name(model.openai_name, kept.step) for kept in trained.checkpoints(Path(model.artifacts_dir))]
     return ids
 
 

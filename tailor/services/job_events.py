@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from pathlib import Path
 
 from sqlalchemy import select
 
 from tailor.errors import InvalidInput
+from tailor.jobs.results import renamed
 from tailor.services.customization import find_job
 from tailor.store.db import Store
 from tailor.store.jobs import Job, JobEvent
@@ -86,7 +86,7 @@ def job_events(job: Job, recorded: list[JobEvent]) -> list[dict]:
     files = (("step", metrics.training, metrics.training_written, "training metrics"),
              ("validation", metrics.validation, metrics.validation_written, "held-out metrics"))
     for order, (kind, rows, modified, what) in enumerate(files):
-        for index, row in enumerate(_renamed(row) for row in rows):
+        for index, row in enumerate(renamed(row) for row in rows):
             data = {"step": row.pop("step"), "total_steps": total, **row}
             created = _time_of_step(reached, data["step"], modified)
             message = f"Step {data['step']}/{total or '?'}: {what}"
@@ -103,20 +103,3 @@ def _time_of_step(reached: list[tuple[int, float]], step: int, fallback: float) 
     progress about once a second); the metrics file's time for a run recorded before that."""
     position = bisect.bisect_left(reached, (step, -math.inf))
     return reached[position][1] if position < len(reached) else fallback
-
-
-# The files' column names (the original service's) as JSON keys: SFT's step_number -> step,
-# training_loss -> train_loss, validation_loss -> valid_loss (OpenAI's names); RFT's
-# critic/rewards/mean -> critic_rewards_mean, val-score/rewards/mean@1 -> val_score_rewards_mean_at_1.
-_RENAMED = {"step_number": "step", "epoch_number": "epoch", "training_loss": "train_loss",
-            "validation_loss": "valid_loss"}
-
-
-def _renamed(row: dict) -> dict:
-    out = {}
-    for name, value in row.items():
-        if value in ("", None):
-            continue
-        key = _RENAMED.get(name) or re.sub(r"[^a-z0-9]+", "_", name.lower().replace("@", "_at_")).strip("_")
-        out[key] = int(value) if key in ("step", "epoch") else float(value)
-    return out

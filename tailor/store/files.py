@@ -8,6 +8,8 @@ owner.
 
 from __future__ import annotations
 
+import secrets
+import string
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +17,13 @@ from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tailor.store.db import Base, UTCDateTime
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    """``file-…``, ``upload_…``, ``part_…``: 24 random letters and digits, as OpenAI's ids look."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
 class File(Base):
@@ -63,3 +72,11 @@ def content_path(home: Path, file_id: str) -> Path:
 
 def part_path(home: Path, upload_id: str, part_id: str) -> Path:
     return home / "uploads" / upload_id / part_id
+
+
+def write_content(path: Path, content: bytes) -> None:
+    """``content`` at ``path``, whole or not at all (written beside it, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_bytes(content)
+    temporary.replace(path)

@@ -48,7 +48,7 @@ class Job(JobLifecycle, Base):
     base_model_arn: Mapped[str] = mapped_column(String(1011))  # always the foundation model's (botocore's shape)
     # Iterative customization: the custom model training starts from (its base is base_model_arn).
     source_model_arn: Mapped[str | None] = mapped_column(String(1011))
-    output_model_name: Mapped[str] = mapped_column(String(256))
+    output_model_name: Mapped[str] = mapped_column(String(63))
     output_model_arn: Mapped[str | None] = mapped_column(String(1011))
     spec: Mapped[dict] = mapped_column(JSON)  # the resolved job spec (tailor.jobs.spec.CustomizationJobSpec)
     status_details: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -72,8 +72,11 @@ class CustomModel(Base):
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True)
     arn: Mapped[str] = mapped_column(String(1011), unique=True)
-    name: Mapped[str] = mapped_column(String(256), index=True)  # OpenAI's ft:… names are long
+    name: Mapped[str] = mapped_column(String(63), index=True)
     principal: Mapped[str] = mapped_column(String(256))
+    # A model fine-tuned through the OpenAI API: its ft:{base}:{owner}:{suffix}:{job} name, which
+    # that API's clients call it by (its Bedrock name cannot hold ":" or ".").
+    openai_name: Mapped[str | None] = mapped_column(String(512), index=True)
     job_id: Mapped[str | None] = mapped_column(String(12))
     base_model_id: Mapped[str] = mapped_column(String(256))
     base_model_arn: Mapped[str] = mapped_column(String(1011))

@@ -36,10 +36,11 @@ def prepare(spec: TrainSpec, settings, parse_hyperparameters=None):
 
 def validate_files(spec: TrainSpec, model_ref, tokenizer, settings) -> list:
     """One validation report per file (training first); raises with every problem of every file."""
-    from tailor.data.validate import validate_dataset
+    from tailor.data.datasets import validate_dataset
 
     reports = validate_dataset(spec.training_uri, list(spec.validation_uris), CustomizationType(spec.customization_type),
-                               model_ref, tokenizer=tokenizer, settings=settings)
+                               model_ref, tokenizer=tokenizer, settings=settings,
+                               reference_required=reference_required(spec))
     failed = [report for report in reports if not report.ok]
     if failed:
         raise InvalidInput("The data is invalid; nothing was trained.\n" +
@@ -49,10 +50,16 @@ def validate_files(spec: TrainSpec, model_ref, tokenizer, settings) -> list:
 
 def read_records(spec: TrainSpec, uri: str, purpose: str, model_ref, tokenizer, settings) -> list:
     """The typed records of one (validated) file."""
-    from tailor.data.validate import load_records
+    from tailor.data.datasets import load_records
 
     return load_records(uri, CustomizationType(spec.customization_type), model_ref, purpose=purpose,
-                        tokenizer=tokenizer, settings=settings)
+                        tokenizer=tokenizer, settings=settings, reference_required=reference_required(spec))
+
+
+def reference_required(spec: TrainSpec) -> bool:
+    """Whether RFT prompts must carry a reference answer: a Lambda-contract grader reads it; an
+    OpenAI grader object reads whatever fields of the item its templates name."""
+    return spec.grader is None or spec.grader.kind != "openai"
 
 
 def describe_data(spec: TrainSpec, training_records: int, reports: list, settings) -> dict:

@@ -52,8 +52,8 @@ class Server:
         from openai import OpenAI
 
         access_key_id, secret = self.keys[principal]
-        return OpenAI(base_url=self.endpoint + "/v1", api_key=f"{access_key_id}.{secret}",
-                      **{"max_retries": 0, "timeout": 120, **options})
+        return OpenAI(**{"base_url": self.endpoint + "/v1", "api_key": f"{access_key_id}.{secret}",
+                         "max_retries": 0, "timeout": 120, **options})
 
     def put(self, uri: str, lines: list[dict], principal: str = "alice") -> str:
         """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY) for

@@ -1,18 +1,16 @@
-"""OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``,
-a customization job's live events (``GET /v1/fine_tuning/jobs/{id}/events``: status changes and
-per-step metrics, RFT rewards included; ``tailor.services.job_events``), and pausing and resuming
-one (``POST .../pause``, ``.../resume``: it checkpoints, ends its worker, and continues later).
+"""OpenAI-compatible routes: ``POST /v1/chat/completions`` (JSON or SSE stream) and ``/v1/models``
+(list, retrieve, delete a fine-tuned model) here; files and uploads in ``files.py``; fine-tuning
+jobs, their events and checkpoints in ``jobs.py``.
 
 Authentication is a bearer API key (``tailor keys create`` prints one; it is the access key id and
 its secret joined by a dot), so the official ``openai`` client works with ``api_key=`` and
 ``base_url=http://HOST:PORT/v1``. ``model`` takes every id bedrock-runtime takes: foundation ids,
-deployment and provisioned-throughput ARNs or names.
+deployment and provisioned-throughput ARNs or names, and the caller's ``ft:…`` models.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 
@@ -21,27 +19,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import chat_body, serving
-from tailor.api.openai import files, fine_tuning
+from tailor.api.openai import files, graders, jobs
 from tailor.api.openai.errors import error_body
 from tailor.api.request_json import parse_json
-from tailor.errors import InvalidInput, show_value
+from tailor.errors import NotFound
 from tailor.serve.protocol import TextDelta
-from tailor.services import customization, inference, job_events
+from tailor.services import inference, models
 
 DEFAULT_MAX_TOKENS = 512
-_LIMIT = re.compile(r"[0-9]{1,9}")
 
 
 def add_routes(app: FastAPI) -> None:
     files.add_routes(app)
+    jobs.add_routes(app)
+    graders.add_routes(app)
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai.chat_completions")
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
-    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/events", list_job_events, methods=["GET"],
-                      name="openai.fine_tuning.jobs.events")
-    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/pause", pause_job, methods=["POST"],
-                      name="openai.fine_tuning.jobs.pause")
-    app.add_api_route("/v1/fine_tuning/jobs/{job_id:path}/resume", resume_job, methods=["POST"],
-                      name="openai.fine_tuning.jobs.resume")
+    app.add_api_route("/v1/models/{model:path}", retrieve_model, methods=["GET"], name="openai.models.retrieve")
+    app.add_api_route("/v1/models/{model:path}", delete_model, methods=["DELETE"], name="openai.models.delete")
 
 
 def _error(error: Exception) -> JSONResponse:
@@ -88,48 +83,44 @@ async def _sse(events, chunks: chat_body.ChatChunks):
     yield b"data: [DONE]\n\n"
 
 
+def _model_object(model_id: str, principal: str) -> dict:
+    """The SDK's ``Model``: a fine-tuned model is its owner's; the others are the server's."""
+    owner = principal if model_id.startswith(inference.FINE_TUNED_PREFIX) else "tailor"
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
 async def list_models(request: Request) -> Response:
     try:
         principal = await _principal(request)
         ids = await run_in_threadpool(inference.list_invocable, request.app.state.store, request.app.state.settings,
                                       principal)
-        return JSONResponse({"object": "list", "data": [
-            {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor"} for model_id in ids]})
+        return JSONResponse({"object": "list", "data": [_model_object(model_id, principal) for model_id in ids]})
     except Exception as error:
         return _error(error)
 
 
-async def list_job_events(request: Request, job_id: str) -> Response:
-    """A customization job's events, newest first: ``client.fine_tuning.jobs.list_events(job)``,
-    where ``job`` is the job's id (the last part of its ARN), name or ARN."""
+async def retrieve_model(request: Request, model: str) -> Response:
+    """``client.models.retrieve(id)``: any id ``models.list`` shows the caller."""
     try:
         principal = await _principal(request)
-        limit = request.query_params.get("limit", "20")
-        # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough of
-        # them for int() -- the service checks the range.
-        if not _LIMIT.fullmatch(limit):
-            raise InvalidInput(f"limit: must be a whole number; got {show_value(limit)}.")
-        page = await run_in_threadpool(job_events.list_events, request.app.state.store, principal, job_id,
-                                       after=request.query_params.get("after"), limit=int(limit))
-        return JSONResponse(page)
+        ids = await run_in_threadpool(inference.list_invocable, request.app.state.store, request.app.state.settings,
+                                      principal)
+        if model not in ids:
+            raise NotFound(f"The model {model} does not exist or you do not have access to it.", param="model")
+        return JSONResponse(_model_object(model, principal))
     except Exception as error:
         return _error(error)
 
 
-async def pause_job(request: Request, job_id: str) -> Response:
-    """``client.fine_tuning.jobs.pause(job)``: the job checkpoints at its next step and is paused."""
-    return await _change_job(request, customization.pause_job, job_id)
-
-
-async def resume_job(request: Request, job_id: str) -> Response:
-    """``client.fine_tuning.jobs.resume(job)``: a paused job is queued again and continues."""
-    return await _change_job(request, customization.resume_job, job_id)
-
-
-async def _change_job(request: Request, change, job_id: str) -> Response:
+async def delete_model(request: Request, model: str) -> Response:
+    """``client.models.delete(id)``: the caller's fine-tuned ``ft:`` model (refused while deployed)."""
     try:
         principal = await _principal(request)
-        view = await run_in_threadpool(change, request.app.state.store, principal, job_id)
-        return JSONResponse(fine_tuning.job_object(view))
+        if not model.startswith(inference.FINE_TUNED_PREFIX):
+            raise NotFound(f"The model {model} is not one of your fine-tuned models; only those can be deleted.",
+                           param="model")
+        found = await run_in_threadpool(inference.fine_tuned_model, request.app.state.store, principal, model)
+        await run_in_threadpool(models.delete_custom_model, request.app.state.store, principal, found.arn)
+        return JSONResponse({"id": model, "object": "model", "deleted": True})
     except Exception as error:
         return _error(error)

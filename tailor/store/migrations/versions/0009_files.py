@@ -1,5 +1,5 @@
-"""Files and uploads of the OpenAI API (``tailor.store.files``); names wide enough for OpenAI's
-``ft:{base}:{owner}:{suffix}:{id}`` model names and its 512-character metadata values (kept as tags).
+"""Files and uploads of the OpenAI API (``tailor.store.files``); a custom model's OpenAI name
+(``ft:{base}:{owner}:{suffix}:{id}``); tag values as long as OpenAI's metadata values (512).
 
 Revision ID: 0009
 Revises: 0008
@@ -44,15 +44,17 @@ def upgrade() -> None:
         sa.Column("bytes", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
-    with op.batch_alter_table("jobs") as batch:
-        batch.alter_column("output_model_name", type_=sa.String(256))
     with op.batch_alter_table("custom_models") as batch:
-        batch.alter_column("name", type_=sa.String(256))
+        batch.add_column(sa.Column("openai_name", sa.String(512)))
+        batch.create_index("ix_custom_models_openai_name", ["openai_name"])
     with op.batch_alter_table("tags") as batch:
         batch.alter_column("value", type_=sa.String(512))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("custom_models") as batch:
+        batch.drop_index("ix_custom_models_openai_name")
+        batch.drop_column("openai_name")
     op.drop_table("upload_parts")
     op.drop_table("uploads")
     op.drop_table("files")

@@ -1,0 +1,108 @@
+"""The other methods through the official openai client: DPO, reinforcement fine-tuning graded by
+OpenAI grader objects (a string_check, a multi), and a supervised job paused and resumed to success."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.api.openai.test_fine_tuning_jobs import jsonl, wait
+
+pytestmark = pytest.mark.slow
+ANIMALS = "cat dog bird fish horse cow sheep goat lion tiger bear wolf fox deer mouse rabbit".split()
+PHRASE = " Hope this helps!"
+
+
+def preference(animal: str) -> dict:
+    answer = f"The {animal} is an animal."
+    return {"input": {"messages": [{"role": "user", "content": f"Tell me about the {animal}."}]},
+            "preferred_output": [{"role": "assistant", "content": answer + PHRASE}],
+            "non_preferred_output": [{"role": "assistant", "content": answer}]}
+
+
+def test_a_dpo_job_learns_the_preferred_answers(server):
+    client = server.openai()
+    training = client.files.create(file=("pairs.jsonl", jsonl([preference(a) for a in ANIMALS[:12]])),
+                                   purpose="fine-tune")
+    validation = client.files.create(file=("held.jsonl", jsonl([preference(a) for a in ANIMALS[12:]])),
+                                     purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model="tailor.tiny", training_file=training.id, validation_file=validation.id, suffix="polite",
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1, "n_epochs": 10, "batch_size": 4,
+                                                           "learning_rate_multiplier": 3}}})
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.1
+    done = wait(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:tailor.tiny:alice:polite:{job.id}"
+
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=1000))[::-1]
+    steps = [e.data for e in events if e.type == "metrics" and "train_loss" in e.data]
+    assert len(steps) == 30  # 12 pairs in batches of 4, 10 epochs
+    held_out = [e.data for e in events if e.type == "metrics" and "valid_loss" in e.data]
+    # The held-out pairs' DPO loss falls and their reward margins end positive: preferred answers win.
+    assert held_out[-1]["valid_loss"] < held_out[0]["valid_loss"] and held_out[-1]["rewards_margins"] > 0
+    reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=30, temperature=0,
+                                           messages=[{"role": "user", "content": "Tell me about the fox."}])
+    assert reply.choices[0].message.content
+
+
+def prompts(count: int) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"Say the letter a, {i} times."}], "target": "a"}
+            for i in range(count)]
+
+
+REINFORCEMENT = {"n_epochs": 1, "batch_size": 16, "eval_interval": 2, "eval_samples": 4, "reasoning_effort": "low"}
+
+
+@pytest.mark.parametrize("grader", [
+    {"type": "string_check", "name": "has_a", "input": "{{sample.output_text}}", "reference": "{{item.target}}",
+     "operation": "ilike"},
+    {"type": "multi", "name": "mixed", "calculate_output": "0.5 * has_a + 0.5 * close",
+     "graders": {"has_a": {"type": "string_check", "name": "has_a", "input": "{{sample.output_text}}",
+                           "reference": "{{item.target}}", "operation": "ilike"},
+                 "close": {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+                           "reference": "{{item.target}}", "evaluation_metric": "fuzzy_match"}}},
+], ids=["string_check", "multi"])
+def test_a_reinforcement_job_graded_by_an_openai_grader(server, grader):
+    client = server.openai()
+    training = client.files.create(file=("prompts.jsonl", jsonl(prompts(8))), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id, suffix="rl", method={
+        "type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": REINFORCEMENT}})
+    assert job.method.reinforcement.grader.name == grader["name"]
+    assert job.method.reinforcement.hyperparameters.eval_samples == 4
+    done = wait(client, job.id)
+    assert done.status == "succeeded", done.error
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=1000))[::-1]
+    rewards = [e.data["critic_rewards_mean"] for e in events if e.type == "metrics" and "critic_rewards_mean" in e.data]
+    assert rewards and all(0 <= reward <= 1 for reward in rewards)
+    assert sum(e.data.get("grader_error_count", 0) for e in events if e.type == "metrics") == 0
+    csv = client.files.content(done.result_files[0]).text.splitlines()
+    assert csv[0].startswith("step,") and "critic_rewards_mean" in csv[0] and len(csv) > 1
+
+
+def test_pause_then_resume_runs_to_success(server):
+    client = server.openai()
+    records = [{"messages": [{"role": "user", "content": f"Question number {i} about pausing?"},
+                             {"role": "assistant", "content": f"Answer number {i}, learned over many epochs."}]}
+               for i in range(32)]
+    training = client.files.create(file=("long.jsonl", jsonl(records)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id,
+                                         hyperparameters={"n_epochs": 16})
+    deadline = time.monotonic() + 300
+    while client.fine_tuning.jobs.retrieve(job.id).status != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=5)):
+        time.sleep(0.2)
+    assert client.fine_tuning.jobs.pause(job.id).status in ("pausing", "paused")
+    paused = wait(client, job.id)
+    assert paused.status == "paused", paused
+    assert client.fine_tuning.jobs.resume(job.id).status in ("queued", "validating_files", "running")
+    done = wait(client, job.id)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
+    assert any(m.startswith("Paused at step") for m in messages)
+    assert any(m.startswith("Resuming from the checkpoint") for m in messages)
+    assert json.loads(json.dumps(done.hyperparameters.model_dump()))["n_epochs"] == 16
