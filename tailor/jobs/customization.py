@@ -220,7 +220,7 @@ def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJob
 
     prefix = output_prefix(job_id, spec)
     try:
-        for folder in PUBLISHED_FOLDERS if spec.output_uri else ():  # the OpenAI door's jobs have none
+        for folder in PUBLISHED_FOLDERS:
             if (outcome.output_dir / folder).is_dir():
                 storage.copy_tree(outcome.output_dir / folder, f"{prefix}/{folder}", settings)
     except (TailorError, OSError) as error:  # e.g. the output bucket does not exist

@@ -63,8 +63,7 @@ class CustomizationRequest:
 
 @dataclass(frozen=True)
 class CustomizationJobSpec(Serialized):
-    """What a customization job runs (``train``) and where its results go (``output_uri``; none for
-    a job of the OpenAI door, whose results are files of the caller's and the ``ft:`` model)."""
+    """What a customization job runs (``train``) and where its results go (``output_uri``)."""
 
     train: TrainSpec
     output_uri: str

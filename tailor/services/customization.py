@@ -13,6 +13,8 @@ event.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -28,6 +30,7 @@ from tailor.graders import openai_graders
 from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
 from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
+from tailor.secrets import load_or_create_server_key
 from tailor.services import buckets, files
 from tailor.services.records import (
     Page,
@@ -55,6 +58,8 @@ from tailor.train.spec import TrainSpec
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
 PAUSE_STATUSES = ("Pausing", "Paused")
 MAX_PAGE = 100
+# The role the OpenAI door's jobs name (Bedrock requires one; Tailor assumes no role, it echoes it).
+OPENAI_ROLE = "arn:aws:iam::{account}:role/tailor-openai-api"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
         if arn := earlier(session):
             return arn
     job_id = new_resource_id()
+    if request.openai is not None:  # results go to the caller's own bucket, as a Bedrock job's do
+        request = replace(request, output_uri=openai_output_uri(settings, principal),
+                          role=request.role or OPENAI_ROLE.format(account=settings.account_id))
     spec, model, start = resolve(store, settings, principal, request, settings.home / "jobs" / job_id / "output")
     estimate = _preflight(settings, spec, model)
     if request.openai is not None:  # OpenAI's jobs have no name; their model's is OpenAI's pattern
@@ -122,6 +130,15 @@ def fine_tuned_model_name(base: str, principal: str, suffix: str | None, job_id:
     """OpenAI's name for a fine-tuned model, ``ft:{base}:{owner}:{suffix}:{id}``: callable by that
     name at once, without a deployment."""
     return f"ft:{base}:{principal}:{suffix or ''}:{job_id}"
+
+
+def openai_output_uri(settings: Settings, principal: str) -> str:
+    """Where the OpenAI door's jobs of ``principal`` publish their metrics files, as a Bedrock job
+    does to its output location: a bucket of the caller's (claimed on first use), named by a keyed
+    hash of the principal, so that no other principal can guess and take the name first."""
+    key = load_or_create_server_key(settings.home)
+    digest = hmac.new(key, f"openai-output:{principal}".encode(), hashlib.sha256).hexdigest()[:24]
+    return f"s3://openai-{digest}/fine-tuning/"
 
 
 def bedrock_name(openai_name: str, job_id: str) -> str:
@@ -236,6 +253,7 @@ def _authorize_data(store: Store, settings: Settings, principal: str,
     the caller's files instead, by id. What the job reads: (training, validation)."""
     fields = request.fields
     if request.openai is not None:
+        buckets.claim_output(store, settings, principal, request.output_uri, "output")
         return (files.training_path(store, settings, principal, request.training_uri, fields.training_uri),
                 tuple(files.training_path(store, settings, principal, file_id, fields.validation_uri)
                       for file_id in request.validation_uris))

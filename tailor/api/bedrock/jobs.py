@@ -86,6 +86,8 @@ def _configs(job: JobView) -> dict:
         "validationDataConfig": {"validators": [{"s3Uri": uri} for uri in train.validation_uris]},
         "outputDataConfig": {"s3Uri": job.spec.output_uri},
     }
+    if job.spec.openai is not None:  # the OpenAI door's data are the caller's files, not s3:// objects
+        configs["trainingDataConfig"], configs["validationDataConfig"] = {}, {"validators": []}
     if train.customization_type is CustomizationType.REINFORCEMENT_FINE_TUNING:
         hyperparameters = {name: train.hyperparameters[name] for name in RFT_WIRE_NAMES
                            if name in train.hyperparameters}
@@ -96,6 +98,12 @@ def _configs(job: JobView) -> dict:
     else:
         configs["hyperParameters"] = {name: str(value) for name, value in train.hyperparameters.items()}
     return configs
+
+
+def bedrock_type(customization_type: str) -> str:
+    """The customization type in Bedrock's enum: Tailor's DPO is preference fine-tuning, which
+    Bedrock can only call FINE_TUNING (its hyperParameters show ``beta``)."""
+    return CustomizationType.FINE_TUNING.value if customization_type == CustomizationType.DPO else customization_type
 
 
 def _metrics(job: JobView) -> dict:
@@ -118,7 +126,7 @@ def customization_job(job: JobView) -> dict:
         "roleArn": row.role_arn, "status": bedrock_status(row.status), "statusDetails": row.status_details,
         "failureMessage": row.failure_message, "creationTime": row.created_at,
         "lastModifiedTime": row.last_modified_at, "endTime": row.end_time, "baseModelArn": row.base_model_arn,
-        "customizationType": row.customization_type, "vpcConfig": job.spec.vpc,
+        "customizationType": bedrock_type(row.customization_type), "vpcConfig": job.spec.vpc,
         **_configs(job), **_metrics(job),
     }
 
@@ -130,7 +138,7 @@ def customization_jobs(rows: list[Job], token: str | None) -> dict:
         "status": bedrock_status(job.status),
         "statusDetails": job.status_details, "lastModifiedTime": job.last_modified_at,
         "creationTime": job.created_at, "endTime": job.end_time, "customModelArn": job.output_model_arn,
-        "customModelName": job.output_model_name, "customizationType": job.customization_type,
+        "customModelName": job.output_model_name, "customizationType": bedrock_type(job.customization_type),
     } for job in rows], "nextToken": token}
 
 
@@ -143,7 +151,7 @@ def custom_model(model: CustomModelView) -> dict:
     row = model.row
     response = {
         "modelArn": row.arn, "modelName": row.name, "creationTime": row.created_at,
-        "baseModelArn": row.base_model_arn, "customizationType": row.customization_type,
+        "baseModelArn": row.base_model_arn, "customizationType": bedrock_type(row.customization_type),
         "modelStatus": row.status, "failureMessage": row.failure_message,
     }
     if model.job is not None:
@@ -158,7 +166,7 @@ def custom_models(rows: list[CustomModel], token: str | None, account_id: str) -
     return {"modelSummaries": [{
         "modelArn": m.arn, "modelName": m.name, "creationTime": m.created_at, "baseModelArn": m.base_model_arn,
         # The contract's ModelName is the id without its version suffix (provider.name).
-        "baseModelName": m.base_model_id.split(":")[0], "customizationType": m.customization_type,
+        "baseModelName": m.base_model_id.split(":")[0], "customizationType": bedrock_type(m.customization_type),
         "ownerAccountId": account_id, "modelStatus": m.status,
     } for m in rows], "nextToken": token}
 

@@ -71,15 +71,16 @@ async def create_job(request: Request) -> Response:
         raw = await request.body()
         body = fine_tuning.read_create(parse_json(raw))
         digest = hashlib.sha256(raw).hexdigest()
+        # Tokens in the shape Bedrock's clientRequestToken has (letters, digits, hyphens).
         if key := request.headers.get("idempotency-key"):
-            token = f"openai-key:{key}"[:256]
+            token = f"openai-key-{hashlib.sha256(key.encode()).hexdigest()}"
         else:
             if request.headers.get("x-stainless-retry-count", "0") not in ("", "0"):
                 earlier = await run_in_threadpool(customization.find_retried, store, principal,
-                                                  f"openai-body:{digest}:", RETRY_WINDOW)
+                                                  f"openai-body-{digest}-", RETRY_WINDOW)
                 if earlier is not None:
                     return JSONResponse(await run_in_threadpool(job_object, store, earlier))
-            token = f"openai-body:{digest}:{uuid.uuid4().hex}"
+            token = f"openai-body-{digest}-{uuid.uuid4().hex}"
         job_request = fine_tuning.customization_request(body, token)
         try:
             arn = await run_in_threadpool(customization.create_job, store, settings, principal, job_request)

@@ -60,7 +60,8 @@ def test_the_fine_tuning_guide_flow(server):
     # The events carry the per-step metrics while and after the job runs.
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=500))
     metrics = [event.data for event in events if event.type == "metrics"]
-    assert metrics and all({"step", "train_loss", "total_steps"} <= set(data) for data in metrics)
+    assert metrics and all({"step", "train_loss", "train_mean_token_accuracy", "total_steps"} <= set(data)
+                           for data in metrics)
 
     # The results file: one of the caller's files, OpenAI's columns first.
     [results] = done.result_files
@@ -101,6 +102,9 @@ def test_the_fine_tuning_guide_flow(server):
                  if s["jobName"] == job.id]
     # Bedrock's names hold no ":" or ".": the same model is ft-tailor-tiny-alice-faq-<job> there.
     assert summary["status"] == "Completed" and summary["customModelName"] == f"ft-tailor-tiny-alice-faq-{job.id}"
+    seen = bedrock.get_model_customization_job(jobIdentifier=summary["jobArn"])
+    assert seen["trainingDataConfig"] == {} and seen["hyperParameters"]["epochCount"] == "25"
+    assert seen["outputDataConfig"]["s3Uri"].startswith("s3://openai-")
     tags = bedrock.list_tags_for_resource(resourceARN=summary["jobArn"])["tags"]
     assert tags == [{"key": "team", "value": "docs"}]
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "docs"})] == [job.id]

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.api.openai.test_fine_tuning_jobs import jsonl, wait
 
@@ -46,6 +47,25 @@ def test_a_dpo_job_learns_the_preferred_answers(server):
     reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=30, temperature=0,
                                            messages=[{"role": "user", "content": "Tell me about the fox."}])
     assert reply.choices[0].message.content
+
+    # Through the Bedrock door it is preference fine-tuning: FINE_TUNING, with beta among its
+    # hyperparameters; its metrics files are in the caller's own output bucket.
+    bedrock = server.client()
+    [arn] = [s["jobArn"] for s in bedrock.list_model_customization_jobs()["modelCustomizationJobSummaries"]
+             if s["jobName"] == job.id]
+    seen = bedrock.get_model_customization_job(jobIdentifier=arn)
+    assert seen["customizationType"] == "FINE_TUNING" and seen["hyperParameters"]["beta"] == "0.1"
+    output = seen["outputDataConfig"]["s3Uri"]
+    bucket, prefix = output.removeprefix("s3://").split("/", 1)
+    assert (server.home / "buckets" / bucket / prefix / f"model-customization-job-{job.id}" / "training_artifacts"
+            / "step_wise_training_metrics.csv").is_file()
+    assert not server.openai("bob").files.list().data
+    with pytest.raises(ClientError) as refused:  # Bedrock's enum has no DPO: that door cannot create one
+        bedrock.create_model_customization_job(
+            jobName="dpo", customModelName="dpo", roleArn="arn:aws:iam::000000000000:role/r",
+            baseModelIdentifier="tailor.tiny", customizationType="DPO", trainingDataConfig={"s3Uri": "s3://b/t"},
+            outputDataConfig={"s3Uri": "s3://b/o/"})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def prompts(count: int) -> list[dict]:
@@ -96,6 +116,10 @@ def test_pause_then_resume_runs_to_success(server):
         time.sleep(0.2)
     while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=5)):
         time.sleep(0.2)
+    while (running := client.fine_tuning.jobs.retrieve(job.id)).estimated_finish is None:  # after a step's progress
+        assert running.status == "running" and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert running.estimated_finish >= int(time.time()) - 1
     assert client.fine_tuning.jobs.pause(job.id).status in ("pausing", "paused")
     paused = wait(client, job.id)
     assert paused.status == "paused", paused
