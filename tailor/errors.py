@@ -53,7 +53,11 @@ class Conflict(TailorError):
 
 
 class AccessDenied(TailorError):
-    """The request is not signed by a known key, or the resource belongs to another principal."""
+    """The caller may not do this (a bucket not shared with it, a request from another site)."""
+
+
+class Unauthenticated(AccessDenied):
+    """The request carries no valid key: unsigned, wrongly signed, or an unknown or wrong key."""
 
 
 class ModelUnavailable(TailorError):

@@ -28,7 +28,7 @@ from tailor.api.bedrock import control, runtime
 from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
 from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import SigningScope, verify_request
-from tailor.errors import AccessDenied, InvalidInput
+from tailor.errors import AccessDenied, InvalidInput, Unauthenticated
 from tailor.jobs.runner import Runner
 from tailor.serve.client import EngineClient
 from tailor.services import activation, files
@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
             return check()
         except AccessDenied as error:
             log.warning("authentication failed: %s", error.message)
-            raise AccessDenied(AUTHENTICATION_FAILED) from None
+            raise Unauthenticated(AUTHENTICATION_FAILED) from None
 
     def authenticate_bearer(request: Request) -> str:
         token = _bearer_token(request)
@@ -98,7 +98,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
             return (token or "").partition(".")[0] or LOCAL_PRINCIPAL
         if not token:
             log.warning("authentication failed: no bearer token")
-            raise AccessDenied(AUTHENTICATION_FAILED)
+            raise Unauthenticated(AUTHENTICATION_FAILED)
         return one_message(lambda: bearer_principal(store, secret_for, token))
 
     def authenticate(request: Request, body: bytes) -> str:

@@ -25,6 +25,7 @@ from tailor.errors import (
     ModelTimeout,
     ModelUnavailable,
     NotFound,
+    Unauthenticated,
 )
 
 
@@ -51,7 +52,9 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     ModelUnavailable: HttpError("ValidationException", 400, 400, "invalid_request_error", "model_unavailable"),
     NotFound: HttpError("ResourceNotFoundException", 404, 404, "invalid_request_error", "not_found"),
     Conflict: HttpError("ConflictException", 400, 400, "invalid_request_error", "conflict"),
-    AccessDenied: HttpError("AccessDeniedException", 403, 401, "invalid_request_error", "invalid_api_key"),
+    AccessDenied: HttpError("AccessDeniedException", 403, 403, "invalid_request_error", "permission_denied"),
+    # AWS answers a bad signature with the same 403; OpenAI's clients tell a bad key (401) apart.
+    Unauthenticated: HttpError("AccessDeniedException", 403, 401, "invalid_request_error", "invalid_api_key"),
     ModelNotReady: HttpError("ModelNotReadyException", 429, 503, "server_error", "model_not_ready"),
     ModelTimeout: HttpError("ModelTimeoutException", 408, 408, "server_error", "timeout"),
     ModelFailed: HttpError("ModelErrorException", 424, 502, "server_error", "model_error"),

@@ -102,6 +102,7 @@ def test_insecure_local_serves_only_this_machines_own_clients(home):
             assert body["message"].startswith("Refused under --insecure-local"), (attack, body)
             status, body = _raw(port, "GET", "/v1/models", headers)
             assert status == 403 and body["error"]["message"].startswith("Refused under --insecure-local"), attack
+            assert body["error"]["code"] == "permission_denied"  # openai.PermissionDeniedError
 
         # This machine's own client (boto3, a same-origin page) still works without credentials.
         local = boto3.client("bedrock", endpoint_url=f"http://localhost:{port}", region_name="us-east-1",

@@ -23,6 +23,7 @@ from tailor.errors import (
     InvalidInput,
     ModelUnavailable,
     NotFound,
+    Unauthenticated,
 )
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
 
@@ -287,7 +288,8 @@ def test_chunk_sequence_shape():
 @pytest.mark.parametrize(("error", "status", "kind", "code"), [
     (InvalidInput("messages: required"), 400, "invalid_request_error", "invalid_value"),
     (NotFound("The model 'x' does not exist."), 404, "invalid_request_error", "not_found"),
-    (AccessDenied("Incorrect API key provided."), 401, "invalid_request_error", "invalid_api_key"),
+    (Unauthenticated("Incorrect API key provided."), 401, "invalid_request_error", "invalid_api_key"),
+    (AccessDenied("Requests from another site are refused."), 403, "invalid_request_error", "permission_denied"),
     (Conflict("The deployment is still Creating."), 400, "invalid_request_error", "conflict"),
     (ModelUnavailable("No weights for 'x' here."), 400, "invalid_request_error", "model_unavailable"),
 ])
