@@ -111,10 +111,12 @@ def test_an_aliased_rft_model_keeps_its_family_and_type(tmp_path):
     assert model.customization_types == (RFT,)
 
 
-def test_tailor_tiny_and_folders_support_rft_with_test_sized_limits(tmp_path):
+def test_tailor_tiny_and_folders_support_rft_and_dpo_with_test_sized_limits(tmp_path):
     settings = Settings(home=tmp_path)
     tiny = resolve_model("tailor.tiny", settings)
-    assert tiny.customization_types == (CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING, RFT)
+    assert tiny.customization_types == (CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING, RFT,
+                                        CustomizationType.DPO)
+    assert tiny.family.formats[CustomizationType.DPO] == (DataFormat.PREFERENCE,)
     assert resolve_model(str(tmp_path), settings).customization_types == tiny.customization_types
     assert tiny.family.formats[RFT] == (DataFormat.RFT_CHAT,)
     limits = tiny.family.limits_for(RFT)

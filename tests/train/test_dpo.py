@@ -2,12 +2,15 @@
 preference file is refused by line and field before anything trains; its hyperparameters are
 checked like the other recipes', every problem at once by name.
 
-Proof of learning: a preference task built here — answers about animals, where the preferred
-answer ends with a fixed phrase (" Hope this helps!") and the non-preferred one is the same answer
-without it. ``tailor.tiny`` starts finding the shorter, non-preferred answer more likely on every
-held-out pair (its preference accuracy is 0); after DPO on other animals it must prefer the
-preferred answer on at least 30 points more of the held-out pairs, measured on the plain log
-likelihoods of the two answers (``dpo.preference_accuracy``), not by the training loss.
+Proof of learning, from an SFT start as in the usual SFT-then-DPO pipeline: a preference task
+built here — answers about animals, where the preferred answer ends with a fixed phrase
+(" Hope this helps!") and the non-preferred one is the same answer without it. ``tailor.tiny`` is
+first fine-tuned with the real SFT recipe on the training prompts with their plain
+(non-preferred) answers, what a first fine-tuning would teach; that SFT model finds the plain
+answer more likely on every held-out pair (its preference accuracy is 0). DPO from the SFT output
+folder (a custom-model start), on other animals, must make it prefer the preferred answer on at
+least 30 points more of the held-out pairs, measured on the plain log likelihoods of the two
+answers (``dpo.preference_accuracy``), not by the training loss.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tailor.data.preference import preference_turns, validate_preference
 from tailor.errors import InvalidHyperparameters, InvalidInput
 from tailor.serve.generation import load_for_inference
 from tailor.settings import Settings
-from tailor.train import dpo, recipes
+from tailor.train import dpo, recipes, sft
 from tailor.train.contract import Hooks, StopRequested
 from tailor.train.hyperparams import parse_dpo_hyperparameters
 from tailor.train.spec import TrainSpec
@@ -36,13 +39,15 @@ ANIMALS = ("cat dog bird fish horse cow sheep goat lion tiger bear wolf fox deer
            "lamb calf colt mule yak").split()
 QUALITIES = "small quick quiet brave calm wild gentle clever".split()
 PHRASE = " Hope this helps!"
-TRAINING_PAIRS = 32  # the other 12 animals are held out
-# Measured while writing this (2-core CPU): the start prefers the non-preferred answer on 12/12
-# held-out pairs; 10 epochs at 3x the DPO learning rate prefer the preferred one on 12/12, the
-# smallest log-likelihood margin 3.6 nats (6 epochs at 4x: 0.9; 4 at 3x: still 0/12), in 3-30 s of
-# training depending on the machine's load. The default 3 epochs reach a reward accuracy of 1
-# (relative to the start) but leave the plain likelihoods in the start's order.
-LEARNING = {"epochCount": 10, "learningRateMultiplier": 3}
+TRAINING_PAIRS = 32  # the other 10 animals are held out
+SFT_EPOCHS = 3
+# Measured while writing this (2-core CPU): after 3 SFT epochs on the plain answers (~10 s of
+# training) the SFT model puts the plain answer ~74 nats above the preferred one on every held-out
+# pair (accuracy 0). 10 DPO epochs at 3x the learning rate with beta 0.02 prefer the preferred one
+# on 10/10, the smallest log-likelihood margin ~11 nats, in ~20 s of training. At the default beta
+# 0.1 the DPO loss saturates first (a reward margin of ~7 is ~70 nats of log ratio): the same run
+# reaches a reward accuracy of 1 but leaves every plain margin at about -6.5 nats (accuracy 0).
+LEARNING = {"epochCount": 10, "learningRateMultiplier": 3, "beta": 0.02}
 
 
 def pair(index: int, animal: str) -> dict:
@@ -74,17 +79,30 @@ def task(tmp_path_factory, tiny_models_dir):
 
 
 @pytest.fixture(scope="module")
-def learned(task):
-    """The start's held-out accuracy, then a full-weights DPO run through the recipe table with the
-    held-out pairs as its validation file."""
+def sft_start(task):
+    """The SFT start: ``tailor.tiny`` fine-tuned by the real SFT recipe on the training prompts with
+    their plain (non-preferred) answers; shared by the tests that train from it."""
+    settings, root, training, _, _ = task
+    rows = [json.loads(line) for line in training.read_text().splitlines()]
+    plain = write_jsonl(root / "sft.jsonl", [{"messages": [*row["input"]["messages"], *row["non_preferred_output"]]}
+                                            for row in rows])
+    outcome = sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(plain), root / "sft",
+                                hyperparameters={"epochCount": SFT_EPOCHS}, progress=False), settings)
+    return outcome.output_dir
+
+
+@pytest.fixture(scope="module")
+def learned(task, sft_start):
+    """The SFT start's held-out accuracy, then a full-weights DPO run from the SFT output folder
+    through the recipe table with the held-out pairs as its validation file."""
     settings, root, training, held_out, records = task
-    start = load_for_inference("tailor.tiny", settings, progress=False)
+    start = load_for_inference(str(sft_start), settings, progress=False)
     before = dpo.preference_accuracy(start.model, start.tokenizer, records)
     steps: list[tuple[int, int, float]] = []
     validations: list[tuple[int, float]] = []
     hooks = Hooks(on_step=lambda step, epoch, loss: steps.append((step, epoch, loss)),
                   on_validation=lambda epoch, loss: validations.append((epoch, loss)))
-    outcome = recipes.run(TrainSpec(customization_type="DPO", model="tailor.tiny", training_uri=str(training),
+    outcome = recipes.run(TrainSpec(customization_type="DPO", model=str(sft_start), training_uri=str(training),
                                     output_dir=root / "run", validation_uris=(str(held_out),),
                                     hyperparameters=LEARNING, progress=False), settings, hooks)
     trained = load_for_inference(str(outcome.output_dir), settings, progress=False)
@@ -96,9 +114,11 @@ def learned(task):
 @pytest.mark.slow
 def test_dpo_makes_the_model_prefer_the_preferred_answers_on_held_out_prompts(learned):
     outcome, before, after, reward_accuracy, _, _ = learned
-    print(f"held-out preference accuracy: {before:.2f} -> {after:.2f}; reward accuracy {reward_accuracy:.2f}")
+    print(f"held-out preference accuracy: SFT start {before:.2f} -> DPO {after:.2f}; "
+          f"reward accuracy {reward_accuracy:.2f}")
+    assert before <= 0.1  # the SFT start prefers the plain answers it was taught
     assert after >= before + 0.30, f"held-out preference accuracy only went from {before:.2f} to {after:.2f}"
-    assert reward_accuracy >= 0.9  # relative to the start weights, the DPO reward's own sign
+    assert reward_accuracy >= 0.9  # relative to the SFT start's weights, the DPO reward's own sign
 
 
 @pytest.mark.slow
@@ -119,7 +139,7 @@ def test_dpo_writes_its_metrics_manifest_and_progress(learned):
     manifest = json.loads((outcome.output_dir / "manifest.json").read_text())
     assert manifest["customization_type"] == "DPO"
     assert manifest["hyperparameters"] == {"epochCount": 10, "batchSize": 8, "learningRateMultiplier": 3.0,
-                                           "beta": 0.1, "tuningMethod": "full", "loraRank": 16,
+                                           "beta": 0.02, "tuningMethod": "full", "loraRank": 16,
                                            "loraAlpha": 32.0, "seed": 42}
     assert manifest["data"]["training"]["records"] == TRAINING_PAIRS
     assert manifest["result"]["steps"] == 40
