@@ -10,20 +10,16 @@ the file is refused.
 
 from __future__ import annotations
 
-import re
-
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from tailor.api.openai.errors import error_body
+from tailor.api.openai.common import caller, error_response, list_object, number
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, show_value
 from tailor.services import files
 from tailor.store.files import File, Upload
-
-_NUMBER = re.compile(r"[0-9]{1,10}")
 
 
 def add_routes(app: FastAPI) -> None:
@@ -55,37 +51,12 @@ def upload_object(row: Upload, file: File | None) -> dict:
             "status": row.status, "file": file_object(file) if file is not None else None}
 
 
-def list_object(data: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "data": data, "has_more": has_more,
-            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
-
-
 def _time(moment) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 
 
 # ---------------------------------------------------------------------------------------------
 # Routes
-
-
-def _error(error: Exception) -> JSONResponse:
-    status, body = error_body(error)
-    return JSONResponse(body, status_code=status)
-
-
-async def _context(request: Request):
-    principal = await run_in_threadpool(request.app.state.authenticate_bearer, request)
-    return request.app.state.store, request.app.state.settings, principal
-
-
-def number(request: Request, name: str, default: int) -> int:
-    """A whole-number query parameter (ASCII digits only: ``int()`` takes "²" and "1_0")."""
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if not _NUMBER.fullmatch(value):
-        raise InvalidInput(f"{name}: must be a whole number; got {show_value(value)}.", param=name)
-    return int(value)
 
 
 async def _form(request: Request, fields: tuple[str, ...], file_field: str):
@@ -115,7 +86,7 @@ def _expires_after(values: dict, prefix: str = "expires_after") -> int | None:
         return None
     if anchor != "created_at":
         raise InvalidInput(f"expires_after.anchor: must be created_at; got {show_value(anchor)}.", param="expires_after")
-    if seconds is None or not _NUMBER.fullmatch(seconds):
+    if seconds is None or not seconds.isascii() or not seconds.isdigit() or len(seconds) > 10:
         raise InvalidInput(f"expires_after.seconds: must be a whole number; got {show_value(seconds)}.",
                            param="expires_after")
     return int(seconds)
@@ -123,7 +94,7 @@ def _expires_after(values: dict, prefix: str = "expires_after") -> int | None:
 
 async def create_file(request: Request) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         values, upload = await _form(request, ("purpose", "expires_after[anchor]", "expires_after[seconds]"), "file")
         try:
             row = await run_in_threadpool(
@@ -133,51 +104,51 @@ async def create_file(request: Request) -> Response:
             await upload.close()
         return JSONResponse(file_object(row))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def list_files(request: Request) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         query = request.query_params
         page = await run_in_threadpool(files.list_files, store, settings, principal, purpose=query.get("purpose"),
                                        order=query.get("order", "desc"), after=query.get("after"),
                                        limit=number(request, "limit", files.MAX_LIST))
         return JSONResponse(list_object([file_object(row) for row in page.rows], page.has_more))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def retrieve_file(request: Request, file_id: str) -> Response:
     try:
-        store, _, principal = await _context(request)
+        store, _, principal = await caller(request)
         return JSONResponse(file_object(await run_in_threadpool(files.get_file, store, principal, file_id)))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def delete_file(request: Request, file_id: str) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         deleted = await run_in_threadpool(files.delete_file, store, settings, principal, file_id)
         return JSONResponse({"id": deleted, "object": "file", "deleted": True})
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def file_content(request: Request, file_id: str) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         row, path = await run_in_threadpool(files.content_of, store, settings, principal, file_id)
         # The stored name is the caller's; the header carries it quoted and escaped by Starlette.
         return FileResponse(path, media_type="application/octet-stream", filename=row.filename)
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def create_upload(request: Request) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         body = parse_json(await request.body())
         if not isinstance(body, dict):
             raise InvalidInput("The body must be a JSON object.")
@@ -196,12 +167,12 @@ async def create_upload(request: Request) -> Response:
                                       expires_after=seconds)
         return JSONResponse(upload_object(row, None))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def add_part(request: Request, upload_id: str) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         _, upload = await _form(request, (), "data")
         try:
             part = await run_in_threadpool(files.add_part, store, settings, principal, upload_id, upload.file)
@@ -210,12 +181,12 @@ async def add_part(request: Request, upload_id: str) -> Response:
         return JSONResponse({"id": part.id, "object": "upload.part", "created_at": _time(part.created_at),
                              "upload_id": upload_id})
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def complete_upload(request: Request, upload_id: str) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         body = parse_json(await request.body())
         part_ids = body.get("part_ids") if isinstance(body, dict) else None
         if not isinstance(part_ids, list) or not all(isinstance(part, str) for part in part_ids):
@@ -227,13 +198,13 @@ async def complete_upload(request: Request, upload_id: str) -> Response:
                                                part_ids, md5)
         return JSONResponse(upload_object(upload, file))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def cancel_upload(request: Request, upload_id: str) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         upload = await run_in_threadpool(files.cancel_upload, store, settings, principal, upload_id)
         return JSONResponse(upload_object(upload, None))
     except Exception as error:
-        return _error(error)
+        return error_response(error)

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from tailor.api import serving
-from tailor.api.openai.errors import error_body
+from tailor.api.openai.common import error_response, principal_of
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, TailorError
 from tailor.evaluate.backends import Failure, remote_backend
@@ -33,13 +33,8 @@ def add_routes(app: FastAPI) -> None:
                       name="openai.fine_tuning.alpha.graders.run")
 
 
-def _error(error: Exception) -> JSONResponse:
-    status, body = error_body(error)
-    return JSONResponse(body, status_code=status)
-
-
 async def _body(request: Request) -> tuple[str, dict]:
-    principal = await run_in_threadpool(request.app.state.authenticate_bearer, request)
+    principal = await principal_of(request)
     body = parse_json(await request.body())
     if not isinstance(body, dict) or "grader" not in body:
         raise InvalidInput("grader: required.", param="grader")
@@ -53,7 +48,7 @@ async def validate_grader(request: Request) -> Response:
         grader = await run_in_threadpool(openai_graders.validate, body["grader"], settings)
         return JSONResponse({"grader": openai_graders.to_json(grader)})
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def run_grader(request: Request) -> Response:
@@ -69,7 +64,7 @@ async def run_grader(request: Request) -> Response:
                                          item=body.get("item"), settings=request.app.state.settings, judges=judges)
         return JSONResponse(result)
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 def served_judges(app: FastAPI, loop: asyncio.AbstractEventLoop, principal: str):

@@ -22,8 +22,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tailor.api.errors import InvalidFields
 from tailor.api.openai import fine_tuning
-from tailor.api.openai.errors import error_body
-from tailor.api.openai.files import list_object, number
+from tailor.api.openai.common import caller, error_response, list_object, number
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidHyperparameters
 from tailor.services import customization, inference, job_events
@@ -49,16 +48,6 @@ def add_routes(app: FastAPI) -> None:
     route(jobs + "/{job_id:path}", retrieve_job, methods=["GET"], name="openai.fine_tuning.jobs.retrieve")
 
 
-def _error(error: Exception) -> JSONResponse:
-    status, body = error_body(error)
-    return JSONResponse(body, status_code=status)
-
-
-async def _context(request: Request):
-    principal = await run_in_threadpool(request.app.state.authenticate_bearer, request)
-    return request.app.state.store, request.app.state.settings, principal
-
-
 def job_object(store, view: JobView) -> dict:
     """The SDK's job object: the view, its metadata (tags), its ``ft:`` model once trained."""
     model_name = (view.spec.openai or {}).get("fine_tuned_model") if view.row.output_model_arn else None
@@ -67,7 +56,7 @@ def job_object(store, view: JobView) -> dict:
 
 async def create_job(request: Request) -> Response:
     try:
-        store, settings, principal = await _context(request)
+        store, settings, principal = await caller(request)
         raw = await request.body()
         body = fine_tuning.read_create(parse_json(raw))
         digest = hashlib.sha256(raw).hexdigest()
@@ -90,12 +79,12 @@ async def create_job(request: Request) -> Response:
         view = await run_in_threadpool(customization.get_job, store, principal, arn)
         return JSONResponse(await run_in_threadpool(job_object, store, view))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def list_jobs(request: Request) -> Response:
     try:
-        store, _, principal = await _context(request)
+        store, _, principal = await caller(request)
         metadata = {match.group(1): value for name, value in request.query_params.multi_items()
                     if (match := _METADATA_KEY.fullmatch(name))}
         page = await run_in_threadpool(customization.list_jobs_after, store, principal,
@@ -107,7 +96,7 @@ async def list_jobs(request: Request) -> Response:
 
         return JSONResponse(list_object(await run_in_threadpool(objects), page.has_more))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def retrieve_job(request: Request, job_id: str) -> Response:
@@ -135,30 +124,30 @@ async def resume_job(request: Request, job_id: str) -> Response:
 
 async def _job(request: Request, action, job_id: str) -> Response:
     try:
-        store, _, principal = await _context(request)
+        store, _, principal = await caller(request)
         view = await run_in_threadpool(action, store, principal, job_id)
         return JSONResponse(await run_in_threadpool(job_object, store, view))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def list_job_events(request: Request, job_id: str) -> Response:
     """A job's events, newest first: ``client.fine_tuning.jobs.list_events(job)``, where ``job`` is
     the job's id (the last part of its ARN), name or ARN."""
     try:
-        store, _, principal = await _context(request)
+        store, _, principal = await caller(request)
         page = await run_in_threadpool(job_events.list_events, store, principal, job_id,
                                        after=request.query_params.get("after"), limit=number(request, "limit", 20))
         return JSONResponse(page)
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def list_checkpoints(request: Request, job_id: str) -> Response:
     """``client.fine_tuning.jobs.checkpoints.list(job)``: the model at the end of each of the last
     epochs before the final one, newest first, each callable by its ``ft:…:ckpt-step-N`` name."""
     try:
-        store, _, principal = await _context(request)
+        store, _, principal = await caller(request)
         view, kept = await run_in_threadpool(customization.job_checkpoints, store, principal, job_id)
         model_name = (view.spec.openai or {}).get("fine_tuned_model")
         objects = [fine_tuning.checkpoint_object(view.row.id, inference.checkpoint_name(model_name, c.step), c.step,
@@ -170,4 +159,4 @@ async def list_checkpoints(request: Request, job_id: str) -> Response:
             objects = objects[ids.index(after) + 1:] if after in ids else []
         return JSONResponse(list_object(objects[:limit], len(objects) > limit))
     except Exception as error:
-        return _error(error)
+        return error_response(error)

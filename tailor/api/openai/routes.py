@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import chat_body, serving
 from tailor.api.openai import files, graders, jobs
+from tailor.api.openai.common import error_response, principal_of
 from tailor.api.openai.errors import error_body
 from tailor.api.request_json import parse_json
 from tailor.errors import NotFound
@@ -39,18 +40,9 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/models/{model:path}", delete_model, methods=["DELETE"], name="openai.models.delete")
 
 
-def _error(error: Exception) -> JSONResponse:
-    status, body = error_body(error)
-    return JSONResponse(body, status_code=status)
-
-
-async def _principal(request: Request) -> str:
-    return await run_in_threadpool(request.app.state.authenticate_bearer, request)
-
-
 async def chat_completions(request: Request) -> Response:
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
         body = chat_body.read(parse_json(await request.body()))
         chat = chat_body.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
         model = body.model or ""  # read() requires it
@@ -62,7 +54,7 @@ async def chat_completions(request: Request) -> Response:
                                                           created=created))
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
-        return _error(error)
+        return error_response(error)
     chunks = chat_body.ChatChunks(model=model, completion_id=completion_id, created=created,
                                   include_usage=body.include_usage)
     return StreamingResponse(_sse(events, chunks), media_type="text/event-stream")
@@ -91,31 +83,31 @@ def _model_object(model_id: str, principal: str) -> dict:
 
 async def list_models(request: Request) -> Response:
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
         ids = await run_in_threadpool(inference.list_invocable, request.app.state.store, request.app.state.settings,
                                       principal)
         return JSONResponse({"object": "list", "data": [_model_object(model_id, principal) for model_id in ids]})
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def retrieve_model(request: Request, model: str) -> Response:
     """``client.models.retrieve(id)``: any id ``models.list`` shows the caller."""
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
         ids = await run_in_threadpool(inference.list_invocable, request.app.state.store, request.app.state.settings,
                                       principal)
         if model not in ids:
             raise NotFound(f"The model {model} does not exist or you do not have access to it.", param="model")
         return JSONResponse(_model_object(model, principal))
     except Exception as error:
-        return _error(error)
+        return error_response(error)
 
 
 async def delete_model(request: Request, model: str) -> Response:
     """``client.models.delete(id)``: the caller's fine-tuned ``ft:`` model (refused while deployed)."""
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
         if not model.startswith(inference.FINE_TUNED_PREFIX):
             raise NotFound(f"The model {model} is not one of your fine-tuned models; only those can be deleted.",
                            param="model")
@@ -123,4 +115,4 @@ async def delete_model(request: Request, model: str) -> Response:
         await run_in_threadpool(models.delete_custom_model, request.app.state.store, principal, found.arn)
         return JSONResponse({"id": model, "object": "model", "deleted": True})
     except Exception as error:
-        return _error(error)
+        return error_response(error)
