@@ -8,7 +8,8 @@ model, before training). Limits apply before the bytes are kept: one request's f
 ``max_file_bytes``; an upload up to ``max_upload_bytes`` in parts of up to 64 MiB, OpenAI's sizes.
 
 Another principal's file is reported as not found, as one that does not exist; an expired file
-(``expires_after``) is gone the same way, and its bytes are removed the next time files are listed.
+(``expires_after``) is gone the same way, and its bytes are removed the next time files are listed
+or an upload is created, as are the parts of uploads left pending past their hour.
 """
 
 from __future__ import annotations
@@ -177,12 +178,22 @@ def _expired(row: File | Upload) -> bool:
 
 
 def _remove_expired(store: Store, settings: Settings) -> None:
+    """Expired files go, with their bytes; uploads left pending past their hour expire, their parts
+    removed (an abandoned upload holds no disk)."""
     with store.session() as session:
         gone = list(session.scalars(select(File.id).where(File.expires_at <= utcnow())))
         if gone:
             session.execute(delete(File).where(File.id.in_(gone)))
+        abandoned = list(session.scalars(select(Upload).where(Upload.status == "pending",
+                                                              Upload.expires_at <= utcnow())))
+        for upload in abandoned:
+            upload.status = "expired"
+            session.execute(delete(UploadPart).where(UploadPart.upload_id == upload.id))
+        abandoned_ids = [upload.id for upload in abandoned]
     for file_id in gone:
         content_path(settings.home, file_id).unlink(missing_ok=True)
+    for upload_id in abandoned_ids:
+        shutil.rmtree(part_path(settings.home, upload_id, "-").parent, ignore_errors=True)
 
 
 def _add(store: Store, row):
@@ -224,6 +235,7 @@ def create_upload(store: Store, settings: Settings, principal: str, *, filename:
     if purpose == "fine-tune" and mime_type != "application/jsonl":
         raise InvalidInput(f"mime_type: a fine-tuning upload is application/jsonl; got {mime_type!r}.",
                            param="mime_type")
+    _remove_expired(store, settings)
     now = utcnow()
     return _add(store, Upload(id=new_id("upload_"), principal=principal, purpose=purpose, filename=filename,
                               mime_type=mime_type, bytes=size, status="pending", file_id=None,

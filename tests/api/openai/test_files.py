@@ -126,3 +126,22 @@ def test_upload_mistakes_are_refused(server):
         client.uploads.create(bytes=10, filename="x.jsonl", mime_type="text/csv", purpose="fine-tune")
     with pytest.raises(openai.BadRequestError, match="bytes: must be between"):
         client.uploads.create(bytes=0, filename="x.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+
+
+def test_an_abandoned_upload_expires_and_its_parts_are_removed(server):
+    import sqlite3
+    from datetime import timedelta
+
+    client = server.openai()
+    upload = client.uploads.create(bytes=20, filename="x.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+    client.uploads.parts.create(upload.id, data=b'{"a": 1}\n')
+    assert any((server.home / "uploads" / upload.id).iterdir())
+    with sqlite3.connect(server.home / "tailor.db") as connection:  # an hour passes
+        (expires,) = connection.execute("SELECT expires_at FROM uploads WHERE id = ?", (upload.id,)).fetchone()
+        from datetime import datetime
+        earlier = (datetime.fromisoformat(str(expires)) - timedelta(hours=2)).isoformat(sep=" ")
+        connection.execute("UPDATE uploads SET expires_at = ? WHERE id = ?", (earlier, upload.id))
+    client.uploads.create(bytes=5, filename="y.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+    assert not (server.home / "uploads" / upload.id).exists()
+    with pytest.raises(openai.BadRequestError, match="expired"):
+        client.uploads.complete(upload.id, part_ids=[])
