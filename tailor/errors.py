@@ -52,6 +52,10 @@ class Conflict(TailorError):
     """The resource exists but its state forbids the request."""
 
 
+class QuotaExceeded(TailorError):
+    """The caller has as much of something as it may (active jobs); it must finish or cancel some."""
+
+
 class AccessDenied(TailorError):
     """The caller may not do this (a bucket not shared with it, a request from another site)."""
 

@@ -25,6 +25,7 @@ from tailor.errors import (
     ModelTimeout,
     ModelUnavailable,
     NotFound,
+    QuotaExceeded,
     Unauthenticated,
 )
 
@@ -52,6 +53,8 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     ModelUnavailable: HttpError("ValidationException", 400, 400, "invalid_request_error", "model_unavailable"),
     NotFound: HttpError("ResourceNotFoundException", 404, 404, "invalid_request_error", "not_found"),
     Conflict: HttpError("ConflictException", 400, 400, "invalid_request_error", "conflict"),
+    # OpenAI answers too many active fine-tuning jobs with 429 (the SDK's RateLimitError).
+    QuotaExceeded: HttpError("ServiceQuotaExceededException", 400, 429, "rate_limit_exceeded", "quota_exceeded"),
     AccessDenied: HttpError("AccessDeniedException", 403, 403, "invalid_request_error", "permission_denied"),
     # AWS answers a bad signature with the same 403; OpenAI's clients tell a bad key (401) apart.
     Unauthenticated: HttpError("AccessDeniedException", 403, 401, "invalid_request_error", "invalid_api_key"),

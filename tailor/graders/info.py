@@ -6,7 +6,7 @@ no queued or running job.
 
 Kind ``openai`` is a grader a caller of OpenAI's fine-tuning API described inline
 (``method.reinforcement.grader``): ``definition`` holds it, normalized, as JSON
-(``tailor.graders.openai_graders``); nothing is registered for it.
+(``tailor.graders.openai``); nothing is registered for it.
 """
 
 from __future__ import annotations

@@ -258,7 +258,7 @@ def grade(info: GraderInfo, samples: list[dict], settings: Settings, *,
     if info.kind == "http":
         return post_batch(info.url, samples, timeout_seconds=info.timeout_seconds)
     if info.kind == "openai":  # an OpenAI grader object, given inline by an OpenAI-API job
-        from tailor.graders.openai_graders import grade_samples
+        from tailor.graders.openai import grade_samples
 
         return grade_samples(info.definition or {}, samples, settings, log=log)
     return run_python(grader_file(info, settings), samples, timeout_seconds=info.timeout_seconds,

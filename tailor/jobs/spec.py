@@ -50,7 +50,7 @@ class CustomizationRequest:
     validation_uris: tuple[str, ...] = ()
     hyperparameters: Mapping[str, object] = field(default_factory=dict)  # as given
     grader: str | None = None  # REINFORCEMENT_FINE_TUNING: a registered grader's ARN
-    # ... or an OpenAI grader object (graders/openai_graders.py), checked and snapshotted as given
+    # ... or an OpenAI grader object (graders/openai/), checked and snapshotted as given
     grader_definition: Mapping | None = None
     role: str = ""
     token: str | None = None  # idempotency: a retry with the same token is the same job

@@ -20,13 +20,19 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tailor import trained
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import CustomizationType, resolve_model, resolve_registered_model
-from tailor.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
-from tailor.graders import openai_graders
+from tailor.errors import (
+    Conflict,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    QuotaExceeded,
+)
+from tailor.graders import openai as openai_graders
 from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
 from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
@@ -90,6 +96,7 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
         request = replace(request, output_uri=openai_output_uri(settings, principal),
                           role=request.role or OPENAI_ROLE.format(account=settings.account_id))
     spec, model, start = resolve(store, settings, principal, request, settings.home / "jobs" / job_id / "output")
+    _check_quota(store, settings, principal)  # after the request's own problems, which say more
     estimate = _preflight(settings, spec, model)
     if request.openai is not None:  # OpenAI's jobs have no name; their model's is OpenAI's pattern
         openai_name = fine_tuned_model_name(model.model_id, principal, request.openai.get("suffix"), job_id)
@@ -124,6 +131,18 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
             session.add(JobEvent(job_id=job_id, created_at=now, kind="estimate", level="info",
                                  message=estimate.describe(), data=estimate.data()))
     return arn
+
+
+def _check_quota(store: Store, settings: Settings, principal: str) -> None:
+    """A principal's unfinished jobs are bounded (``max_active_jobs``): one caller cannot fill the
+    queue. Checked before any work; a race can let one more in, never many."""
+    with store.session() as session:
+        active = session.scalar(select(func.count()).select_from(Job).where(Job.principal == principal,
+                                                                            Job.end_time.is_(None)))
+    if active >= settings.max_active_jobs:
+        raise QuotaExceeded(f"You have {active} customization jobs queued, running or paused, the most this server "
+                            f"allows one caller ({settings.max_active_jobs}, max_active_jobs); wait for one to "
+                            "finish, or stop one.")
 
 
 def fine_tuned_model_name(base: str, principal: str, suffix: str | None, job_id: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from tailor.graders.contract import sample
 from tailor.graders.info import GraderInfo
-from tailor.graders.openai_graders import (
+from tailor.graders.openai import (
     ERROR_FLAGS,
     InvalidGrader,
     evaluate_formula,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tailor.graders.contract import sample
-from tailor.graders.openai_graders import (
+from tailor.graders.openai import (
     close_judges,
     grader_info,
     parse_label,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tailor.graders import openai_graders
 from tailor.graders.contract import sample
-from tailor.graders.openai_graders import grader_info, run
+from tailor.graders.openai import grader_info, python_grader, run
 from tailor.graders.registry import grade
 from tailor.graders.sandbox import sandbox_problem
 from tests.graders.conftest import math_record
@@ -114,8 +113,8 @@ def test_hostile_code_is_held_to_its_memory_limit(settings):
 
 
 def test_hostile_code_is_stopped_at_its_time_limit(settings, monkeypatch):
-    monkeypatch.setattr(openai_graders, "PYTHON_TIMEOUT_SECONDS", 2)  # the real limit is a minute
-    monkeypatch.setattr(openai_graders, "PYTHON_SECONDS_PER_SAMPLE", 0)
+    monkeypatch.setattr(python_grader, "PYTHON_TIMEOUT_SECONDS", 2)  # the real limit is a minute
+    monkeypatch.setattr(python_grader, "PYTHON_SECONDS_PER_SAMPLE", 0)
     source = "def grade(sample, item):\n    while True:\n        pass\n"
     response = run(python(source), sample_text="x", item={}, settings=settings)
     assert response["reward"] == 0.0
@@ -135,7 +134,7 @@ def test_a_python_grader_inside_a_multi_grader(settings):
 
 
 def test_a_job_with_a_python_grader_is_refused_where_the_sandbox_cannot_run(settings, monkeypatch, tmp_path):
-    from tailor.graders.openai_graders import InvalidGrader
+    from tailor.graders.openai import InvalidGrader
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on the PATH
     definition = {"type": "multi", "name": "m", "calculate_output": "code",

@@ -1,6 +1,6 @@
 """``client.fine_tuning.alpha.graders.validate(grader=...)`` and ``.run(grader=..., model_sample=...,
 item=...)``: check a grader object, and try it on one answer, before a reinforcement job uses it.
-The graders themselves are ``tailor.graders.openai_graders``'.
+The graders themselves are ``tailor.graders.openai``'.
 
 A ``score_model`` or ``label_model`` grader's judge is a model this server runs (or a remote model
 its operator configured): here it answers through the server's own engine, as chat completions
@@ -21,7 +21,7 @@ from tailor.api.openai.common import error_response, principal_of
 from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, TailorError
 from tailor.evaluate.backends import Failure, remote_backend
-from tailor.graders import openai_graders
+from tailor.graders import openai as openai_graders
 from tailor.serve.protocol import ChatRequest, Message, Sampling
 from tailor.services import inference
 

@@ -11,6 +11,7 @@ from importlib import resources
 import httpx
 import openai
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.api.conftest import ALIASES, running_server
 
@@ -204,3 +205,24 @@ def test_unknown_routes_and_jobs_answer_in_openais_shape(server):
     assert answer.status_code == 404 and set(answer.json()["error"]) == {"message", "type", "param", "code"}
     with pytest.raises(openai.AuthenticationError):
         server.openai(api_key="wrong.key").files.list()
+
+
+def test_too_many_active_jobs_is_a_rate_limit(home, monkeypatch):
+    monkeypatch.setenv("TAILOR_MAX_ACTIVE_JOBS", "2")
+    with running_server(home, ALIASES, ("--no-runner",)) as server:
+        client = server.openai()
+        training = client.files.create(file=("t.jsonl", jsonl(faq(8))), purpose="fine-tune")
+        first, _ = (client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id) for _ in range(2))
+        with pytest.raises(openai.RateLimitError) as limited:  # 429: the SDK's own class
+            client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id)
+        assert limited.value.body["code"] == "quota_exceeded" and "max_active_jobs" in limited.value.body["message"]
+        with pytest.raises(ClientError) as refused:  # the Bedrock door counts the same jobs
+            server.client().create_model_customization_job(
+                jobName="third", customModelName="third", roleArn="arn:aws:iam::000000000000:role/r",
+                baseModelIdentifier="tailor.tiny", trainingDataConfig={"s3Uri": server.put("s3://quota/t.jsonl", faq(8))},
+                outputDataConfig={"s3Uri": "s3://quota/out/"})
+        assert refused.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+        client.fine_tuning.jobs.cancel(first.id)  # one ends: another may start
+        assert client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id).status == "queued"
+        with pytest.raises(openai.NotFoundError):  # bob has his own quota, and none of alice's jobs
+            server.openai("bob").fine_tuning.jobs.cancel(first.id)
