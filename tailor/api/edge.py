@@ -82,7 +82,8 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        max_bytes = self.limit_for(scope.get("path", "")) or self.default_bytes
+        larger = self.limit_for(scope.get("path", ""))
+        max_bytes = larger or self.default_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
@@ -92,6 +93,11 @@ class BodyLimit:
             # The HTTP server delivers exactly the declared length, no more.
             return await self.app(scope, receive, send)
 
+        if larger is not None and scope.get("method") not in ("GET", "HEAD", "DELETE"):
+            # Buffering a chunked file here could hold hundreds of MB per connection: a file's
+            # body must say its length (the openai client always does).
+            return await send_error(scope, receive, send, InvalidInput(
+                "A file upload must declare its Content-Length; chunked bodies are refused here."), 411)
         # No declared length (a chunked body): read it here, counting, and stop at the limit.
         chunks, size = [], 0
         while True:

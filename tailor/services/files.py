@@ -306,17 +306,6 @@ def cancel_upload(store: Store, settings: Settings, principal: str, upload_id: s
     return upload
 
 
-def upload_file(store: Store, upload: Upload) -> File | None:
-    """A completed upload's file (None before, or once the file is deleted)."""
-    if upload.file_id is None:
-        return None
-    with store.session() as session:
-        row = session.get(File, upload.file_id)
-        if row is not None:
-            session.expunge(row)
-        return row
-
-
 def _pending(session, principal: str, upload_id: str) -> Upload:
     upload = session.get(Upload, upload_id) if isinstance(upload_id, str) else None
     if upload is None or upload.principal != principal:

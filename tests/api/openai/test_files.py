@@ -145,3 +145,22 @@ def test_an_abandoned_upload_expires_and_its_parts_are_removed(server):
     assert not (server.home / "uploads" / upload.id).exists()
     with pytest.raises(openai.BadRequestError, match="expired"):
         client.uploads.complete(upload.id, part_ids=[])
+
+
+def test_a_chunked_file_body_is_refused_before_it_is_buffered(server):
+    import http.client
+    from urllib.parse import urlsplit
+
+    access_key_id, secret = server.keys["alice"]
+    address = urlsplit(server.endpoint)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.putrequest("POST", "/v1/files")
+    connection.putheader("Authorization", f"Bearer {access_key_id}.{secret}")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    connection.send(b"5\r\nhello\r\n0\r\n\r\n")
+    answer = connection.getresponse()
+    body = json.loads(answer.read())
+    assert answer.status == 411 and "Content-Length" in body["error"]["message"]
+    assert not any((server.home / "files").glob("*"))
