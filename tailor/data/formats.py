@@ -172,13 +172,23 @@ class PreferenceRecord(_Strict):
 Record = MessagesRecord | PromptCompletionRecord | TextRecord | RftRecord | PreferenceRecord | ChatRecord
 
 
+class ModelResponse(_Strict):
+    """An answer given beforehand, in an evaluation record: ``modelIdentifier`` names the job's
+    precomputed inference source it comes from."""
+
+    response: str
+    modelIdentifier: str  # noqa: N815 — the wire name
+
+
 class EvaluationRecord(_Strict):
     """One question of a model-evaluation dataset (docs/evaluation.md): ``referenceResponse`` is what a good
-    answer says; ``category`` groups questions in the summary."""
+    answer says; ``category`` groups questions in the summary; ``modelResponses`` carries the answers of
+    a job's precomputed inference sources (one entry per source), which then are not asked."""
 
     prompt: str
     referenceResponse: str | None = None  # noqa: N815 — the wire name
     category: str | None = None
+    modelResponses: list[ModelResponse] | None = None  # noqa: N815 — the wire name
 
 RECORD_MODELS: dict[DataFormat, type[Record]] = {
     DataFormat.MESSAGES: MessagesRecord,

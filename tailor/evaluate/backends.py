@@ -17,6 +17,8 @@ the same specs:
   another Tailor server). A server never opens these for an API caller: it would send the
   caller's prompts, with the operator's credentials, wherever the caller said.
 
+A precomputed inference source (``Recorded``) replays the answers the dataset carries.
+
 Every backend answers a batch of conversations with one reply each: the text, or a ``Failure``
 saying why there is none. A failed request never raises: one bad question must not sink the rest.
 """
@@ -67,6 +69,24 @@ class Backend(Protocol):
              on_reply: OnReply | None = None) -> list[Reply]: ...
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A precomputed inference source: its answers were given with the dataset (``modelResponses``),
+    so ``chat`` replays them, one per conversation in order, and asks nothing."""
+
+    label: str
+    answers: tuple[str, ...]
+
+    def chat(self, conversations: list[list[dict]], generation: Generation,
+             on_reply: OnReply | None = None) -> list[Reply]:
+        if len(conversations) != len(self.answers):
+            raise ValueError(f"{self.label}: {len(self.answers)} recorded answers for {len(conversations)} prompts")
+        for _ in conversations:
+            if on_reply:
+                on_reply()
+        return list(self.answers)
+
+
 def with_system(conversation: list[dict], generation: Generation) -> list[dict]:
     if generation.system and not (conversation and conversation[0]["role"] == "system"):
         return [{"role": "system", "content": generation.system}, *conversation]
@@ -107,12 +127,16 @@ class EngineModel:
     engine: object  # tailor.serve.engine.Engine (imported lazily: it pulls in torch)
     timeout_s: float | None = None
 
-    def chat(self, conversations, generation, on_reply=None):
+    def chat(self, conversations, generation, on_reply=None, *, completions: list | None = None, seed: int = 0):
+        """The replies; ``completions``, when given, receives each finished ``serve.protocol.Completion``
+        (token counts, stop reason) at its conversation's position, for callers that report usage."""
         from tailor.serve.engine import EngineError
         from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
 
         sampling = Sampling(max_tokens=generation.max_tokens, temperature=generation.temperature,
-                            top_p=generation.top_p, stop=generation.stop, seed=0)
+                            top_p=generation.top_p, stop=generation.stop, seed=seed)
+        if completions is not None:
+            completions[:] = [None] * len(conversations)
         replies: list[Reply | None] = [None] * len(conversations)
         remaining = threading.Semaphore(0)
 
@@ -120,6 +144,8 @@ class EngineModel:
             def emit(event) -> None:
                 if isinstance(event, Completion):
                     replies[index] = event.text
+                    if completions is not None:
+                        completions[index] = event
                 elif isinstance(event, EngineError):
                     replies[index] = Failure(f"{event.code}: {event.message}")
                 else:

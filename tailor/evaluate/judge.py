@@ -18,6 +18,21 @@ what was safe to retry. A rating N becomes the value ``(N - 1) / 9``: 1 → 0.0,
 The evaluation metrics keep the original service's names (``Builtin.Correctness``, ...); their
 prompt (``judge_prompt``) holds the criterion, the rating scale, the question, the reference
 answer (for the criteria that use one, when the dataset has one) and the response.
+
+*Custom metrics* (a Bedrock job's ``customMetricConfig``, ``spec.CustomMetric``) are not rated by
+this loop: each becomes an OpenAI grader definition (``custom_grader``) graded by Tailor's one
+grader layer (``tailor.graders.openai.grade``, injected by ``tailor.jobs.evaluation``), so a custom
+metric, an Evals testing criterion and an RFT reward with the same definition give the same
+number. The instructions' variables ``{{prompt}}``, ``{{prediction}}`` and ``{{ground_truth}}``
+become ``{{item.prompt}}``, ``{{sample.output_text}}`` and ``{{item.referenceResponse}}``, and the
+rating scale is written out under them, one ``definition = value`` line per item:
+
+- numbers (``floatValue``): a ``score_model`` grader over [lowest, highest value]; the result is
+  the judge's number snapped to the nearest value of the scale (``custom_result``);
+- words (``stringValue``): a ``label_model`` grader whose labels are the values; the result is
+  the chosen value's place in the scale, the first item 1.0 and the last 0.0, evenly spaced
+  (a one-item scale: 1.0) — list the best value first; the chosen value leads the explanation;
+- no scale: a ``score_model`` grader over [0, 1]; the result is the judge's number.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from dataclasses import dataclass
 
 from tailor.evaluate.backends import Backend, Failure, Generation, OnReply, Reply
 from tailor.evaluate.results import Score
+from tailor.evaluate.spec import CustomMetric
 
 
 @dataclass(frozen=True)
@@ -166,3 +182,74 @@ def _missing(reply: Reply, attempts: int) -> Verdict:
         return Verdict(None, f"The judge could not be asked: {reply.message}")
     shown = reply.strip().replace("\n", " ")[:300]
     return Verdict(None, f"No parsable rating after {attempts} attempts; the judge's last reply: {shown!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom metrics as OpenAI grader definitions
+
+CUSTOM_VARIABLES = {"prompt": "item.prompt", "prediction": "sample.output_text",
+                    "ground_truth": "item.referenceResponse"}
+_CUSTOM_VARIABLE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+def custom_variables(instructions: str) -> list[str]:
+    """The ``{{...}}`` variables ``instructions`` uses, as written (spaces inside the braces trimmed)."""
+    return [name.strip() for name in _CUSTOM_VARIABLE.findall(instructions)]
+
+
+def custom_instruction_problems(instructions: str) -> list[str]:
+    """What is wrong with a custom metric's instructions: a variable other than ``{{prompt}}``,
+    ``{{prediction}}``, ``{{ground_truth}}``, or no ``{{prediction}}`` (the response to rate)."""
+    used = custom_variables(instructions)
+    problems = []
+    unknown = sorted({name for name in used if name not in CUSTOM_VARIABLES})
+    if unknown:
+        problems.append(f"unknown variable{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join('{{' + name + '}}' for name in unknown)}; a model evaluation's custom metric "
+                        "may use {{prompt}}, {{prediction}} and {{ground_truth}}")
+    if "prediction" not in used:
+        problems.append("must contain {{prediction}}, where the response to rate goes")
+    return problems
+
+
+def custom_uses_reference(metric: CustomMetric) -> bool:
+    """Whether the metric shows the judge the reference answer (every line then needs one)."""
+    return "ground_truth" in custom_variables(metric.instructions)
+
+
+def _scale_value(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def custom_grader(metric: CustomMetric, model: str) -> dict:
+    """The OpenAI grader definition (a ``score_model`` or ``label_model``) that rates ``metric``
+    with the judge ``model``."""
+    text = _CUSTOM_VARIABLE.sub(lambda match: "{{" + CUSTOM_VARIABLES.get(match.group(1).strip(), match.group(1))
+                                + "}}", metric.instructions)
+    scale = metric.rating_scale
+    if scale:
+        text = (f"{text.rstrip()}\n\nRating scale:\n"
+                + "\n".join(f"{item.definition} = {_scale_value(item.value)}" for item in scale))
+    grader = {"name": metric.name, "model": model, "input": [{"role": "user", "content": text}]}
+    if scale and isinstance(scale[0].value, str):
+        labels = [str(item.value) for item in scale]
+        return {"type": "label_model", **grader, "labels": labels, "passing_labels": labels[:1]}
+    values = [float(item.value) for item in scale] or [0.0, 1.0]
+    low, high = min(values), max(values)
+    if low == high:  # a one-value scale: any number the judge gives snaps to it
+        low, high = low - 1, high + 1
+    return {"type": "score_model", **grader, "range": [low, high]}
+
+
+def custom_result(metric: CustomMetric, number: float, label: str | None = None) -> float:
+    """A custom metric's result from its grader: for a number scale, the judge's ``number`` snapped
+    to the nearest value (the lower of two as near); for a word scale, ``label``'s place (first
+    1.0 ... last 0.0); without a scale, ``number`` itself."""
+    scale = metric.rating_scale
+    if not scale:
+        return number
+    if isinstance(scale[0].value, str):
+        labels = [str(item.value).strip().lower() for item in scale]
+        place = labels.index((label or "").strip().lower())
+        return 1.0 if len(labels) == 1 else (len(labels) - 1 - place) / (len(labels) - 1)
+    return min((float(item.value) for item in scale), key=lambda value: (abs(value - number), value))

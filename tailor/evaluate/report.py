@@ -64,8 +64,10 @@ def is_judge_metric(metric: str) -> bool:
 
 def csv_text(comparison: Comparison) -> str:
     """One row per question × model: the question, the answer, each metric's value (empty when
-    missing), then each judge metric's raw rating and reasoning."""
-    judge_metrics = [metric for metric in comparison.metrics if is_judge_metric(metric)]
+    missing), then each judge metric's raw rating and reasoning (a custom metric's too: any metric
+    whose scores carry an explanation)."""
+    judge_metrics = [metric for metric in comparison.metrics if is_judge_metric(metric) or any(
+        (score := answer.score(metric)) and score.explanation for row in comparison.rows for answer in row.answers)]
     header = [*CSV_COLUMNS, *comparison.metrics]
     for metric in judge_metrics:
         header += [f"{metric}.rating", f"{metric}.explanation"]
@@ -165,8 +167,11 @@ def chart_svg(comparison: Comparison) -> str:
         tilted = len(metrics) > 4
         axes.set_xticks(range(len(metrics)), metrics, rotation=20 if tilted else 0,
                         ha="right" if tilted else "center")
-        axes.set_ylim(0, 1.12)
-        axes.set_ylabel("mean score (0–1)")
+        # A custom metric's number scale may reach past 1 (docs/evaluation.md): the axis grows with it.
+        highest = max([mean for model in models for metric in metrics
+                       if (mean := summary[model]["metrics"][metric]["mean"]) is not None], default=1.0)
+        axes.set_ylim(0, max(1.12, highest * 1.12))
+        axes.set_ylabel("mean score (0–1)" if highest <= 1 else "mean score")
         axes.grid(axis="y", alpha=0.3)
         axes.set_axisbelow(True)
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if tilted else -0.1),

@@ -3,7 +3,8 @@ averages per metric and per category.
 
 These plain records are what the evaluation job, ``tailor eval compare`` and the report writers
 share. A score is 0–1 (judge ratings 1–10 are normalized as ``(rating - 1) / 9``; only embedding
-cosine can go below 0, for answers opposite to the reference); ``None`` means
+cosine can go below 0, for answers opposite to the reference, and a custom metric with a rating scale
+of numbers is on that scale); ``None`` means
 *missing* — a judge that never gave a parsable rating — and is left out of every average rather
 than counted as zero or guessed.
 """
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 @dataclass(frozen=True)
 class Score:
     metric: str  # e.g. "RougeL", "BERTScore.F1", "Builtin.Correctness"
-    value: float | None  # 0–1; None when missing
+    value: float | None  # 0–1 (a custom metric: its scale's value); None when missing
     rating: int | None = None  # a judge's raw 1–10 rating
     explanation: str | None = None  # a judge's reasoning, or why the score is missing
 
@@ -39,7 +40,10 @@ class Question:
     prompt: str
     reference: str | None = None
     category: str | None = None
-    record: dict = field(default_factory=dict)  # the input line as given
+    record: dict = field(default_factory=dict)  # the input line as given (less its modelResponses)
+    # The answers of the job's precomputed inference sources, by source identifier (the line's
+    # modelResponses); None when the line has none.
+    responses: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

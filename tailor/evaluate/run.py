@@ -2,12 +2,15 @@
 
 Used by ``tailor eval compare`` and by evaluation jobs (``tailor.evaluate.job``). Answers come
 from backends (``tailor.evaluate.backends``); automatic metrics from ``metrics``; judge ratings
-from ``judge``. Metric names are checked before any model is loaded.
+from ``judge``; a job's custom metrics from the scorers its caller injects (``custom_scores``: this
+layer cannot import ``tailor.graders``, which grades them). Metric names are checked before any
+model is loaded. A precomputed inference source is a backend that replays the dataset's answers
+(``backends.Recorded``), so its answers are scored exactly as a model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from tailor.errors import InvalidInput, TailorError
 from tailor.evaluate.backends import Backend, Failure, Generation
@@ -34,14 +37,22 @@ DEFAULT_METRICS = ("ExactMatch", "Rouge1", "Rouge2", "RougeL", "BERTScore.Precis
                    "BERTScore.F1")
 
 
+# A custom metric's scorer: (prompt, response, reference) items -> one Score each, in order.
+CustomScorer = Callable[[list[tuple[str, str, str | None]]], list[Score]]
+
+
 class StopRequested(TailorError):
     """The evaluation was asked to stop."""
 
 
-def check_metrics(names: list[str] | tuple[str, ...], *, has_judge: bool, field: str = "metricNames") -> None:
-    """Every problem with the chosen metric names, at once."""
+def check_metrics(names: list[str] | tuple[str, ...], *, has_judge: bool, field: str = "metricNames",
+                  custom: Collection[str] = ()) -> None:
+    """Every problem with the chosen metric names, at once; ``custom`` are the names of the job's
+    custom metrics (named in ``metricNames`` too, as in the original)."""
     problems = []
     for name in names:
+        if name in custom:
+            continue
         if name in NOT_AVAILABLE:
             problems.append(f"{name} is not available in Tailor: {NOT_AVAILABLE[name]}")
         elif name not in METRICS:
@@ -51,24 +62,29 @@ def check_metrics(names: list[str] | tuple[str, ...], *, has_judge: bool, field:
     if len(set(names)) != len(names):
         problems.append("a metric is named twice")
     if problems:
-        raise InvalidInput(f"{field}: " + "; ".join(problems) + f". Available: {', '.join(METRICS)}.")
+        available = ", ".join([*METRICS, *custom])
+        raise InvalidInput(f"{field}: " + "; ".join(problems) + f". Available: {available}.")
 
 
-def needs_reference(names) -> bool:
-    """Automatic metrics compare with the reference, so every question needs one."""
-    return any(name not in JUDGE_METRICS for name in names)
+def needs_reference(names, custom: Collection[str] = ()) -> bool:
+    """Automatic metrics compare with the reference, so every question needs one (a custom metric
+    needs one when its instructions use ``{{ground_truth}}``: the caller says so)."""
+    return any(name not in JUDGE_METRICS and name not in custom for name in names)
 
 
 def compare(questions: list[Question], models: list[Backend], metrics: list[str] | tuple[str, ...], *,
             judge: Backend | None = None, task_type: str = "QuestionAndAnswer",
             generation: Generation | list[Generation] = Generation(),
             settings: Settings, progress: bool = True, judge_retries: int = 1,
-            should_stop: Callable[[], bool] = lambda: False) -> Comparison:
+            should_stop: Callable[[], bool] = lambda: False,
+            custom_scores: Mapping[str, CustomScorer] | None = None) -> Comparison:
     """Every model answers every question; then each answer is scored on every metric.
 
-    ``generation`` is how the models answer: one for all, or one per model.
+    ``generation`` is how the models answer: one for all, or one per model. ``custom_scores``: a
+    scorer per custom metric named in ``metrics``.
     """
-    check_metrics(metrics, has_judge=judge is not None)
+    custom_scores = custom_scores or {}
+    check_metrics(metrics, has_judge=judge is not None, custom=custom_scores)
     generations = generation if isinstance(generation, list) else [generation] * len(models)
     conversations = [[{"role": "user", "content": q.prompt}] for q in questions]
     replies_by_model = []
@@ -77,8 +93,9 @@ def compare(questions: list[Question], models: list[Backend], metrics: list[str]
             replies_by_model.append(model.chat(conversations, model_generation, on_reply=bar.advance))
         _check(should_stop)
 
-    automatic = [m for m in metrics if m not in JUDGE_METRICS]
+    automatic = [m for m in metrics if m not in JUDGE_METRICS and m not in custom_scores]
     rated = [m for m in metrics if m in JUDGE_METRICS]
+    custom = [m for m in metrics if m in custom_scores]
     scores_by_model: list[list[list[Score]]] = []  # model -> question -> scores, in metric order
     for model, replies in zip(models, replies_by_model):
         answered = [i for i, reply in enumerate(replies) if isinstance(reply, str)]
@@ -99,6 +116,13 @@ def compare(questions: list[Question], models: list[Backend], metrics: list[str]
                 for i, score in zip(answered, rate(judge, metric, items, retries=judge_retries,
                                                    on_reply=bar.advance)):
                     per_question[i][metric] = score
+            _check(should_stop)
+        for metric in custom:
+            items = [(questions[i].prompt, replies[i], questions[i].reference) for i in answered]
+            with progress_bar(f"{metric} of {model.label}", len(items), progress):
+                scores = custom_scores[metric](items) if items else []
+            for i, score in zip(answered, scores, strict=True):
+                per_question[i][metric] = score
             _check(should_stop)
         scores_by_model.append([[scores[m] for m in metrics if m in scores] for scores in per_question])
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tailor.catalog import CustomizationType
-from tailor.evaluate.spec import EvaluationSpec
+from tailor.evaluate.spec import CustomMetric, EvaluationSpec, ModelToRun
 from tailor.serialized import Serialized
 from tailor.train.spec import TrainSpec
 
@@ -81,8 +81,9 @@ class DatasetRequest:
 
 @dataclass(frozen=True)
 class ModelRequest:
-    identifier: str
+    identifier: str  # a model to run, or (precomputed) the name of a source whose answers the dataset holds
     inference_params: str | None = None  # JSON text: {"inferenceConfig": {...}, "system": ...}
+    precomputed: bool = False  # a precomputed inference source: nothing is run, answers are in modelResponses
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ class EvaluationRequest:
     role: str = ""
     token: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    custom_metrics: tuple[CustomMetric, ...] = ()  # checked in their shape by the dialect's converter
+    custom_judge: str | None = None  # the model that rates the custom metrics
+    # The dialect's names of the custom metrics' fields, for errors found while resolving ({i}: position).
+    custom_metric_field: str = ""
+    custom_judge_field: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,3 +115,42 @@ class EvaluationJobSpec(Serialized):
     description: str | None = None
     encryption_key: str | None = None
 
+
+
+@dataclass(frozen=True)
+class EvalRunRequest:
+    """A run of an OpenAI eval (``client.evals.runs.create``), as its converter reads it: the rows
+    (inline, or a file of the caller's) and, for a ``completions`` data source, the model that
+    answers, how (``input_messages`` as a template or an item reference) and with what sampling."""
+
+    eval_id: str
+    name: str | None
+    data_source: Mapping  # as given, echoed back (inline rows left out of the echo)
+    rows: tuple[Mapping, ...] | None = None  # file_content: {"item": {...}, "sample": {...}?}
+    file_id: str | None = None  # or file_id
+    model: str | None = None  # completions: a model Tailor serves
+    template: tuple[Mapping, ...] | None = None  # {"role", "content"} messages with {{item.x}}
+    item_reference: str | None = None  # or "item.FIELD": each row's own messages
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    metadata: Mapping | None = None
+    token: str | None = None  # idempotency (a retried create)
+
+
+# A python, score_model or multi criterion given no pass_threshold passes from this score.
+DEFAULT_PASS_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class EvalRunSpec(Serialized):
+    """What an eval run does: grade every row with the eval's testing criteria (as they were when
+    the run was created), on samples its ``model`` generates or the rows carry."""
+
+    criteria: tuple[dict, ...]  # the grader objects, each with its pass_threshold
+    items_path: str  # the rows, one JSON line each, copied into the run's folder at creation
+    model: ModelToRun | None = None  # None: each row brings its sample
+    template: tuple[dict, ...] = ()
+    item_reference: str | None = None
+    seed: int | None = None

@@ -8,9 +8,15 @@ job runner then runs it in a worker process of its own (``tailor.jobs.worker``),
 Tailor accepts more than the original in two places, on purpose (docs/evaluation.md): the models
 may be any model Tailor can run (custom models need not be deployed) or a remote model the
 operator configured by name (``remote_models``), and ``inferenceParams`` may carry a ``system``
-prompt. Human and RAG evaluations, built-in datasets and custom judge metrics are refused with a
-clear message. Every dataset must be the caller's to read and the output location the caller's to
-write (``tailor.services.buckets``); a caller never names an address the server would call.
+prompt. Human and RAG evaluations and built-in datasets are refused with a clear message. Every
+dataset must be the caller's to read and the output location the caller's to write
+(``tailor.services.buckets``); a caller never names an address the server would call.
+
+A model may be a *precomputed inference source*: nothing is resolved for it, and every dataset
+line must carry its answer (``modelResponses``, checked line by line here). *Custom metrics* are
+checked here (names, the instructions' variables, the rating scale) and converted to the OpenAI
+grader definitions that will grade them (``tailor.evaluate.judge.custom_grader``), which are
+validated now by the grader layer itself; their evaluator model is resolved like the judge's.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from tailor.arns import evaluation_job_arn, new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound, TailorError, show_value
 from tailor.evaluate.backends import Generation, parse_spec
 from tailor.evaluate.dataset import load_questions
-from tailor.evaluate.run import check_metrics, needs_reference
-from tailor.evaluate.spec import DatasetTask, EvaluationSpec, ModelToRun
+from tailor.evaluate.job import reference_required
+from tailor.evaluate.judge import custom_grader, custom_instruction_problems
+from tailor.evaluate.run import METRICS, NOT_AVAILABLE, check_metrics
+from tailor.evaluate.spec import CustomMetric, DatasetTask, EvaluationSpec, ModelToRun
 from tailor.jobs.spec import (
     CustomizationJobSpec,
     EvaluationJobSpec,
@@ -79,23 +87,96 @@ def resolve(store: Store, settings: Settings, principal: str, request: Evaluatio
     dataset (each line, with its line number), every model and the judge — and resolve each model
     to what answers; refused with the first problem, naming its field."""
     fields = request.fields
+    custom = {metric.name: metric for metric in request.custom_metrics}
+    custom_judge = None
+    if request.custom_metrics:
+        _check_custom_metrics(request, settings)
+        custom_judge = _model(store, settings, principal, ModelRequest(request.custom_judge),
+                              request.custom_judge_field)
+    sources = tuple(model.identifier for model in request.models if model.precomputed)
     datasets = []
     for position, dataset in enumerate(request.datasets):
         check_metrics(list(dataset.metrics), has_judge=request.judge is not None,
-                      field=fields.metrics.format(i=position))
+                      field=fields.metrics.format(i=position), custom=custom)
         uri_field = fields.dataset_uri.format(i=position)
         buckets.authorize(store, principal, dataset.uri, "read", uri_field)
-        load_questions(dataset.uri, settings, reference_required=needs_reference(list(dataset.metrics)),
-                       needed_for="the automatic metrics")
+        load_questions(dataset.uri, settings, reference_required=reference_required(dataset.metrics,
+                                                                                     request.custom_metrics),
+                       needed_for="the automatic metrics, or a custom metric that uses {{ground_truth}}",
+                       precomputed=sources)
         datasets.append(DatasetTask(dataset.name, dataset.task_type, tuple(dataset.metrics), dataset.uri))
-    models = tuple(_model(store, settings, principal, model, fields.model.format(i=position))
+    named = {name for dataset in request.datasets for name in dataset.metrics}
+    for position, metric in enumerate(request.custom_metrics):
+        if metric.name not in named:
+            raise InvalidInput(f"{request.custom_metric_field.format(i=position)}.name: the custom metric "
+                               f"{metric.name} is named in no {fields.metrics.format(i='*')}; list it with the "
+                               "metrics of each dataset it should score.")
+    models = tuple(ModelToRun(model.identifier, precomputed=True) if model.precomputed
+                   else _model(store, settings, principal, model, fields.model.format(i=position))
                    for position, model in enumerate(request.models))
     judge = _model(store, settings, principal, ModelRequest(request.judge), fields.judge) if request.judge else None
     buckets.claim_output(store, settings, principal, request.output_uri, fields.output_uri)
     evaluation = EvaluationSpec(datasets=tuple(datasets), models=models, judge=judge,
-                                training_uri=_training_data(store, principal, [m.identifier for m in models]))
+                                training_uri=_training_data(store, principal,
+                                                            [m.identifier for m in models if not m.precomputed]),
+                                custom_metrics=request.custom_metrics, custom_judge=custom_judge)
     return EvaluationJobSpec(evaluation=evaluation, output_uri=request.output_uri,
                              description=request.description, encryption_key=request.encryption_key)
+
+
+RESERVED_PREFIX = "Builtin."
+
+
+def _check_custom_metrics(request: EvaluationRequest, settings: Settings) -> None:
+    """Every problem with the custom metrics, at once, each under its field: names (unique, not a
+    built-in metric's), instructions (only the known variables, ``{{prediction}}`` required), the
+    rating scale (one kind of value, no value twice); then the grader definition each becomes,
+    validated by the grader layer that will grade it (the evaluator must be a model it can ask)."""
+    from tailor.graders.openai import InvalidGrader, validate
+
+    problems: list[str] = []
+    names: set[str] = set()
+    builtin = {*METRICS, *NOT_AVAILABLE}
+    for position, metric in enumerate(request.custom_metrics):
+        field = request.custom_metric_field.format(i=position)
+        if metric.name in builtin or metric.name.startswith(RESERVED_PREFIX):
+            problems.append(f"{field}.name: {metric.name} is a built-in metric's name (or starts with "
+                            f"{RESERVED_PREFIX}); give the custom metric a name of its own")
+        elif metric.name in names:
+            problems.append(f"{field}.name: {metric.name} names another custom metric of this job too")
+        names.add(metric.name)
+        problems += [f"{field}.instructions: {problem}" for problem in custom_instruction_problems(metric.instructions)]
+        problems += _scale_problems(metric, f"{field}.ratingScale")
+    if problems:
+        raise InvalidInput("; ".join(problems) + ".")
+    for position, metric in enumerate(request.custom_metrics):
+        try:
+            validate(custom_grader(metric, request.custom_judge), settings)
+        except InvalidGrader as error:
+            shown = "; ".join(problem for _, problem in error.problems)
+            field = (request.custom_judge_field + ".modelIdentifier"
+                     if all(path.endswith(".model") for path, _ in error.problems)
+                     else request.custom_metric_field.format(i=position))
+            raise InvalidInput(f"{field}: {shown}") from None
+
+
+def _scale_problems(metric: CustomMetric, field: str) -> list[str]:
+    scale = metric.rating_scale
+    problems = []
+    kinds = {isinstance(item.value, str) for item in scale}
+    if len(kinds) > 1:
+        problems.append(f"{field}: every item's value must be of one kind, all floatValue or all stringValue")
+    for position, item in enumerate(scale):
+        for name, text in (("definition", item.definition), ("value.stringValue", item.value)):
+            if isinstance(text, str) and "{{" in text:
+                problems.append(f"{field}[{position}].{name}: must not contain '{{{{' (only the instructions "
+                                "hold variables)")
+    words = [item.value.strip().lower() for item in scale if isinstance(item.value, str)]
+    if len(set(words)) != len(words):
+        problems.append(f"{field}: a stringValue is given twice (ignoring case and surrounding spaces)")
+    if any(not item.value.strip() for item in scale if isinstance(item.value, str)):
+        problems.append(f"{field}: a stringValue must not be only spaces")
+    return problems
 
 
 def _model(store: Store, settings: Settings, principal: str, model: ModelRequest, field: str) -> ModelToRun:

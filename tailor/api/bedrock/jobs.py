@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tailor.catalog import CustomizationType
 from tailor.errors import InvalidInput
+from tailor.evaluate.spec import CustomMetric, RatingScaleItem
 from tailor.jobs.spec import (
     CustomizationRequest,
     DatasetRequest,
@@ -36,6 +37,8 @@ EVALUATION_FIELDS = Fields(
     model="inferenceConfig.models[{i}].bedrockModel",
     judge="evaluationConfig.automated.evaluatorModelConfig.bedrockEvaluatorModels[0]",
 )
+CUSTOM_METRIC_FIELD = "evaluationConfig.automated.customMetricConfig.customMetrics[{i}].customMetricDefinition"
+CUSTOM_JUDGE_FIELD = "evaluationConfig.automated.customMetricConfig.evaluatorModelConfig.bedrockEvaluatorModels[0]"
 
 
 def bedrock_status(status: str) -> str:
@@ -177,17 +180,16 @@ def custom_models(rows: list[CustomModel], token: str | None, account_id: str) -
 
 def evaluation_request(params: dict) -> EvaluationRequest:
     """A validated CreateEvaluationJob request as the job model's request; what Tailor does not do
-    (human and RAG evaluations, built-in datasets, custom judge metrics, precomputed inference)
-    is refused here, naming the field."""
+    (human and RAG evaluations, built-in datasets) is refused here, naming the field. A
+    ``precomputedInferenceSource`` becomes a precomputed ``ModelRequest`` (its answers are in the
+    dataset); ``customMetricConfig`` becomes the request's custom metrics and their judge, which
+    the service checks."""
     if (params.get("applicationType") or "ModelEvaluation") != "ModelEvaluation":
         raise InvalidInput("applicationType: only ModelEvaluation is available in Tailor (no RAG evaluation).")
     automated = params["evaluationConfig"].get("automated")
     if automated is None:
         raise InvalidInput("evaluationConfig.human: human evaluation is not available in Tailor; "
                            "use evaluationConfig.automated.")
-    if automated.get("customMetricConfig"):
-        raise InvalidInput("evaluationConfig.automated.customMetricConfig: custom judge metrics are not "
-                           "available in Tailor yet; use the Builtin.* judge metrics.")
     models = params["inferenceConfig"].get("models")
     if not models:
         raise InvalidInput("inferenceConfig.models: required (RAG configurations are not available in Tailor).")
@@ -202,18 +204,60 @@ def evaluation_request(params: dict) -> EvaluationRequest:
                                        uri))
     runs = []
     for position, config in enumerate(models):
-        if "bedrockModel" not in config:
-            raise InvalidInput(f"inferenceConfig.models[{position}]: only bedrockModel is available in Tailor "
-                               "(no precomputed inference).")
-        runs.append(ModelRequest(config["bedrockModel"]["modelIdentifier"],
-                                 config["bedrockModel"].get("inferenceParams")))
+        if "precomputedInferenceSource" in config:
+            source = config["precomputedInferenceSource"]["inferenceSourceIdentifier"]
+            if any(source == run.identifier for run in runs) or any(
+                    source == ((other.get("bedrockModel") or {}).get("modelIdentifier")) for other in models):
+                raise InvalidInput(f"inferenceConfig.models[{position}].precomputedInferenceSource."
+                                   f"inferenceSourceIdentifier: {source} names another model of this job too; a "
+                                   "precomputed inference source needs a name of its own (the one the dataset's "
+                                   "modelResponses[].modelIdentifier gives).")
+            runs.append(ModelRequest(source, precomputed=True))
+        else:
+            runs.append(ModelRequest(config["bedrockModel"]["modelIdentifier"],
+                                     config["bedrockModel"].get("inferenceParams")))
+    custom = automated.get("customMetricConfig") or {}
+    custom_metrics = tuple(_custom_metric(entry["customMetricDefinition"])
+                           for entry in custom.get("customMetrics") or [])
+    custom_judges = (custom.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
     evaluators = (automated.get("evaluatorModelConfig") or {}).get("bedrockEvaluatorModels") or []
     return EvaluationRequest(
         fields=EVALUATION_FIELDS, name=params["jobName"], output_uri=params["outputDataConfig"]["s3Uri"],
         datasets=tuple(datasets), models=tuple(runs), judge=evaluators[0]["modelIdentifier"] if evaluators else None,
         description=params.get("jobDescription"), encryption_key=params.get("customerEncryptionKeyId"),
         role=params["roleArn"], token=params.get("clientRequestToken"), tags=_tags(params.get("jobTags")),
+        custom_metrics=custom_metrics, custom_judge=custom_judges[0]["modelIdentifier"] if custom_judges else None,
+        custom_metric_field=CUSTOM_METRIC_FIELD, custom_judge_field=CUSTOM_JUDGE_FIELD,
     )
+
+
+def _custom_metric(definition: dict) -> CustomMetric:
+    """A CustomMetricDefinition (its shape already checked against the contract: lengths, the
+    name's pattern, one of stringValue / floatValue per item)."""
+    scale = tuple(RatingScaleItem(item["definition"], item["value"]["stringValue"] if "stringValue" in item["value"]
+                                  else float(item["value"]["floatValue"]))
+                  for item in definition.get("ratingScale") or [])
+    return CustomMetric(definition["name"], definition["instructions"], scale)
+
+
+def _custom_metric_config(evaluation) -> dict:
+    metrics = []
+    for metric in evaluation.custom_metrics:
+        definition = {"name": metric.name, "instructions": metric.instructions}
+        if metric.rating_scale:
+            definition["ratingScale"] = [
+                {"definition": item.definition,
+                 "value": {"stringValue": item.value} if isinstance(item.value, str) else {"floatValue": item.value}}
+                for item in metric.rating_scale]
+        metrics.append({"customMetricDefinition": definition})
+    return {"customMetrics": metrics,
+            "evaluatorModelConfig": {"bedrockEvaluatorModels": [{"modelIdentifier": evaluation.custom_judge.identifier}]}}
+
+
+def _model_config(model) -> dict:
+    if model.precomputed:
+        return {"precomputedInferenceSource": {"inferenceSourceIdentifier": model.identifier}}
+    return {"bedrockModel": _bedrock_model(model.identifier, model.inference_params)}
 
 
 def _bedrock_model(identifier: str, inference_params: str | None) -> dict:
@@ -232,10 +276,11 @@ def _evaluation_configs(job: EvaluationJobView) -> dict:
     if evaluation.judge is not None:
         automated["evaluatorModelConfig"] = {"bedrockEvaluatorModels": [
             {"modelIdentifier": evaluation.judge.identifier}]}
+    if evaluation.custom_metrics:
+        automated["customMetricConfig"] = _custom_metric_config(evaluation)
     return {
         "evaluationConfig": {"automated": automated},
-        "inferenceConfig": {"models": [{"bedrockModel": _bedrock_model(m.identifier, m.inference_params)}
-                                       for m in evaluation.models]},
+        "inferenceConfig": {"models": [_model_config(m) for m in evaluation.models]},
         "outputDataConfig": {"s3Uri": job.spec.output_uri},
     }
 
@@ -257,13 +302,19 @@ def evaluation_jobs(jobs: list[EvaluationJobView], token: str | None) -> dict:
     summaries = []
     for job in jobs:
         evaluation = job.spec.evaluation
-        models = [m.identifier for m in evaluation.models]
+        models = [m.identifier for m in evaluation.models if not m.precomputed]
+        sources = [m.identifier for m in evaluation.models if m.precomputed]
+        models_summary = {"bedrockModelIdentifiers": models}
+        if sources:
+            models_summary["precomputedInferenceSourceIdentifiers"] = sources
         summaries.append({
             "jobArn": job.row.arn, "jobName": job.row.name, "status": job.row.status,
             "creationTime": job.row.created_at, "jobType": "Automated", "applicationType": job.row.application_type,
             "evaluationTaskTypes": sorted({d.task_type for d in evaluation.datasets}),
             "modelIdentifiers": models,
             "evaluatorModelIdentifiers": [evaluation.judge.identifier] if evaluation.judge else None,
-            "inferenceConfigSummary": {"modelConfigSummary": {"bedrockModelIdentifiers": models}},
+            "customMetricsEvaluatorModelIdentifiers":
+                [evaluation.custom_judge.identifier] if evaluation.custom_judge else None,
+            "inferenceConfigSummary": {"modelConfigSummary": models_summary},
         })
     return {"jobSummaries": summaries, "nextToken": token}

@@ -37,6 +37,7 @@ Entry points::
     validate(definition, settings) -> Grader            # InvalidGrader naming each bad field's path
     run(definition, sample_text=..., item=..., settings=...) -> dict   # GraderRunResponse's shape
     grade_samples(definition, samples, settings) -> list[GradeResult]   # registry.grade, kind "openai"
+    grade(grader, cases, settings) -> list[Graded]      # Evals testing criteria, evaluation custom metrics
     grader_info(definition, settings) -> GraderInfo     # what an RFT job snapshots
 
 Refused, each with a message saying why: image and audio content (Tailor's judges read text), a
@@ -74,7 +75,7 @@ from tailor.graders.openai.definitions import (
     TextSimilarityGrader,
 )
 from tailor.graders.openai.formula import evaluate_formula
-from tailor.graders.openai.grading import ERROR_FLAGS, grade_samples, grader_info, run
+from tailor.graders.openai.grading import ERROR_FLAGS, Graded, grade, grade_samples, grader_info, run
 from tailor.graders.openai.model_graders import (
     ask,
     close_judges,
@@ -93,8 +94,8 @@ from tailor.graders.openai.validation import to_json, validate
 
 __all__ = [
     "ERROR_FLAGS", "GRADER_TYPES", "METRICS", "METRIC_NOTES", "SAMPLE_VARIABLES",
-    "Grader", "InvalidGrader", "Judges", "LabelModelGrader", "MultiGrader", "PythonGrader", "ScoreModelGrader",
+    "Graded", "Grader", "InvalidGrader", "Judges", "LabelModelGrader", "MultiGrader", "PythonGrader", "ScoreModelGrader",
     "StringCheckGrader", "SubGrader", "TextSimilarityGrader",
-    "ask", "close_judges", "evaluate_formula", "fuzzy_match", "grade_samples", "grader_info", "parse_label",
+    "ask", "close_judges", "evaluate_formula", "fuzzy_match", "grade", "grade_samples", "grader_info", "parse_label",
     "parse_score", "render", "run", "sample_namespace", "similarity", "string_check", "to_json", "validate",
 ]

@@ -1,8 +1,9 @@
 """Grading samples with a grader: the entry points and the per-type dispatch.
 
 ``run`` grades one output as ``POST /v1/fine_tuning/alpha/graders/run`` answers; ``grade_samples``
-grades an RFT batch (``registry.grade``, kind ``openai``); ``grader_info`` is what an RFT job
-snapshots. ``_grade`` sends each grader type to its module, and ``_grade_multi`` combines a multi
+grades an RFT batch (``registry.grade``, kind ``openai``); ``grade`` grades cases for the Evals API's
+testing criteria and an evaluation job's custom metrics; ``grader_info`` is what an RFT job
+snapshots. All three doors reach ``_grade``, so one definition gives one number for one answer. ``_grade`` sends each grader type to its module, and ``_grade_multi`` combines a multi
 grader's members with its formula.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +96,30 @@ def grade_samples(definition: dict, samples: list[dict], settings: Settings, *,
         error = outcome.error()
         results.append(failed(sample_id, error) if error else GradeResult(sample_id, outcome.reward, outcome.scores))
     return results
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One grader's verdict on one case, for callers outside this package."""
+
+    reward: float
+    error: str | None = None  # why the case could not be graded (its reward is then 0)
+    reasoning: str | None = None  # a model grader's reply
+    scores: dict[str, float] = field(default_factory=dict)  # a multi grader's members
+    flags: tuple[str, ...] = ()  # the ERROR_FLAGS raised
+
+
+def grade(grader: Grader, cases: list[dict], settings: Settings, *, judges: Judges | None = None,
+          log: Callable[[str], None] | None = None) -> list[Graded]:
+    """Grade each case (``{"item": dict, "sample": sample_namespace(text)}``) with a validated
+    ``grader``. Never raises for a grader's or a case's fault: each such case is an error with 0."""
+    try:
+        outcomes = _grade(grader, cases, _Context(settings, judges, log))
+    except Exception as error:  # a fault of Tailor's own: still a zero with its reason
+        return [Graded(0.0, f"the {grader.type} grader failed: {type(error).__name__}: {error}",
+                       flags=("other_error",)) for _ in cases]
+    return [Graded(outcome.reward, outcome.error(), outcome.reply, dict(outcome.scores), tuple(sorted(outcome.flags)))
+            for outcome in outcomes]
 
 
 def _item_of(sample: dict) -> dict:

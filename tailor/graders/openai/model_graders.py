@@ -136,7 +136,7 @@ def _grade_model(grader: ScoreModelGrader | LabelModelGrader, cases: list[dict],
             verdicts = ask(judge, conversations, parse, REMINDER.format(form=form), generation)
             for index, (value, reply) in zip(asked, verdicts, strict=True):
                 if value is not None:
-                    outcomes[index] = _Outcome(value, sampled=True)
+                    outcomes[index] = _Outcome(value, sampled=True, reply=reply.strip())
                 elif isinstance(reply, Failure):
                     outcomes[index] = _failure("model_grader_server_error", f"{grader.model}: {reply.message}")
                 else:

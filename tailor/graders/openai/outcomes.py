@@ -23,6 +23,7 @@ class _Outcome:
     details: dict[str, str] = field(default_factory=dict)  # error flag -> what happened
     scores: dict[str, float] = field(default_factory=dict)  # a multi grader's members
     sampled: bool = False  # a judge model was asked
+    reply: str | None = None  # a judge model's last reply: its reasoning, shown beside the score
 
     def error(self) -> str | None:
         if not self.flags:
