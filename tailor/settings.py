@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$",
                             description="Account id written into ARNs.")
     max_active_jobs: int = Field(default=20, ge=1, description="Customization jobs one principal may have "
-                                 "queued, running or paused at once; another is refused (Bedrock's "
-                                 "ServiceQuotaExceededException, OpenAI's 429) until one ends.")
+                                 "queued, running or paused at once, and apart from them OpenAI eval runs; "
+                                 "another is refused (Bedrock's ServiceQuotaExceededException, OpenAI's 429) "
+                                 "until one ends.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
 
     # The API server's edge (tailor/api/app.py, tailor/api/edge.py; docs/security.md).

@@ -3,8 +3,8 @@
 The runner starts this process in a new session, so a crash, an OOM or a server killed with
 SIGKILL never takes a job down with it, nor the other way round. The worker reads the job's spec
 (never its request), runs it — ``tailor.jobs.customization`` trains, ``tailor.jobs.evaluation``
-evaluates — and writes every change straight to the database, ending in Completed, Failed with a
-reason, or Stopped after SIGTERM (``tailor.jobs.ending``).
+evaluates, ``tailor.jobs.eval_run`` runs an OpenAI eval — and writes every change straight to the
+database, ending in Completed, Failed with a reason, or Stopped after SIGTERM (``tailor.jobs.ending``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tailor.store.db import open_store
 
 # The runner's KIND argument -> the module whose ``run_job`` runs that kind (imported only then:
 # training pulls in torch, evaluation an engine).
-KINDS = {"customization": "tailor.jobs.customization", "evaluation": "tailor.jobs.evaluation"}
+KINDS = {"customization": "tailor.jobs.customization", "evaluation": "tailor.jobs.evaluation",
+         "eval_run": "tailor.jobs.eval_run"}
 
 
 def run(kind: str, job_id: str, settings: Settings) -> str:

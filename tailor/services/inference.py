@@ -234,6 +234,8 @@ def weights_for(store: Store, settings: Settings, principal: str, identifier: st
     settings — never an API caller, who could name another principal's output), a training
     output folder (one with a manifest.json).
     """
+    if identifier.startswith("ft:"):  # a model fine-tuned through the OpenAI API, or one of its checkpoints
+        return target_for_artifacts(fine_tuned_artifacts(store, principal, identifier))[0]
     folder = Path(identifier).expanduser()
     if allow_folders and trained.is_trained(folder):
         return target_for_artifacts(folder)[0]

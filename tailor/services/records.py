@@ -102,20 +102,22 @@ class Page:
 # OpenAI's cursor pages: after an id
 
 
-def after_page(session, table, conditions: list, *, after: str | None, descending: bool, limit: int) -> Page:
-    """One page of ``table`` rows ordered by (created_at, id), starting after the row whose id is
+def after_page(session, table, conditions: list, *, after: str | None, descending: bool, limit: int,
+               column: str = "created_at") -> Page:
+    """One page of ``table`` rows ordered by (``column``, id), starting after the row whose id is
     ``after`` (OpenAI's cursor: the last id of the previous page); an unknown cursor is an empty page."""
-    order = (table.created_at.desc(), table.id.desc()) if descending else (table.created_at, table.id)
+    time = getattr(table, column)
+    order = (time.desc(), table.id.desc()) if descending else (time, table.id)
     query = select(table).where(*conditions)
     if after is not None:
         anchor = session.scalar(select(table).where(table.id == after, *conditions))
         if anchor is None:
             return Page([], False)
-        created, row_id = anchor.created_at, anchor.id
+        at, row_id = getattr(anchor, column), anchor.id
         if descending:
-            query = query.where((table.created_at < created) | ((table.created_at == created) & (table.id < row_id)))
+            query = query.where((time < at) | ((time == at) & (table.id < row_id)))
         else:
-            query = query.where((table.created_at > created) | ((table.created_at == created) & (table.id > row_id)))
+            query = query.where((time > at) | ((time == at) & (table.id > row_id)))
     rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
     for row in rows:
         session.expunge(row)

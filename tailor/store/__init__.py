@@ -4,4 +4,4 @@ Importing the package registers every table with ``db.Base.metadata`` (the schem
 with the migrated schema).
 """
 
-from tailor.store import buckets, deployments, files, graders, jobs, keys, tags  # noqa: F401
+from tailor.store import buckets, deployments, evals, files, graders, jobs, keys, tags  # noqa: F401

@@ -114,7 +114,7 @@ def kill_workers(home: Path) -> None:
     if not database.exists():
         return
     with sqlite3.connect(database) as connection:
-        pids = [row[0] for table in ("jobs", "evaluation_jobs")
+        pids = [row[0] for table in ("jobs", "evaluation_jobs", "eval_runs")
                 for row in connection.execute(f"SELECT pid FROM {table} WHERE pid IS NOT NULL")]
     for pid in pids:
         try:

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import chat_body, serving
-from tailor.api.openai import files, graders, jobs
+from tailor.api.openai import eval_routes, files, graders, jobs
 from tailor.api.openai.common import error_response, principal_of
 from tailor.api.openai.errors import error_body
 from tailor.api.request_json import parse_json
@@ -34,6 +34,7 @@ def add_routes(app: FastAPI) -> None:
     files.add_routes(app)
     jobs.add_routes(app)
     graders.add_routes(app)
+    eval_routes.add_routes(app)
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai.chat_completions")
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="openai.models")
     app.add_api_route("/v1/models/{model:path}", retrieve_model, methods=["GET"], name="openai.models.retrieve")
