@@ -193,3 +193,55 @@ def evaluation(trained, tmp_path_factory) -> Evaluation:
                               hyperparameters={"epochCount": "12", "batchSize": "4"}, progress=False),
                     settings).output_dir
     return Evaluation(settings, data, questions, trained.full, judge, base_answers)
+
+
+# ---------------------------------------------------------------------------------------------
+# One grader definition through three doors: a Bedrock evaluation's custom metric (FACTUAL, as
+# customMetricConfig defines it), the OpenAI grader object it becomes (``factual_grader``), used as
+# an Evals testing criterion and as an RFT grader. ``factual_judge`` is the tiny model fine-tuned
+# to answer that grader's conversation — rendered exactly as the grader layer sends it, with its
+# reply form — with 1 for a taught answer and 0 for the base model's answer to the four questions of
+# ``evaluation``. It knows nothing else (a test judge), but every token it emits is parsed as any
+# judge's. Servers serve it under JUDGE_ALIAS.
+
+JUDGE_ALIAS = "tailor-judge"
+FACTUAL = {"name": "Factual",
+           "instructions": "Question: {{prompt}}\nReference: {{ground_truth}}\nAnswer: {{prediction}}\n"
+                           "Does the answer state what the reference states?",
+           "ratingScale": [{"definition": "it does not", "value": {"floatValue": 0}},
+                           {"definition": "it does", "value": {"floatValue": 1}}]}
+STATES, DIFFERS = "The answer states the reference.\nScore: 1", "The answer does not state the reference.\nScore: 0"
+
+
+def factual_grader() -> dict:
+    """FACTUAL as the grader layer grades it: an OpenAI ``score_model`` definition."""
+    from tailor.evaluate.judge import custom_grader
+    from tailor.evaluate.spec import CustomMetric, RatingScaleItem
+
+    scale = tuple(RatingScaleItem(item["definition"], item["value"]["floatValue"]) for item in FACTUAL["ratingScale"])
+    return custom_grader(CustomMetric(FACTUAL["name"], FACTUAL["instructions"], scale), JUDGE_ALIAS)
+
+
+@pytest.fixture(scope="session")
+def factual_judge(evaluation, tmp_path_factory) -> Path:
+    from tailor.graders.openai import sample_namespace, validate
+    from tailor.graders.openai.model_graders import SCORE_FORM, _conversation
+    from tailor.settings import Settings
+    from tailor.train import sft
+    from tailor.train.spec import TrainSpec
+
+    settings = Settings(home=evaluation.settings.home, model_aliases={JUDGE_ALIAS: "tailor.tiny"})
+    grader = validate(factual_grader(), settings)
+    low, high = grader.range
+    records = []
+    for question, base_answer in zip(evaluation.questions, evaluation.base_answers):
+        for answer, verdict in ((question.reference, STATES), (base_answer, DIFFERS)):
+            case = {"item": {"prompt": question.prompt, "referenceResponse": question.reference},
+                    "sample": sample_namespace(answer)}
+            conversation = _conversation(grader, case, SCORE_FORM.format(low=low, high=high))
+            records.append({"messages": [*conversation, {"role": "assistant", "content": verdict}]})
+    root = tmp_path_factory.mktemp("factual-judge")
+    (root / "judge.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records * 6))
+    return sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(root / "judge.jsonl"), root / "judge",
+                             hyperparameters={"epochCount": "12", "batchSize": "4"}, progress=False),
+                   evaluation.settings).output_dir

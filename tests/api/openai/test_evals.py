@@ -13,7 +13,7 @@ import pytest
 
 from tailor.graders.openai import similarity
 from tests.api.conftest import ALIASES, running_server
-from tests.conftest import HELP_DESK_SYSTEM
+from tests.conftest import HELP_DESK_SYSTEM, JUDGE_ALIAS, factual_grader
 
 ITEM_SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
                "required": ["question", "answer"]}
@@ -25,40 +25,6 @@ ROWS = [({"question": "Capital of France?", "answer": "Paris"}, "Paris"),
         ({"question": "Two plus two?", "answer": "four"}, "It is four"),
         ({"question": "Colour of the sky?", "answer": "blue on a clear day"}, "green"),
         ({"question": "Largest ocean?", "answer": "the Pacific Ocean"}, "the Pacific Ocean")]
-
-
-# The guide's model-graded criterion: a judge the server serves ("tailor-judge", aliased to the
-# test judge below) scores each answer 0 or 1 against the reference.
-SCORE = {"type": "score_model", "name": "judge", "model": "tailor-judge", "range": [0, 1], "pass_threshold": 0.5,
-         "input": [{"role": "system", "content": "You grade a help desk's answers against the reference."},
-                   {"role": "user", "content": "Question: {{item.question}}\nReference: {{item.answer}}\n"
-                                               "Answer: {{sample.output_text}}"}]}
-MATCHES, DIFFERS = "The answer states the reference.\nScore: 1", "The answer does not state the reference.\nScore: 0"
-
-
-@pytest.fixture(scope="module")
-def score_judge(evaluation, tmp_path_factory):
-    """The tiny model fine-tuned to answer SCORE's conversation — rendered exactly as the grader
-    sends it, with its reply form — with 1 for the taught answer and 0 for the base model's. It
-    knows nothing else (a test judge), but every token it emits is parsed as any judge's."""
-    from tailor.graders.openai.model_graders import SCORE_FORM
-    from tailor.train import sft
-    from tailor.train.spec import TrainSpec
-
-    system, user = SCORE["input"]
-    records = []
-    for question, base_answer in zip(evaluation.questions, evaluation.base_answers):
-        for answer, verdict in ((question.reference, MATCHES), (base_answer, DIFFERS)):
-            asked = (user["content"].replace("{{item.question}}", question.prompt)
-                     .replace("{{item.answer}}", question.reference).replace("{{sample.output_text}}", answer))
-            records.append({"system": system["content"], "messages": [
-                {"role": "user", "content": f"{asked}\n\n{SCORE_FORM.format(low=0, high=1)}"},
-                {"role": "assistant", "content": verdict}]})
-    root = tmp_path_factory.mktemp("score-judge")
-    (root / "judge.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records * 6))
-    return sft.run(TrainSpec("FINE_TUNING", "tailor.tiny", str(root / "judge.jsonl"), root / "judge",
-                             hyperparameters={"epochCount": "12", "batchSize": "4"}, progress=False),
-                   evaluation.settings).output_dir
 
 
 def register_fine_tuned(home, folder) -> str:
@@ -149,22 +115,30 @@ def test_a_jsonl_run_grades_the_samples_its_rows_bring(server):
         client.evals.retrieve(created.id)
 
 
+FAQ_SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string"}, "referenceResponse": {"type": "string"}},
+              "required": ["prompt", "referenceResponse"]}
+
+
 @pytest.mark.slow
-def test_the_evals_guide_flow_a_fine_tuned_model_passes_more_than_its_base(home, evaluation, score_judge):
-    with running_server(home, {**ALIASES, "tailor-judge": str(score_judge / "model")}) as server:
+def test_the_evals_guide_flow_a_fine_tuned_model_passes_more_than_its_base(home, evaluation, factual_judge):
+    """OpenAI's evals guide: a string_check and a score_model criterion (a judge the server serves:
+    ``tests/conftest.py``'s test judge), a completions run on the fine-tuned model and one on its
+    base, their output items, and the report that puts them side by side."""
+    with running_server(home, {**ALIASES, JUDGE_ALIAS: str(factual_judge / "model")}) as server:
         tuned = register_fine_tuned(home, evaluation.full)
         client = server.openai()
-        exact = {**EXACT, "reference": "{{item.answer}}"}
+        exact = {**EXACT, "reference": "{{item.referenceResponse}}"}
+        judge = {**factual_grader(), "pass_threshold": 0.5}
         faq_eval = client.evals.create(
-            name="help desk", testing_criteria=[exact, SCORE],
-            data_source_config={"type": "custom", "item_schema": ITEM_SCHEMA, "include_sample_schema": True})
-        rows = [{"item": {"question": q.prompt, "answer": q.reference}} for q in evaluation.questions]
+            name="help desk", testing_criteria=[exact, judge],
+            data_source_config={"type": "custom", "item_schema": FAQ_SCHEMA, "include_sample_schema": True})
+        rows = [{"item": {"prompt": q.prompt, "referenceResponse": q.reference}} for q in evaluation.questions]
         runs = {}
         for model in (tuned, "tailor.tiny"):
             runs[model] = client.evals.runs.create(faq_eval.id, name=model, data_source={
                 "type": "completions", "model": model, "source": {"type": "file_content", "content": rows},
                 "input_messages": {"type": "template", "template": [
-                    {"role": "developer", "content": HELP_DESK_SYSTEM}, {"role": "user", "content": "{{item.question}}"}]},
+                    {"role": "developer", "content": HELP_DESK_SYSTEM}, {"role": "user", "content": "{{item.prompt}}"}]},
                 "sampling_params": {"max_completion_tokens": 96, "temperature": 0, "seed": 0}})
         done = {model: wait_for_run(client, faq_eval.id, run.id, timeout=400) for model, run in runs.items()}
         assert all(run.status == "completed" for run in done.values()), [r.error for r in done.values()]
@@ -172,8 +146,8 @@ def test_the_evals_guide_flow_a_fine_tuned_model_passes_more_than_its_base(home,
         print("pass rates: fine-tuned", tuned_run.result_counts, "base", base_run.result_counts)
         assert tuned_run.result_counts.passed >= 3 and base_run.result_counts.passed == 0
         assert tuned_run.result_counts.errored == 0 and base_run.result_counts.errored == 0
-        judge = {r.testing_criteria: r for r in tuned_run.per_testing_criteria_results}["judge"]
-        assert judge.passed >= 3
+        judged = {r.testing_criteria: r for r in tuned_run.per_testing_criteria_results}["Factual"]
+        assert judged.passed >= 3
         [usage] = tuned_run.per_model_usage
         assert usage.model_name == tuned and usage.invocation_count == 4 and usage.completion_tokens > 0
         assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
@@ -183,7 +157,7 @@ def test_the_evals_guide_flow_a_fine_tuned_model_passes_more_than_its_base(home,
         assert first.sample.model == tuned and first.sample.input[0].content == HELP_DESK_SYSTEM
         assert first.sample.output[0].content == evaluation.questions[0].reference
         assert first.sample.usage.prompt_tokens > 0
-        verdict = {r.name: r for r in first.results}["judge"]
+        verdict = {r.name: r for r in first.results}["Factual"]
         assert verdict.score == 1.0 and verdict.passed and "Score: 1" in verdict.sample["output"][0]["content"]
 
         # The report: the fine-tuned run beside its base, per question, with the judge's reasons.
@@ -246,7 +220,7 @@ def test_errors_come_in_the_sdks_shape_and_name_the_field(server):
     refused(lambda: client.evals.create(data_source_config=custom, testing_criteria=[EXACT, EXACT]),
             "testing_criteria[1].name", "names another criterion")
     refused(lambda: client.evals.create(data_source_config=custom, testing_criteria=[
-        {**SCORE, "model": "http://evil.example/v1"}]), "testing_criteria[0].model", "a model this server runs")
+        {**factual_grader(), "model": "http://evil.example/v1"}]), "testing_criteria[0].model", "a model this server runs")
     refused(lambda: client.evals.create(data_source_config={"type": "logs"}, testing_criteria=[EXACT]),
             "data_source_config.type", "stores none")
     refused(lambda: client.evals.create(data_source_config={"type": "custom", "item_schema": {"type": "nope"}},
