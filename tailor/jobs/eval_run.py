@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tailor.catalog import resolve_registered_model
 from tailor.errors import TailorError
-from tailor.evaluate.backends import Failure, Opener
+from tailor.evaluate.backends import EngineModel, Failure, Opener
 from tailor.evaluate.run import StopRequested
 from tailor.graders.openai import (
     Graded,
@@ -47,9 +47,9 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         run = session.get(EvalRun, job_id)
         if run is None or run.status != "InProgress":
             return run.status if run else "missing"
-        spec, eval_id, results = EvalRunSpec.from_record(run.spec), run.eval_id, run.results
+        spec, results = EvalRunSpec.from_record(run.spec), run.results
     try:
-        _run(store, settings, job_id, eval_id, spec, results, stop)
+        _run(store, settings, job_id, spec, results, stop)
     except StopRequested:
         return finish(store, settings, EvalRun, job_id, "Stopped")
     except TailorError as error:
@@ -59,12 +59,9 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
     return finish(store, settings, EvalRun, job_id, "Completed")
 
 
-def _run(store: Store, settings: Settings, job_id: str, eval_id: str, spec: EvalRunSpec, results: dict,
-         stop: Stop) -> None:
+def _run(store: Store, settings: Settings, job_id: str, spec: EvalRunSpec, results: dict, stop: Stop) -> None:
     rows = [json.loads(line) for line in Path(spec.items_path).read_text().splitlines() if line.strip()]
     criteria = [(c, validate({k: v for k, v in c.items() if k != "pass_threshold"}, settings)) for c in spec.criteria]
-    with store.session() as session:  # a worker started again begins afresh
-        session.query(EvalOutputItem).filter(EvalOutputItem.run_id == job_id).delete()
 
     def resolve(name: str) -> Target:  # a judge: a catalog id or alias, as model graders accept
         resolve_registered_model(name, settings)
@@ -86,7 +83,7 @@ def _run(store: Store, settings: Settings, job_id: str, eval_id: str, spec: Eval
                 graded.append([next(verdicts) if case is not None else None for case in cases])
             items = [_item(position, row, sample, [(c, g, per[i]) for (c, g), per in zip(criteria, graded)])
                      for i, ((position, row), sample) in enumerate(zip(batch, samples))]
-            _record(store, job_id, eval_id, items, results, spec, samples)
+            _record(store, job_id, items, results, spec, samples)
     if stop():
         raise StopRequested("The run was canceled.")
 
@@ -105,7 +102,7 @@ def _samples(model, spec: EvalRunSpec, rows: list[dict]) -> list[dict]:
             problems.append(str(error))
     asked = [c for c in conversations if c is not None]
     completions: list = []
-    if hasattr(model, "engine"):  # Tailor's engine reports token counts and why each answer stopped
+    if isinstance(model, EngineModel):  # Tailor's engine reports token counts and why each answer stopped
         replies = iter(model.chat(asked, generation, completions=completions, seed=spec.seed or 0))
     else:
         replies = iter(model.chat(asked, generation))
@@ -193,7 +190,7 @@ def _item(position: int, row: dict, sample: dict, verdicts: list) -> dict:
             "body": {"datasource_item": row["item"], "results": results, "sample": sample}}
 
 
-def _record(store: Store, job_id: str, eval_id: str, items: list[dict], results: dict, spec: EvalRunSpec,
+def _record(store: Store, job_id: str, items: list[dict], results: dict, spec: EvalRunSpec,
             samples: list[dict]) -> None:
     """The batch's output items and the run's counts, in one transaction."""
     counts = results["result_counts"]

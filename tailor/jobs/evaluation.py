@@ -26,6 +26,7 @@ from tailor.evaluate.judge import custom_grader, custom_result
 from tailor.evaluate.results import Score
 from tailor.evaluate.run import CustomScorer, StopRequested
 from tailor.evaluate.spec import CustomMetric, EvaluationSpec
+from tailor.graders import openai as graders
 from tailor.jobs.ending import Stop, crashed, finish
 from tailor.jobs.spec import EvaluationJobSpec
 from tailor.settings import Settings
@@ -63,8 +64,6 @@ def custom_scorers(spec: EvaluationSpec, settings: Settings):
     """For ``tailor.evaluate.job.run``: given the opened judge of the custom metrics, one scorer per
     custom metric of ``spec``, grading through ``tailor.graders.openai``."""
     def scorers(judge: Backend) -> Mapping[str, CustomScorer]:
-        from tailor.graders import openai as graders
-
         made = {}
         for metric in spec.custom_metrics:
             grader = graders.validate(custom_grader(metric, spec.custom_judge.identifier), settings)
@@ -75,8 +74,6 @@ def custom_scorers(spec: EvaluationSpec, settings: Settings):
 
 def _scorer(metric: CustomMetric, grader, judge: Backend, settings: Settings) -> CustomScorer:
     def score(items: list[tuple[str, str, str | None]]) -> list[Score]:
-        from tailor.graders import openai as graders
-
         cases = [{"item": {"prompt": prompt, **({"referenceResponse": reference} if reference is not None else {})},
                   "sample": graders.sample_namespace(response)} for prompt, response, reference in items]
         return [custom_score(metric, grader, graded)
@@ -92,9 +89,7 @@ def custom_score(metric: CustomMetric, grader, graded) -> Score:
         return Score(metric.name, None, explanation=graded.error)
     reply = graded.reasoning or "(the judge gave no reasoning)"
     if grader.type == "label_model":
-        from tailor.graders.openai import parse_label
-
-        label = parse_label(graded.reasoning or "", list(grader.labels))
+        label = graders.parse_label(graded.reasoning or "", list(grader.labels))
         if label is None:
             return Score(metric.name, None, explanation=f"No label from the scale in the judge's reply: {reply}")
         return Score(metric.name, custom_result(metric, graded.reward, label), explanation=f"{label}: {reply}")

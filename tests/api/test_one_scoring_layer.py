@@ -48,11 +48,10 @@ def test_a_metric_a_testing_criterion_and_a_reward_give_the_same_number(home, ev
         ev = client.evals.create(data_source_config={"type": "custom", "item_schema": schema},
                                  testing_criteria=[{**ROUGE, "pass_threshold": 0.5},
                                                    {**factual_grader(), "pass_threshold": 0.5}])
-        runs = {name: client.evals.runs.create(ev.id, name=name, data_source={"type": "jsonl", "source": {
-            "type": "file_content", "content": [{"item": {"prompt": q.prompt, "referenceResponse": q.reference},
-                                                 "sample": {"output_text": answer}}
-                                                for q, answer in zip(questions, answers[name])]}})
-                for name in answers}
+        rows = [(name, q, answer) for name in answers for q, answer in zip(questions, answers[name])]
+        run = client.evals.runs.create(ev.id, data_source={"type": "jsonl", "source": {"type": "file_content", "content": [
+            {"item": {"prompt": q.prompt, "referenceResponse": q.reference}, "sample": {"output_text": answer}}
+            for _, q, answer in rows]}})
 
         # RFT, through the API: the grader as a reinforcement job would run it.
         rft_api = {(name, grader["name"]): [client.fine_tuning.alpha.graders.run(
@@ -67,14 +66,13 @@ def test_a_metric_a_testing_criterion_and_a_reward_give_the_same_number(home, ev
                 for score in line["automatedEvaluationResult"]["scores"]:
                     bedrock_scores.setdefault((name, score["metricName"]), []).append(score.get("result"))
         evals_scores = {}
-        for name, run in runs.items():
-            deadline = time.monotonic() + 300
-            while client.evals.runs.retrieve(run.id, eval_id=ev.id).status not in ("completed", "failed"):
-                assert time.monotonic() < deadline
-                time.sleep(0.5)
-            for item in client.evals.runs.output_items.list(run.id, eval_id=ev.id):
-                for result in item.results:
-                    evals_scores.setdefault((name, result.name), []).append(result.score)
+        deadline = time.monotonic() + 300
+        while client.evals.runs.retrieve(run.id, eval_id=ev.id).status not in ("completed", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        for (name, _, _), item in zip(rows, client.evals.runs.output_items.list(run.id, eval_id=ev.id)):
+            for result in item.results:
+                evals_scores.setdefault((name, result.name), []).append(result.score)
 
     # RFT, in this process: the reward function a reinforcement job calls for each rollout.
     monkeypatch.setenv("TAILOR_MODEL_ALIASES", json.dumps({JUDGE_ALIAS: str(factual_judge / "model")}))

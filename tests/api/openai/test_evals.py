@@ -21,6 +21,8 @@ EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text
          "operation": "eq"}
 ROUGE = {"type": "text_similarity", "name": "rouge", "input": "{{sample.output_text}}",
          "reference": "{{item.answer}}", "evaluation_metric": "rouge_l", "pass_threshold": 0.5}
+BOTH = {"type": "multi", "name": "both", "calculate_output": "0.5 * exact + 0.5 * rouge", "pass_threshold": 0.75,
+        "graders": {"exact": {**EXACT}, "rouge": {k: v for k, v in ROUGE.items() if k != "pass_threshold"}}}
 ROWS = [({"question": "Capital of France?", "answer": "Paris"}, "Paris"),
         ({"question": "Two plus two?", "answer": "four"}, "It is four"),
         ({"question": "Colour of the sky?", "answer": "blue on a clear day"}, "green"),
@@ -60,10 +62,10 @@ def test_a_jsonl_run_grades_the_samples_its_rows_bring(server):
     client = server.openai()
     created = client.evals.create(name="answers", data_source_config={"type": "custom", "item_schema": ITEM_SCHEMA,
                                                                        "include_sample_schema": True},
-                                  testing_criteria=[EXACT, ROUGE], metadata={"team": "qa"})
+                                  testing_criteria=[EXACT, ROUGE, BOTH], metadata={"team": "qa"})
     assert created.object == "eval" and created.id.startswith("eval_")
     assert created.data_source_config.schema_["properties"]["item"] == ITEM_SCHEMA
-    assert [c.name for c in created.testing_criteria] == ["exact", "rouge"]
+    assert [c.name for c in created.testing_criteria] == ["exact", "rouge", "both"]
     assert client.evals.retrieve(created.id).metadata == {"team": "qa"}
 
     content = [{"item": item, "sample": {"output_text": output}} for item, output in ROWS]
@@ -76,16 +78,19 @@ def test_a_jsonl_run_grades_the_samples_its_rows_bring(server):
     rouge = [similarity("rouge_l", output, item["answer"]) for item, output in ROWS]
     passes = [(output == item["answer"], score >= 0.5) for (item, output), score in zip(ROWS, rouge)]
     assert done.result_counts.total == 4 and done.result_counts.errored == 0
-    assert done.result_counts.passed == sum(all(p) for p in passes)
+    both = [0.5 * exact + 0.5 * score >= 0.75 for (exact, _), score in zip(passes, rouge)]
+    assert done.result_counts.passed == sum(all(p) and b for p, b in zip(passes, both))
     by_name = {r.testing_criteria: r for r in done.per_testing_criteria_results}
     assert by_name["exact"].passed == sum(p[0] for p in passes)
     assert by_name["rouge"].passed == sum(p[1] for p in passes)
 
     items = list(client.evals.runs.output_items.list(run.id, eval_id=created.id))
     assert [i.datasource_item_id for i in items] == [0, 1, 2, 3]
-    for item, score in zip(items, rouge):
+    for item, score, (exact, _) in zip(items, rouge, passes):
         result = {r.name: r for r in item.results}
         assert result["rouge"].score == pytest.approx(score)  # the grader layer's number, exactly
+        assert result["both"].score == pytest.approx(0.5 * exact + 0.5 * score)
+        assert result["both"].passed == (0.5 * exact + 0.5 * score >= 0.75)
     failing = client.evals.runs.output_items.list(run.id, eval_id=created.id, status="fail")
     assert [i.datasource_item_id for i in failing] == [i for i, p in enumerate(passes) if not all(p)]
     one = client.evals.runs.output_items.retrieve(items[0].id, eval_id=created.id, run_id=run.id)
@@ -253,6 +258,19 @@ def test_errors_come_in_the_sdks_shape_and_name_the_field(server):
     refused(lambda: bob.evals.runs.create(ev.id, data_source=jsonl), "eval_id", "not found", openai.NotFoundError)
     assert list(bob.evals.list()) == []
     wait_for_run(client, ev.id, run.id)
+
+    # An item_reference: each row's own conversation is what the model is sent.
+    conversation = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "q"}]
+    schema_free = client.evals.create(data_source_config={"type": "custom", "item_schema": {"type": "object"}},
+                                      testing_criteria=[{**EXACT, "reference": "a"}])
+    referenced = client.evals.runs.create(schema_free.id, data_source={
+        "type": "completions", "model": "tailor.tiny", "sampling_params": {"max_completion_tokens": 4},
+        "source": {"type": "file_content", "content": [{"item": {"chat": conversation}}, {"item": {"chat": 7}}]},
+        "input_messages": {"type": "item_reference", "item_reference": "item.chat"}})
+    assert wait_for_run(client, schema_free.id, referenced.id).result_counts.errored == 1
+    first, second = client.evals.runs.output_items.list(referenced.id, eval_id=schema_free.id)
+    assert [m.content for m in first.sample.input] == ["Answer briefly.", "q"] and first.status == "fail"
+    assert second.status == "error" and "item.chat" in second.sample.error.message
 
 
 def test_unfinished_runs_are_bounded_per_caller_and_a_retried_create_makes_one_run(home, monkeypatch):

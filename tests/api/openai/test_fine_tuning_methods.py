@@ -76,16 +76,18 @@ def prompts(count: int) -> list[dict]:
 REINFORCEMENT = {"n_epochs": 1, "batch_size": 16, "eval_interval": 2, "eval_samples": 4, "reasoning_effort": "low"}
 
 
-@pytest.mark.parametrize("grader", [
-    {"type": "string_check", "name": "has_a", "input": "{{sample.output_text}}", "reference": "{{item.target}}",
-     "operation": "ilike"},
-    {"type": "multi", "name": "mixed", "calculate_output": "0.5 * has_a + 0.5 * close",
-     "graders": {"has_a": {"type": "string_check", "name": "has_a", "input": "{{sample.output_text}}",
-                           "reference": "{{item.target}}", "operation": "ilike"},
-                 "close": {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
-                           "reference": "{{item.target}}", "evaluation_metric": "fuzzy_match"}}},
-], ids=["string_check", "multi"])
-def test_a_reinforcement_job_graded_by_an_openai_grader(server, grader):
+# A multi grader over a string_check and a text_similarity: one job exercises three grader types
+# (each type's numbers are tested in tests/graders/; tests/api/test_one_scoring_layer.py checks that
+# an RFT reward is the number the other doors give).
+MIXED = {"type": "multi", "name": "mixed", "calculate_output": "0.5 * has_a + 0.5 * close",
+         "graders": {"has_a": {"type": "string_check", "name": "has_a", "input": "{{sample.output_text}}",
+                               "reference": "{{item.target}}", "operation": "ilike"},
+                     "close": {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+                               "reference": "{{item.target}}", "evaluation_metric": "fuzzy_match"}}}
+
+
+def test_a_reinforcement_job_graded_by_an_openai_grader(server):
+    grader = MIXED
     client = server.openai()
     training = client.files.create(file=("prompts.jsonl", jsonl(prompts(8))), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id, suffix="rl", method={
