@@ -1,12 +1,15 @@
 """How a job's worker process ends a job, whatever its kind: the stop signal it polls, the final
-status it records (a stop that arrives while failing or publishing wins), a crash's message."""
+status it records (a stop that arrives while failing or publishing wins), a crash's message, and
+``run_to_end``, which ends an evaluation or eval run by how its work went."""
 
 from __future__ import annotations
 
 import signal
 import traceback
+from collections.abc import Callable
 
-from tailor.errors import failure_message
+from tailor.errors import TailorError, failure_message
+from tailor.evaluate.run import StopRequested
 from tailor.settings import Settings
 from tailor.store.db import Store
 from tailor.store.jobs import transition
@@ -41,3 +44,17 @@ def crashed(error: BaseException, what: str) -> str:
     """The failure message of a bug or an OOM: the job fails, the server lives on."""
     traceback.print_exc()
     return f"{what} failed: {type(error).__name__}: {error}"
+
+
+def run_to_end(store: Store, settings: Settings, table, job_id: str, work: Callable[[], None], what: str) -> str:
+    """Run ``work`` and end the job by how it went: Completed; Stopped when it raised
+    ``StopRequested``; Failed with a ``TailorError``'s message, or with a crash's (``crashed``)."""
+    try:
+        work()
+    except StopRequested:
+        return finish(store, settings, table, job_id, "Stopped")
+    except TailorError as error:
+        return finish(store, settings, table, job_id, "Failed", error.message)
+    except Exception as error:
+        return finish(store, settings, table, job_id, "Failed", crashed(error, what))
+    return finish(store, settings, table, job_id, "Completed")

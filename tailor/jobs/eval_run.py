@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 from tailor.catalog import resolve_registered_model
-from tailor.errors import TailorError
 from tailor.evaluate.backends import EngineModel, Failure, Opener
 from tailor.evaluate.run import StopRequested
 from tailor.graders.openai import (
@@ -30,7 +29,7 @@ from tailor.graders.openai import (
     sample_namespace,
     validate,
 )
-from tailor.jobs.ending import Stop, crashed, finish
+from tailor.jobs.ending import Stop, run_to_end
 from tailor.jobs.spec import DEFAULT_PASS_THRESHOLD, EvalRunSpec
 from tailor.serve.protocol import Target
 from tailor.settings import Settings
@@ -48,15 +47,8 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         if run is None or run.status != "InProgress":
             return run.status if run else "missing"
         spec, results = EvalRunSpec.from_record(run.spec), run.results
-    try:
-        _run(store, settings, job_id, spec, results, stop)
-    except StopRequested:
-        return finish(store, settings, EvalRun, job_id, "Stopped")
-    except TailorError as error:
-        return finish(store, settings, EvalRun, job_id, "Failed", error.message)
-    except Exception as error:
-        return finish(store, settings, EvalRun, job_id, "Failed", crashed(error, "The eval run"))
-    return finish(store, settings, EvalRun, job_id, "Completed")
+    return run_to_end(store, settings, EvalRun, job_id, lambda: _run(store, settings, job_id, spec, results, stop),
+                      "The eval run")
 
 
 def _run(store: Store, settings: Settings, job_id: str, spec: EvalRunSpec, results: dict, stop: Stop) -> None:

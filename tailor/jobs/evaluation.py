@@ -24,10 +24,10 @@ from tailor.evaluate import job as evaluation
 from tailor.evaluate.backends import Backend
 from tailor.evaluate.judge import custom_grader, custom_result
 from tailor.evaluate.results import Score
-from tailor.evaluate.run import CustomScorer, StopRequested
+from tailor.evaluate.run import CustomScorer
 from tailor.evaluate.spec import CustomMetric, EvaluationSpec
 from tailor.graders import openai as graders
-from tailor.jobs.ending import Stop, crashed, finish
+from tailor.jobs.ending import Stop, run_to_end
 from tailor.jobs.spec import EvaluationJobSpec
 from tailor.settings import Settings
 from tailor.store.db import Store
@@ -43,7 +43,8 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         spec, name, staging = EvaluationJobSpec.from_record(job.spec), job.name, Path(job.work_dir) / "output"
     shutil.rmtree(staging, ignore_errors=True)
     prefix = spec.output_uri.rstrip("/") + f"/{name}/{job_id}"
-    try:
+
+    def work() -> None:
         evaluation.run(spec.evaluation, staging, settings, should_stop=stop,
                        custom_scorers=custom_scorers(spec.evaluation, settings))
         try:
@@ -51,14 +52,8 @@ def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
         except (TailorError, OSError) as error:
             reason = error.message if isinstance(error, TailorError) else str(error)
             raise TailorError(f"Could not write the results to {prefix}: {reason}") from None
-    except StopRequested:
-        return finish(store, settings, EvaluationJob, job_id, "Stopped")
-    except TailorError as error:
-        return finish(store, settings, EvaluationJob, job_id, "Failed", error.message)
-    except Exception as error:
-        return finish(store, settings, EvaluationJob, job_id, "Failed", crashed(error, "Evaluation"))
-    return finish(store, settings, EvaluationJob, job_id, "Completed")
 
+    return run_to_end(store, settings, EvaluationJob, job_id, work, "Evaluation")
 
 def custom_scorers(spec: EvaluationSpec, settings: Settings):
     """For ``tailor.evaluate.job.run``: given the opened judge of the custom metrics, one scorer per

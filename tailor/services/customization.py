@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tailor import trained
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
@@ -37,7 +37,7 @@ from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
 from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
 from tailor.secrets import load_or_create_server_key
-from tailor.services import buckets, files
+from tailor.services import buckets, files, records
 from tailor.services.records import (
     Page,
     after_page,
@@ -136,9 +136,7 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
 def _check_quota(store: Store, settings: Settings, principal: str) -> None:
     """A principal's unfinished jobs are bounded (``max_active_jobs``): one caller cannot fill the
     queue. Checked before any work; a race can let one more in, never many."""
-    with store.session() as session:
-        active = session.scalar(select(func.count()).select_from(Job).where(Job.principal == principal,
-                                                                            Job.end_time.is_(None)))
+    active = records.unfinished(store, Job, principal)
     if active >= settings.max_active_jobs:
         raise QuotaExceeded(f"You have {active} customization jobs queued, running or paused, the most this server "
                             f"allows one caller ({settings.max_active_jobs}, max_active_jobs); wait for one to "
@@ -171,9 +169,7 @@ def find_retried(store: Store, principal: str, token_prefix: str, within: timede
     """The caller's newest job whose idempotency token starts with ``token_prefix``, created within
     ``within``: the job a retried request (the same body, sent again by a client's retry) made."""
     with store.session() as session:
-        job = session.scalar(select(Job).where(
-            Job.principal == principal, Job.client_request_token.startswith(token_prefix, autoescape=True),
-            Job.created_at >= utcnow() - within).order_by(Job.created_at.desc()).limit(1))
+        job = records.retried(session, Job, principal, token_prefix, within)
         return view(job) if job is not None else None
 
 

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from tailor.arns import new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, TailorError
@@ -36,7 +36,13 @@ from tailor.jobs.spec import EvalRunRequest, EvalRunSpec
 from tailor.services import files
 from tailor.services.evaluations import MAX_ANSWER_TOKENS
 from tailor.services.inference import weights_for
-from tailor.services.records import Page, after_page, made_with_token
+from tailor.services.records import (
+    Page,
+    after_page,
+    made_with_token,
+    retried,
+    unfinished,
+)
 from tailor.settings import Settings
 from tailor.store.db import Store, utcnow
 from tailor.store.evals import Eval, EvalOutputItem, EvalRun
@@ -242,9 +248,7 @@ def create_run(store: Store, settings: Settings, principal: str, request: EvalRu
 def _check_quota(store: Store, settings: Settings, principal: str) -> None:
     """A principal's unfinished runs are bounded (``max_active_jobs``, counted apart from its
     customization jobs): one caller cannot fill the queue."""
-    with store.session() as session:
-        active = session.scalar(select(func.count()).select_from(EvalRun).where(EvalRun.principal == principal,
-                                                                                EvalRun.end_time.is_(None)))
+    active = unfinished(store, EvalRun, principal)
     if active >= settings.max_active_jobs:
         raise QuotaExceeded(f"You have {active} eval runs queued or running, the most this server allows one "
                             f"caller ({settings.max_active_jobs}, max_active_jobs); wait for one to finish, or "
@@ -255,9 +259,7 @@ def find_retried_run(store: Store, principal: str, token_prefix: str, within: ti
     """The caller's newest run whose idempotency token starts with ``token_prefix``, created within
     ``within``: the run a retried request (the same body, sent again by a client's retry) made."""
     with store.session() as session:
-        run = session.scalar(select(EvalRun).where(
-            EvalRun.principal == principal, EvalRun.client_request_token.startswith(token_prefix, autoescape=True),
-            EvalRun.created_at >= utcnow() - within).order_by(EvalRun.created_at.desc()).limit(1))
+        run = retried(session, EvalRun, principal, token_prefix, within)
         if run is not None:
             session.expunge(run)
         return run

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tailor.errors import NotFound, TailorError
-from tailor.store.db import Store, page
+from tailor.store.db import Store, page, utcnow
 from tailor.store.tags import Tag
 
 
@@ -122,3 +123,19 @@ def after_page(session, table, conditions: list, *, after: str | None, descendin
     for row in rows:
         session.expunge(row)
     return Page(rows[:limit], len(rows) > limit)
+
+
+def retried(session: Session, table, principal: str, token_prefix: str, within: timedelta):
+    """The caller's newest row of ``table`` whose idempotency token starts with ``token_prefix``,
+    created within ``within``: what a retried request (the same body, sent again by a client's
+    retry) made; None if none."""
+    return session.scalar(select(table).where(
+        table.principal == principal, table.client_request_token.startswith(token_prefix, autoescape=True),
+        table.created_at >= utcnow() - within).order_by(table.created_at.desc()).limit(1))
+
+
+def unfinished(store: Store, table, principal: str) -> int:
+    """How many of the caller's jobs of ``table`` have not ended (queued, running, paused)."""
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(table).where(table.principal == principal,
+                                                                            table.end_time.is_(None)))
