@@ -150,10 +150,31 @@ def _checked_schema(schema: dict | None) -> dict:
         where = "".join(f"[{step!r}]" if isinstance(step, int) else f".{step}" for step in error.absolute_path)
         raise InvalidInput(f"data_source_config.item_schema{where}: not a valid JSON Schema: {error.message}",
                            param="data_source_config.item_schema") from None
+    if where := _pattern_in(schema, "data_source_config.item_schema"):
+        # Python's re has no time limit: a caller's pattern could hold a server thread for ever
+        # (catastrophic backtracking) while every row is checked. Types, enums, lengths remain.
+        raise InvalidInput(f"{where}: regular expressions are not accepted in an item_schema on this server "
+                           "(they would run unbounded on every row); use type, enum, const or length keywords.",
+                           param="data_source_config.item_schema")
     if len(json.dumps(schema)) > 100_000:
         raise InvalidInput("data_source_config.item_schema: at most 100,000 characters of JSON.",
                            param="data_source_config.item_schema")
     return schema
+
+
+def _pattern_in(value, path: str) -> str | None:
+    """Where ``value`` (a JSON Schema) uses a regular expression, if anywhere."""
+    if isinstance(value, dict):
+        for key, member in value.items():
+            if key in ("pattern", "patternProperties"):
+                return f"{path}.{key}"
+            if found := _pattern_in(member, f"{path}.{key}"):
+                return found
+    elif isinstance(value, list):
+        for index, member in enumerate(value):
+            if found := _pattern_in(member, f"{path}[{index}]"):
+                return found
+    return None
 
 
 def _owned_eval(session, principal: str, eval_id: str) -> Eval:

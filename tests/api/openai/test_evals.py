@@ -231,6 +231,10 @@ def test_errors_come_in_the_sdks_shape_and_name_the_field(server):
             "data_source_config.type", "stores none")
     refused(lambda: client.evals.create(data_source_config={"type": "custom", "item_schema": {"type": "nope"}},
                                         testing_criteria=[EXACT]), "data_source_config.item_schema", "JSON Schema")
+    backtracking = {"type": "object", "properties": {"answer": {"type": "string", "pattern": "^(a+)+$"}}}
+    refused(lambda: client.evals.create(data_source_config={"type": "custom", "item_schema": backtracking},
+                                        testing_criteria=[EXACT]), "data_source_config.item_schema",
+            "item_schema.properties.answer.pattern: regular expressions are not accepted")
 
     ev = client.evals.create(data_source_config=custom, testing_criteria=[EXACT])
     good = {"item": {"question": "q", "answer": "a"}, "sample": {"output_text": "a"}}
