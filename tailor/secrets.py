@@ -8,6 +8,9 @@ makes every stored secret unreadable; copying it together with the database rest
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -60,6 +63,14 @@ def load_or_create_server_key(home: Path) -> bytes:
             "Restore it from a backup; replacing it makes the stored secret keys unreadable."
         ) from None
     return key
+
+
+def derived_key(server_key: bytes, purpose: str) -> bytes:
+    """A Fernet key for one ``purpose`` (``"console-session"``), derived from the server key by
+    HMAC-SHA256, so a token made for one purpose never opens another and the key that encrypts
+    the stored secrets never signs anything a browser holds."""
+    digest = hmac.new(server_key, b"tailor:" + purpose.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest)
 
 
 def encrypt_secret(server_key: bytes, secret: str) -> str:

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     api_docs: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json (they need no "
                            "credentials, so they are off unless the operator wants them).")
 
+    # The web console (tailor/api/console; docs/console.md).
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a console "
+                                         "sign-in lasts; revoking the access key ends its sessions at once.")
+    model_unit_hourly_price: float | None = Field(default=None, ge=0, description="What one provisioned model "
+                                                  "unit costs per hour, for the console's estimate when buying "
+                                                  "provisioned throughput (unset: no estimate is shown).")
+    price_currency: str = Field(default="USD", min_length=1, max_length=8, description="Currency of "
+                                "model_unit_hourly_price, as shown in the console.")
+
     # Serving (tailor/serve/engine.py): one engine process answers every deployed model.
     engine_max_batch: int = Field(default=32, ge=1, description="Sequences decoded together per base model.")
     engine_max_models: int = Field(default=2, ge=1, description="Base (or full-weight) models kept in memory; "

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 
-from tailor.api import fallback
+from tailor.api import console, docs, fallback
 from tailor.api.bedrock import control, runtime
 from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
 from tailor.api.openai import routes as openai_routes
@@ -136,9 +136,8 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
         engine.close()
         runner.close()
 
-    docs = settings.api_docs
-    app = FastAPI(title="Tailor", lifespan=lifespan, docs_url="/docs" if docs else None,
-                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None)
+    app = FastAPI(title="Tailor", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.api_docs else None)
     # Added last, so it runs first: nothing — not even authentication — reads past the limit.
     if insecure_local:
         app.add_middleware(LoopbackOnly)
@@ -146,10 +145,14 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
                        limit_for=lambda path: file_body_limit(path, settings.max_file_bytes, files.MAX_PART_BYTES))
     app.state.store, app.state.settings, app.state.authenticate = store, settings, authenticate
     app.state.authenticate_bearer = authenticate_bearer
+    app.state.secret_for, app.state.insecure_local = secret_for, insecure_local
     app.state.runner, app.state.engine, app.state.slots = runner, engine, {}
     control.add_routes(app)
     runtime.add_routes(app)
     openai_routes.add_routes(app)
+    console.add_routes(app)
+    if settings.api_docs:
+        docs.add_routes(app)
     fallback.add_handlers(app)  # unknown paths, wrong methods, crashes: in the path's dialect
 
     @app.get("/ping", include_in_schema=False)

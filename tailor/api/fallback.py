@@ -12,6 +12,9 @@ envelope everywhere else -- including the few Bedrock operations whose own paths
 * a request FastAPI itself refuses before a route runs: 400 ``ValidationException``;
 * any other exception that escapes a route: the dialect's 500, its traceback in the log.
 
+Under ``/console`` the same answers are a small HTML page (the console's own routes render their
+errors themselves: ``tailor.api.console.pages``).
+
 Trailing-slash redirects are turned off: AWS and OpenAI clients never add a slash, and a redirect
 would send a signed request to a path it was not signed for.
 """
@@ -19,11 +22,12 @@ would send a signed request to a path it was not signed for.
 from __future__ import annotations
 
 import functools
+import html
 import re
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from tailor.api.bedrock.errors import envelope
@@ -32,6 +36,9 @@ from tailor.api.errors import INTERNAL_MESSAGE
 from tailor.api.openai.errors import envelope as openai_envelope
 
 UNKNOWN_OPERATION = "UnknownOperationException"
+_CONSOLE_PAGE = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{status} · Tailor console</title>'
+                 '</head><body><h1>{status}</h1><p id="error-message">{message}</p>'
+                 '<p><a href="/console">Console home</a></p></body></html>')
 
 
 def add_handlers(app: FastAPI) -> None:
@@ -39,6 +46,10 @@ def add_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)
+
+
+def is_console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
 
 
 def is_openai(path: str) -> bool:
@@ -69,17 +80,21 @@ def _where(request: Request) -> str:
 
 
 def _answer(request: Request, status: int, aws_code: str, openai_kind: str, openai_code: str | None,
-            message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+            message: str, headers: dict[str, str] | None = None) -> Response:
+    if is_console(_raw_path(request)):  # a person reads it: a page, not an envelope
+        return HTMLResponse(_CONSOLE_PAGE.format(status=status, message=html.escape(message)), status_code=status,
+                            headers=headers)
     if is_openai(_raw_path(request)):
         return JSONResponse(openai_envelope(message, openai_kind, openai_code), status_code=status, headers=headers)
     _, aws_headers, body = envelope(aws_code, status, message)
     return JSONResponse(body, status_code=status, headers={**aws_headers, **(headers or {})})
 
 
-async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: HTTPException) -> Response:
     where = _where(request)
     if error.status_code == 404:
         message = (f"Invalid URL ({where})" if is_openai(_raw_path(request)) else
+                   f"There is no console page at {_raw_path(request)[:200]}." if is_console(_raw_path(request)) else
                    f"No operation answers {where}: Tailor does not implement it (docs/api.md lists what it does).")
         return _answer(request, 404, UNKNOWN_OPERATION, "invalid_request_error", None, message)
     if error.status_code == 405:
@@ -93,14 +108,14 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return _answer(request, error.status_code, code, kind, None, str(error.detail), headers=error.headers)
 
 
-async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
     problems = [f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', 'invalid')}"
                 for problem in error.errors()]
     message = "Invalid request: " + "; ".join(problems) if problems else "Invalid request."
     return _answer(request, 400, "ValidationException", "invalid_request_error", "invalid_value", message)
 
 
-async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+async def _internal_error(request: Request, error: Exception) -> Response:
     # Starlette sends this answer, then re-raises, so the server logs the traceback; the client
     # sees no detail.
     return _answer(request, 500, "InternalServerException", "server_error", None, INTERNAL_MESSAGE)
