@@ -60,12 +60,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 # Multipart framing around a file: boundaries, part headers, the purpose field.
 MULTIPART_OVERHEAD = 64 * 1024
+CONSOLE_UPLOAD = "/console/api/datasets/upload"
 
 
 def file_body_limit(path: str, max_file_bytes: int, max_part_bytes: int) -> int | None:
-    """The larger body limit of the routes that take a file (``POST /v1/files``: one file;
-    ``/v1/uploads/{id}/parts``: one part), else None. Only those two stream their body to disk."""
-    if path == "/v1/files":
+    """The larger body limit of the routes that take a file (``POST /v1/files`` and the console's
+    dataset upload: one file; ``/v1/uploads/{id}/parts``: one part), else None. Only those stream
+    their body to disk."""
+    if path in ("/v1/files", CONSOLE_UPLOAD):
         return max_file_bytes + MULTIPART_OVERHEAD
     if path.startswith("/v1/uploads/") and path.endswith("/parts"):
         return max_part_bytes + MULTIPART_OVERHEAD
