@@ -168,6 +168,37 @@ def bucket_of(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def list_objects(bucket_uri: str, settings: Settings | None = None) -> list[tuple[str, int]]:
+    """``(key, size in bytes)`` of every object in the bucket an ``s3://BUCKET[/PREFIX]`` URI names,
+    by key: the local bucket's files (hidden scratch files left out), or the endpoint's objects
+    (``list_objects_v2``, page by page). Nothing outside the bucket is ever listed: a symlink in
+    a local bucket that leads out of it is skipped."""
+    settings = settings or get_settings()
+    bucket, prefix = bucket_of(bucket_uri)
+    if not _endpoint(settings):
+        root = _inside(settings.home / "buckets", bucket, "", bucket_uri)
+        if not root.is_dir():
+            raise NotFound(f"No bucket {bucket}.")
+        real_root = root.resolve()
+        found = []
+        for path in root.rglob("*"):
+            relative = path.relative_to(root)
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            if not path.resolve().is_relative_to(real_root):
+                continue
+            key = relative.as_posix()
+            if key.startswith(prefix):
+                found.append((key, path.stat().st_size))
+        return sorted(found)
+    found = []
+    with _service_errors(bucket_uri, settings, bucket):
+        pages = _client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            found += [(item["Key"], int(item["Size"])) for item in page.get("Contents", ())]
+    return sorted(found)
+
+
 def ensure_bucket(bucket: str, settings: Settings | None = None) -> None:
     """Make sure the bucket exists: a local bucket's folder, or the bucket on the S3 endpoint
     (created there when missing)."""

@@ -122,6 +122,22 @@ def _plain_example(tokenizer, turns: list[dict], learned: list[bool]) -> Example
     return Example(prompt_ids + completion_ids, [IGNORE_INDEX] * len(prompt_ids) + completion_ids)
 
 
+def preference_example(tokenizer, prompt: list[dict], answer: dict, tools) -> Example:
+    """A preference pair's prompt with one answer (DPO): the answer's tokens, its end of turn
+    included, are the targets. With ``tools`` the answer starts where the prompt (with its
+    generation prompt) and prompt + answer part, as TRL finds it."""
+    if tools is None or not tokenizer.chat_template:
+        return chat_example(tokenizer, prompt + [answer])
+
+    def ids(turns: list[dict], generation_prompt: bool) -> list[int]:
+        return list(tokenizer.apply_chat_template(turns, tools=tools, tokenize=True, return_dict=True,
+                                                  add_generation_prompt=generation_prompt)["input_ids"])
+
+    head, whole = ids(prompt, True), ids(prompt + [answer], False)
+    start = next((i for i, (a, b) in enumerate(zip(head, whole)) if a != b), min(len(head), len(whole)))
+    return Example(whole, [IGNORE_INDEX] * start + whole[start:])
+
+
 def prompt_ids(tokenizer, turns: list[dict], tools: list[dict] | None = None) -> list[int]:
     """Token ids of a conversation ready for the model's next (assistant) turn; ``tools`` as
     ``chat_example`` takes them, so a prompt is the prefix of what training rendered."""

@@ -155,6 +155,13 @@ class EngineClient:
         async for _ in self._exchange({"op": "load", "target": to_json(target)}):
             return
 
+    async def render(self, model: str, kind: str, records: list[dict]) -> list[dict]:
+        """The training view of each record (``tailor.data.preview``), rendered in the engine
+        process with ``model``'s tokenizer (a base: catalog reference or weights folder)."""
+        async for reply in self._exchange({"op": "render", "model": model, "kind": kind, "records": records}):
+            return reply["records"]
+        raise ModelFailed("The inference engine rendered nothing.")
+
     async def stats(self) -> dict:
         async for reply in self._exchange({"op": "stats"}):
             return reply

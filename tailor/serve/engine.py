@@ -62,6 +62,7 @@ BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter bat
 # Several threads, so that one long prompt (bounded by max_prompt_characters: ~1 s) does not hold
 # up the short prompts that arrive behind it.
 TOKENIZER_THREADS = 4
+TOKENIZERS_KEPT = 8  # tokenizers loaded without their model (training views): small, kept LRU
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ class Engine:
         self._bases: OrderedDict[str, _Base] = OrderedDict()  # LRU order; scheduler-owned
         self._loads: dict[str, Future] = {}
         self._loads_lock = threading.Lock()
+        self._tokenizers_only: OrderedDict[str, object] = OrderedDict()  # tokenizer-only cache, LRU
+        self._tokenizers_lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailor-loader")
         self._tokenizers = ThreadPoolExecutor(max_workers=TOKENIZER_THREADS, thread_name_prefix="tailor-tokenize")
         self._closed = threading.Event()
@@ -224,6 +227,41 @@ class Engine:
         check_prompt_size(chat, self.settings.max_prompt_characters)
         _, tokenizer = self._load_base(target.base).result()
         return len(self._prompt_ids(tokenizer, chat))
+
+    def tokenizer(self, key: str):
+        """The tokenizer of base ``key`` — the loaded model's when it is in memory, else loaded on
+        its own (no weights: the training view needs only the tokenizer and the chat template)."""
+        base = self._bases.get(key)
+        if base is not None:
+            return base.tokenizer
+        with self._tokenizers_lock:
+            if key in self._tokenizers_only:
+                self._tokenizers_only.move_to_end(key)
+                return self._tokenizers_only[key]
+            from tailor.catalog import resolve_model
+            from tailor.weights import load_tokenizer
+
+            tokenizer = load_tokenizer(resolve_model(key, self.settings), self.settings, progress=False)
+            self._tokenizers_only[key] = tokenizer
+            while len(self._tokenizers_only) > TOKENIZERS_KEPT:
+                self._tokenizers_only.popitem(last=False)
+            return tokenizer
+
+    def render(self, key: str, kind: str, records: list) -> list[dict]:
+        """The training view of each record (``tailor.data.preview``) with ``key``'s tokenizer: per
+        record its segments and counts, or the error that stopped it. Runs in the caller's thread."""
+        from tailor.data.preview import training_view
+
+        tokenizer = self.tokenizer(key)
+        views = []
+        for record in records:
+            try:
+                views.append(training_view(tokenizer, record, kind).to_json())
+            except InvalidInput as error:
+                views.append({"error": error.message})
+            except Exception as error:  # a template that cannot render this record: say so, per record
+                views.append({"error": f"The chat template cannot render this record: {_reason(error)}"})
+        return views
 
     def loaded(self) -> dict[str, list[str]]:
         """Base models in memory and the adapters on each (a snapshot, for monitoring)."""

@@ -10,6 +10,9 @@ connection per request, one JSON object per line each way:
     -> {"op": "count_tokens", "target": {...}, "request": {...}}   <- {"event": "count", "input_tokens": N}
     -> {"op": "load", "target": {...}}                            <- {"event": "loaded"} | error
     -> {"op": "stats"}                                             <- {"event": "stats", ...}
+    -> {"op": "render", "model": KEY, "kind": "FINE_TUNING", "records": [{...}, ...]}
+                              <- {"event": "rendered", "records": [{"segments", "tokens", "targets"} | {"error"}]}
+       (the training view, tailor.data.preview: only the model's tokenizer is loaded, not its weights)
 
 A client that disconnects cancels its request. The process exits when its parent (the API
 server) is gone, so a killed server never leaves an engine holding a model in memory.
@@ -27,7 +30,13 @@ from pathlib import Path
 
 from tailor.errors import InvalidInput
 from tailor.serve.engine import Engine
-from tailor.serve.protocol import Completion, Target, TextDelta, chat_request_from_json, to_json
+from tailor.serve.protocol import (
+    Completion,
+    Target,
+    TextDelta,
+    chat_request_from_json,
+    to_json,
+)
 from tailor.settings import Settings
 
 log = logging.getLogger("tailor.engine")
@@ -87,6 +96,10 @@ async def _handle(engine: Engine, reader: asyncio.StreamReader, writer: asyncio.
         elif op == "load":
             await asyncio.to_thread(engine.load, Target(**message["target"]))
             writer.write(_line({"event": "loaded"}))
+        elif op == "render":
+            records = await asyncio.to_thread(engine.render, str(message["model"]), str(message["kind"]),
+                                              list(message["records"]))
+            writer.write(_line({"event": "rendered", "records": records}))
         elif op == "stats":
             writer.write(_line({"event": "stats", **engine.stats, "models": engine.loaded()}))
         else:

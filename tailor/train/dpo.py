@@ -53,7 +53,7 @@ from tailor.data.preference import (
     tools_json,
     validate_preference_dataset,
 )
-from tailor.data.render import IGNORE_INDEX, Example, chat_example
+from tailor.data.render import IGNORE_INDEX, Example, preference_example
 from tailor.errors import InvalidInput
 from tailor.settings import Settings, get_settings
 from tailor.train.contract import Hooks, StopRequested, TrainOutcome
@@ -114,21 +114,9 @@ def pair_examples(records, tokenizer) -> list[Pair]:
     for record in records:
         prompt, chosen, rejected = preference_turns(record)
         tools = record.input.tools
-        pairs.append(Pair(_example(tokenizer, prompt, chosen, tools), _example(tokenizer, prompt, rejected, tools)))
+        pairs.append(Pair(preference_example(tokenizer, prompt, chosen, tools),
+                          preference_example(tokenizer, prompt, rejected, tools)))
     return pairs
-
-
-def _example(tokenizer, prompt: list[dict], answer: dict, tools) -> Example:
-    if tools is None or not tokenizer.chat_template:
-        return chat_example(tokenizer, prompt + [answer])
-
-    def ids(turns: list[dict], generation_prompt: bool) -> list[int]:
-        return list(tokenizer.apply_chat_template(turns, tools=tools, tokenize=True, return_dict=True,
-                                                  add_generation_prompt=generation_prompt)["input_ids"])
-
-    head, whole = ids(prompt, True), ids(prompt + [answer], False)
-    start = next((i for i, (a, b) in enumerate(zip(head, whole)) if a != b), min(len(head), len(whole)))
-    return Example(whole, [IGNORE_INDEX] * start + whole[start:])
 
 
 def pairs_dataset(records):
