@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from tailor import storage
 from tailor.arns import evaluation_job_arn, new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound, TailorError, show_value
 from tailor.evaluate.backends import Generation, parse_spec
@@ -315,3 +316,24 @@ def batch_delete_evaluation_jobs(store: Store, principal: str, identifiers: list
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     return {"errors": errors, "evaluationJobs": deleted}
+
+
+REPORT_FILE = "report.html"
+
+
+def report_file(store: Store, settings: Settings, principal: str, identifier: str, dataset: str) -> bytes:
+    """The side-by-side report (``report.html``) a completed job published for one of its
+    datasets, read from its output location — ``{outputUri}/{job name}/{job id}/reports/{dataset}/``
+    (``tailor.jobs.evaluation``, ``tailor.evaluate.job``). Only the job's owner reads it: another
+    principal's job, like an unknown one, is "not found", and so is a dataset the job does not
+    name (the name never becomes a path the caller chose)."""
+    view = get_evaluation_job(store, principal, identifier)
+    names = [task.name for task in view.spec.evaluation.datasets]
+    if dataset not in names:
+        raise NotFound(f"Evaluation job {view.row.name} has no dataset named {dataset!r}; its datasets: "
+                       f"{', '.join(names)}.", param="dataset")
+    if view.row.status != "Completed":
+        raise NotFound(f"Evaluation job {view.row.name} is {view.row.status}: a report is published only when "
+                       "the job completes.")
+    uri = f"{view.spec.output_uri.rstrip('/')}/{view.row.name}/{view.row.id}/reports/{dataset}/{REPORT_FILE}"
+    return storage.read_bytes(uri, settings)
