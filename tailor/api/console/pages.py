@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from tailor.api.errors import INTERNAL_MESSAGE, http_error
-from tailor.errors import InvalidHyperparameters, TailorError
+from tailor.errors import TailorError
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,20 @@ def error_response(request: Request, error: Exception) -> Response:
         log.exception("console: %s %s failed", request.method, request.url.path, exc_info=error)
         status, message = 500, INTERNAL_MESSAGE
     field = getattr(error, "param", None)
-    fields = error.problems if isinstance(error, InvalidHyperparameters) else {}
+    fields = _fields(error)
     if is_json(request):
         return JSONResponse({"error": {"message": message, "field": field, "fields": fields}}, status_code=status)
     return render(request, "error.html", {"status": status, "message": message}, status=status, page="")
+
+
+def _fields(error: Exception) -> dict[str, str]:
+    """Field → problem, for errors that know them one by one (hyperparameters, request bodies, graders)."""
+    problems = getattr(error, "problems", None)
+    if isinstance(problems, dict):
+        return {str(field): str(problem) for field, problem in problems.items()}
+    if isinstance(problems, list) and all(isinstance(p, tuple) and len(p) == 2 for p in problems):
+        return {str(field): str(problem) for field, problem in problems}
+    return {}
 
 
 class ConsoleRoute(APIRoute):
