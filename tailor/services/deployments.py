@@ -34,6 +34,8 @@ Decisions where the original service is silent or would not fit a self-hosted se
   (ValidationException).
 * ``commitmentExpirationTime`` is creation plus one or six calendar months (the day clamped to the
   month's length). Nothing is billed here, so a commitment does not stop a deletion.
+* ``estimated_cost`` is the console's price estimate before buying: the operator's
+  ``model_unit_hourly_price`` per unit, over 730 h a month of commitment (or per hour without one).
 * A custom model that any deployment names (serving it, loading it, or failed on it) cannot be
   deleted (``models.delete_custom_model`` answers ConflictException).
 
@@ -73,6 +75,7 @@ READY = {PROVISIONED: "InService", ON_DEMAND: "Active"}
 WHAT = {PROVISIONED: "Provisioned Throughput", ON_DEMAND: "Custom model deployment"}
 NAME_FIELD = {PROVISIONED: "provisionedModelName", ON_DEMAND: "modelDeploymentName"}
 COMMITMENT_MONTHS = {"OneMonth": 1, "SixMonths": 6}
+HOURS_PER_MONTH = 730  # 365 days x 24 h / 12, the month a cloud price sheet uses
 LOADING = ("Creating", "Updating")  # statuses that wait for the engine (as does update_status Updating)
 SERVING = ("InService", "Active", "Updating")  # an updating deployment serves its current model
 
@@ -88,6 +91,16 @@ class DeploymentInfo:
     model_arn: str  # the model it serves now (the old one while an update loads)
     model_units: int  # an on-demand deployment counts as one unit
     failure_message: str | None
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What ``model_units`` cost for one commitment term (or one hour without a commitment)."""
+
+    amount: float
+    currency: str
+    hours: int  # the term the amount covers
+    hourly: float  # all the units together, per hour
 
 
 @dataclass(frozen=True)
@@ -316,6 +329,27 @@ def serving_arns(store: Store, principal: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
+
+
+def estimated_cost(settings: Settings, model_units: int, commitment: str | None) -> CostEstimate | None:
+    """The operator's price for provisioned throughput (``model_unit_hourly_price``), for the console
+    to show before buying: ``model_units`` for a commitment's whole term, or per hour without one.
+
+    None when no price is configured. Nothing is billed anywhere: this is only the estimate the
+    original console shows, at the operator's price.
+    """
+    if commitment is not None and commitment not in COMMITMENT_MONTHS:
+        raise InvalidInput(f"commitmentDuration: must be one of {', '.join(COMMITMENT_MONTHS)} or none, "
+                           f"got {commitment!r}.", param="commitmentDuration")
+    if isinstance(model_units, bool) or not isinstance(model_units, int) or model_units < 1:
+        raise InvalidInput(f"modelUnits: must be a whole number of at least 1, got {model_units!r}.",
+                           param="modelUnits")
+    price = settings.model_unit_hourly_price
+    if price is None:
+        return None
+    hours = COMMITMENT_MONTHS[commitment] * HOURS_PER_MONTH if commitment else 1
+    hourly = price * model_units
+    return CostEstimate(amount=hourly * hours, currency=settings.price_currency, hours=hours, hourly=hourly)
 
 
 def commitment_end(start: datetime, duration: str | None) -> datetime | None:
