@@ -22,10 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tailor import trained
+from tailor import storage, trained
 from tailor.arns import foundation_model_arn, job_arn, new_resource_id
 from tailor.catalog import CustomizationType, resolve_model, resolve_registered_model
 from tailor.errors import (
+    AccessDenied,
     Conflict,
     InvalidInput,
     ModelUnavailable,
@@ -35,6 +36,7 @@ from tailor.errors import (
 from tailor.graders import openai as openai_graders
 from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
+from tailor.jobs.results import results_csv
 from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
 from tailor.secrets import load_or_create_server_key
 from tailor.services import buckets, files, records
@@ -53,10 +55,13 @@ from tailor.store.jobs import CustomModel, Job, JobEvent, transition
 from tailor.store.tags import Tag
 from tailor.train import preflight
 from tailor.train.hyperparams import (
+    Hyperparameter,
+    dpo_table_for,
     parse_dpo_hyperparameters,
     parse_hyperparameters,
     parse_rft_hyperparameters,
     rft_table_for,
+    table_for,
 )
 from tailor.train.recipes import SUPERVISED, TRAINABLE
 from tailor.train.spec import TrainSpec
@@ -173,9 +178,11 @@ def find_retried(store: Store, principal: str, token_prefix: str, within: timede
         return view(job) if job is not None else None
 
 
-def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> preflight.Preflight | None:
+def _preflight(settings: Settings, spec: CustomizationJobSpec, model, *,
+               refuse: bool = True) -> preflight.Preflight | None:
     """The supervised job's pre-flight estimate on this server's devices (None for reinforcement
-    fine-tuning, or a model whose config is not here yet); refused if it cannot fit."""
+    fine-tuning, or a model whose config is not here yet); refused if it cannot fit (unless not
+    ``refuse``: a form shows the estimate that does not fit, with its advice)."""
     train = spec.train
     if train.customization_type not in SUPERVISED:
         return None
@@ -185,30 +192,22 @@ def _preflight(settings: Settings, spec: CustomizationJobSpec, model) -> preflig
                                      train.parallelism)
     except (OSError, ValueError):  # an unreadable config.json: the worker's loading says what is wrong
         return None
-    if result is not None and not result.plan.fits:
+    if refuse and result is not None and not result.plan.fits:
         raise InvalidInput(result.refusal())
     return result
 
 
-def resolve(store: Store, settings: Settings, principal: str, request: CustomizationRequest, output_dir: Path):
+def resolve(store: Store, settings: Settings, principal: str, request: CustomizationRequest, output_dir: Path,
+            *, claim: bool = True):
     """The job spec ``request`` means, checked, training into ``output_dir``: (spec, the foundation
-    model, the custom model it starts from or None)."""
+    model, the custom model it starts from or None). With ``claim`` False nothing is created (no
+    bucket claimed, no folder made): the same checks, for a form that validates as one types."""
     fields = request.fields
     kind = request.kind
     if kind not in TRAINABLE:
         raise InvalidInput(f"{fields.kind}: {kind} is not available in Tailor yet; "
                            f"available: {', '.join(sorted(TRAINABLE))}.")
-    start = _custom_start(store, principal, request.base_model, settings, fields)
-    try:
-        model = (resolve_model(start.artifacts_dir, settings) if start
-                 else resolve_registered_model(request.base_model, settings))
-    except ModelUnavailable as error:
-        raise InvalidInput(f"{fields.base_model}: {error.message}") from error
-    except NotFound as error:
-        raise NotFound(f"{fields.base_model}: {error.message} Nor is it one of your custom models.") from None
-    if kind not in model.customization_types:
-        supported = ", ".join(model.customization_types)
-        raise InvalidInput(f"{fields.kind}: {model.model_id} supports {supported}, not {kind}.")
+    model, start = _base_model(store, settings, principal, request.base_model, kind, fields)
     grader = None
     if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
         grader = _grader(store, settings, request)
@@ -218,7 +217,7 @@ def resolve(store: Store, settings: Settings, principal: str, request: Customiza
         hyperparameters = parse_dpo_hyperparameters(request.hyperparameters, model).hyperparameters
     else:
         hyperparameters = parse_hyperparameters(request.hyperparameters, model).hyperparameters
-    training_uri, validation_uris = _authorize_data(store, settings, principal, request)
+    training_uri, validation_uris = _authorize_data(store, settings, principal, request, claim=claim)
     train = TrainSpec(customization_type=kind, model=start.artifacts_dir if start else model.model_id,
                       training_uri=training_uri, output_dir=output_dir,
                       validation_uris=validation_uris, hyperparameters=hyperparameters,
@@ -230,6 +229,25 @@ def resolve(store: Store, settings: Settings, principal: str, request: Customiza
     spec = CustomizationJobSpec(train=train, output_uri=request.output_uri,
                                 vpc=dict(request.vpc) if request.vpc else None, openai=openai)
     return spec, model, start
+
+
+def _base_model(store: Store, settings: Settings, principal: str, identifier: str, kind: CustomizationType,
+                fields: Fields):
+    """The foundation model a job trains and the caller's custom model it starts from (or None), for
+    ``identifier`` (a foundation model, or one of the caller's custom models); ``kind`` must be
+    one the model supports."""
+    start = _custom_start(store, principal, identifier, settings, fields)
+    try:
+        model = (resolve_model(start.artifacts_dir, settings) if start
+                 else resolve_registered_model(identifier, settings))
+    except ModelUnavailable as error:
+        raise InvalidInput(f"{fields.base_model}: {error.message}") from error
+    except NotFound as error:
+        raise NotFound(f"{fields.base_model}: {error.message} Nor is it one of your custom models.") from None
+    if kind not in model.customization_types:
+        supported = ", ".join(model.customization_types)
+        raise InvalidInput(f"{fields.kind}: {model.model_id} supports {supported}, not {kind}.")
+    return model, start
 
 
 def _rft_learning_rate(given, model):
@@ -261,22 +279,36 @@ def _grader(store: Store, settings: Settings, request: CustomizationRequest) -> 
                            "`tailor graders create NAME --file grader.py`.") from None
 
 
-def _authorize_data(store: Store, settings: Settings, principal: str,
-                    request: CustomizationRequest) -> tuple[str, tuple[str, ...]]:
+def _authorize_data(store: Store, settings: Settings, principal: str, request: CustomizationRequest, *,
+                    claim: bool = True) -> tuple[str, tuple[str, ...]]:
     """Every URI the job names must be the caller's to read, and its output location the caller's to
-    write — checked (and the output claimed) now, before the job is queued. The OpenAI door names
-    the caller's files instead, by id. What the job reads: (training, validation)."""
+    write — checked (and the output claimed, unless not ``claim``) now, before the job is queued.
+    The OpenAI door names the caller's files instead, by id. What the job reads: (training, validation)."""
     fields = request.fields
+    output = buckets.claim_output if claim else _check_output
     if request.openai is not None:
-        buckets.claim_output(store, settings, principal, request.output_uri, "output")
+        output(store, settings, principal, request.output_uri, "output")
         return (files.training_path(store, settings, principal, request.training_uri, fields.training_uri),
                 tuple(files.training_path(store, settings, principal, file_id, fields.validation_uri)
                       for file_id in request.validation_uris))
     buckets.authorize(store, principal, request.training_uri, "read", fields.training_uri)
     for position, uri in enumerate(request.validation_uris):
         buckets.authorize(store, principal, uri, "read", fields.validation_uri.format(i=position))
-    buckets.claim_output(store, settings, principal, request.output_uri, fields.output_uri)
+    output(store, settings, principal, request.output_uri, fields.output_uri)
     return request.training_uri, request.validation_uris
+
+
+def _check_output(store: Store, settings: Settings, principal: str, uri: str, field: str) -> None:
+    """What ``buckets.claim_output`` refuses, creating nothing: a location the caller may not write
+    to is refused; a local bucket nobody has yet would be claimed by the job, so it passes. (Whether
+    the folder is writable is proven when the job is created.)"""
+    try:
+        buckets.authorize(store, principal, uri, "write", field)
+    except AccessDenied:
+        bucket, _ = storage.bucket_of(uri)
+        if (settings.s3_endpoint_url or buckets.access_of(store, principal, bucket) is not None
+                or storage.local_bucket_exists(bucket, settings)):
+            raise
 
 
 def _custom_start(store: Store, principal: str, identifier: str, settings: Settings,
@@ -398,3 +430,77 @@ def resume_job(store: Store, principal: str, identifier: str) -> JobView:
             raise Conflict(f"Job {job.name} is {job.status}; only a paused job can be resumed.")
         transition(job, "InProgress", phase="queued")
         return view(job)
+
+
+# ---------------------------------------------------------------------------------------------
+# A create form's checks as one types, and a job's files (the web console's Jobs page)
+
+# A job's files a browser may download: name -> the file in the job's training output (None: made
+# from the metrics files, as the OpenAI door's results file is).
+ARTIFACTS: dict[str, tuple[Path | None, str]] = {
+    "training.csv": (trained.TRAINING_METRICS, "text/csv"),
+    "validation.csv": (trained.VALIDATION_METRICS, "text/csv"),
+    "loss.png": (trained.LOSS_PLOT, "image/png"),
+    "rewards.png": (trained.REWARD_PLOT, "image/png"),
+    "results.csv": (None, "text/csv"),
+}
+
+
+def hyperparameter_table(store: Store, settings: Settings, principal: str, base_model: str,
+                         kind: CustomizationType | str, tuning_method: str | None = None,
+                         fields: Fields | None = None) -> dict[str, Hyperparameter]:
+    """The hyperparameters a ``kind`` job of ``base_model`` accepts, with ranges and defaults — the
+    table its request is checked against (a custom model as base: its foundation model's). Reinforcement
+    fine-tuning's defaults depend on ``tuning_method`` (None: the model's default)."""
+    fields = fields or Fields(name="name", model_name="model_name", kind="kind", base_model="base_model",
+                              training_uri="training_uri", validation_uri="validation_uri", output_uri="output_uri")
+    try:
+        kind = CustomizationType(kind)
+    except ValueError:
+        raise InvalidInput(f"{fields.kind}: {kind!r} is not a customization type.") from None
+    if kind not in TRAINABLE:
+        raise InvalidInput(f"{fields.kind}: {kind} is not available in Tailor yet; "
+                           f"available: {', '.join(sorted(TRAINABLE))}.")
+    model, _ = _base_model(store, settings, principal, base_model, kind, fields)
+    if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
+        return rft_table_for(model, tuning_method if tuning_method in ("full", "lora") else None)
+    if kind is CustomizationType.DPO:
+        return dpo_table_for(model)
+    return table_for(model)
+
+
+def check_request(store: Store, settings: Settings, principal: str, request: CustomizationRequest):
+    """Every check ``create_job`` makes of ``request``'s own content (as ``resolve``), with no side
+    effect: no bucket is claimed, no folder made, nothing queued. (spec, model, start) when it
+    passes; the error ``create_job`` would raise otherwise."""
+    return resolve(store, settings, principal, request, settings.home / "jobs" / "unsaved" / "output", claim=False)
+
+
+def estimate_job(store: Store, settings: Settings, principal: str,
+                 request: CustomizationRequest) -> preflight.Preflight | None:
+    """``request`` checked (``check_request``) and its pre-flight estimate — the one ``create_job``
+    records as the job's first event — also when it does not fit (``plan.fits`` says so, and
+    ``refusal()`` what would make it fit; ``create_job`` refuses it). None when there is no estimate:
+    reinforcement fine-tuning and DPO have none, nor a model whose config is not here yet."""
+    spec, model, _ = check_request(store, settings, principal, request)
+    return _preflight(settings, spec, model, refuse=False)
+
+
+def job_artifact(store: Store, principal: str, identifier: str, name: str) -> tuple[bytes, str]:
+    """One of ``ARTIFACTS`` of the caller's job, as (content, media type): the metrics files as the
+    training writes them (while it trains too), its loss or reward plot, or the OpenAI-style results
+    CSV. ``NotFound`` for another principal's job, an unknown name or a file not written (yet)."""
+    job = get_job(store, principal, identifier)
+    if name not in ARTIFACTS:
+        raise NotFound(f"A job has no file {name!r}; files: {', '.join(ARTIFACTS)}.")
+    relative, media_type = ARTIFACTS[name]
+    output = Path(job.spec.train.output_dir)
+    if relative is None:
+        return results_csv(output), media_type
+    folder = output if output.is_dir() else trained.in_progress(output)  # published, or still training
+    try:
+        if folder is None:
+            raise FileNotFoundError(output)
+        return (folder / relative).read_bytes(), media_type
+    except OSError:  # not written (yet); a scratch folder renamed into place while read
+        raise NotFound(f"Job {job.row.name} has no {name} yet.") from None

@@ -103,3 +103,33 @@ def _time_of_step(reached: list[tuple[int, float]], step: int, fallback: float) 
     progress about once a second); the metrics file's time for a run recorded before that."""
     position = bisect.bisect_left(reached, (step, -math.inf))
     return reached[position][1] if position < len(reached) else fallback
+
+
+def metric_series(store: Store, principal: str, identifier: str, after_step: int | None = None,
+                  after_validation_step: int | None = None) -> dict:
+    """The job's step-wise metrics as columns, for a chart, with where the job stands — read as
+    ``job_events`` reads them (OpenAI's names: ``step``, ``train_loss``, ``valid_loss``,
+    ``critic_rewards_mean``, ``val_score_rewards_mean_at_1`` ...), so it works while the job trains.
+
+    Only the training rows after step ``after_step`` and the held-out rows after
+    ``after_validation_step`` (each None: all): a live chart asks for what is new since its last
+    answer. The two cursors are apart because a step's held-out row is written after its training
+    row. Returns ``{"status", "phase", "status_details", "progress", "failure_message", "end_time",
+    "training": {column: [values]}, "validation": {column: [values]}}``; a column lacks a value
+    (None) where a row lacks it."""
+    with store.session() as session:
+        job = find_job(session, principal, identifier)
+        state = {"status": job.status, "phase": job.phase, "status_details": job.status_details or {},
+                 "progress": job.progress or {}, "failure_message": job.failure_message,
+                 "end_time": job.end_time.isoformat() if job.end_time else None}
+        output = Path(job.work_dir) / "output"
+    metrics = read_metrics(output)
+    return {**state, "training": _columns(metrics.training, after_step),
+            "validation": _columns(metrics.validation, after_validation_step)}
+
+
+def _columns(rows: list[dict], after: int | None) -> dict[str, list]:
+    kept = [row for row in (renamed(row) for row in rows)
+            if "step" in row and (after is None or row["step"] > after)]
+    names = ["step", *sorted({name for row in kept for name in row} - {"step"})]
+    return {name: [row.get(name) for row in kept] for name in names} if kept else {}
