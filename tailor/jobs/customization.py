@@ -288,7 +288,9 @@ def _register(store: Store, settings: Settings, job_id: str, spec: Customization
                              filename=f"step_metrics-{job.id}.csv",
                              bytes=content_path(settings.home, results).stat().st_size, created_at=utcnow(),
                              expires_at=None))
-        progress = {**job.progress, "trainedTokens": result.get("training_tokens"),
+        # The last step written may be up to a second old (progress is written at most once a second).
+        progress = {**job.progress, **({"step": result["steps"]} if result.get("steps") else {}),
+                    "trainedTokens": result.get("training_tokens"),
                     "resultFiles": [results] if results else []}
         transition(job, "Completed", output_model_arn=model_arn, training_loss=result.get("final_training_loss"),
                    validation_losses=result.get("validation_losses") or [], progress=progress,

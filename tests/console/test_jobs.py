@@ -82,6 +82,9 @@ def test_create_a_fine_tuning_job_from_the_form_and_watch_its_loss_curve_grow(si
     WebDriverWait(driver, 10).until(lambda d: int(chart.get_attribute("data-points")) == 100)
     assert chart.find_elements(By.CSS_SELECTOR, "canvas")  # drawn by uPlot
     assert " of 100" in driver.find_element(By.ID, "job-progress").text
+    # The ended job's row says how far it got (not the last once-a-second progress write).
+    page = driver.execute_async_script("fetch(location.pathname).then((r) => r.text()).then(arguments[0]);")
+    assert "step 100 of 100" in page
 
     # The files to download, once it has ended: each answers 200 (to its owner).
     WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#job-files a[href$="/loss.png"]'))
