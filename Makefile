@@ -26,12 +26,26 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(VENV)/bin/tailor demo
 
-# Python graders run only inside bubblewrap (docs/security.md), which a fresh Debian machine lacks;
-# setpriv, which the sandbox also uses, comes with util-linux.
+# System packages the tests need, which a fresh Debian machine lacks: bubblewrap, the only sandbox
+# Python graders run in (docs/security.md; setpriv, which it also uses, comes with util-linux), and
+# Debian's chromium and chromium-driver, which the console's browser tests drive headless
+# (docs/console.md; one source package, so the driver always matches the browser). COMMAND:PACKAGE
+# pairs; only the missing ones are installed, with one apt-get update for all of them.
+SYSTEM_PACKAGES := bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver
+
 sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
-		echo "note: Python graders need bubblewrap: apt-get install bubblewrap"
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$$missing >/dev/null || echo "note: apt-get could not install$$missing"; \
+	else \
+		echo "note: Python graders need bubblewrap and the console's browser tests need chromium and" \
+			"chromium-driver; as root: apt-get install$$missing"; \
+	fi
 
 # lint-imports checks the layers (.importlinter) before any test runs.
 test: install-dev sandbox

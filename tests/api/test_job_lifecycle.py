@@ -56,6 +56,8 @@ def test_stop_mid_training_ends_stopped_within_seconds(server):
 def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     """A worker that outlives the killed server finishes; one that died is Failed with the reason;
     a queued job starts when the server is back."""
+    import psutil
+
     lost = long_job(server, "lost-worker")
     queued = long_job(server, "queued-job", epochs=1)
     wait_until_training(server, lost)
@@ -78,9 +80,12 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     assert not any(path.exists() for path in scratch)  # what the killed worker half-wrote is gone
     assert server.wait_for(queued, {"Completed", "Failed"}, timeout=120)["status"] == "Completed"
 
-    survivor = long_job(server, "survivor", epochs=12)
+    # 6 epochs (48 steps): still training when the server is killed, done soon after it is back.
+    survivor = long_job(server, "survivor", epochs=6)
     wait_until_training(server, survivor)
+    worker = psutil.Process(worker_pid(server, survivor))
     server.kill(signal.SIGKILL)  # only the server dies; the worker trains on in its own session
+    assert worker.status() != psutil.STATUS_ZOMBIE
     server.start()
     assert server.wait_for(survivor, {"Completed", "Failed"}, timeout=180)["status"] == "Completed"
 
@@ -174,6 +179,11 @@ def test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused(s
     paused_id = paused.rsplit("/", 1)[1]
     wait_until_training(server, paused)
     launcher = psutil.Process(worker_pid(server, paused))
+    deadline = time.monotonic() + 60
+    while (running := client.fine_tuning.jobs.retrieve(paused_id)).estimated_finish is None:  # after a step's progress
+        assert running.status == "running" and time.monotonic() < deadline, running
+        time.sleep(0.2)
+    assert running.estimated_finish >= int(time.time()) - 1
     assert client.fine_tuning.jobs.pause(paused_id).status in ("pausing", "paused")
 
     deadline = time.monotonic() + 60
@@ -181,6 +191,7 @@ def test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused(s
         assert time.monotonic() < deadline, job
         time.sleep(0.3)
     assert not psutil.wait_procs([launcher], timeout=30)[1]  # its worker ended
+    assert client.fine_tuning.jobs.retrieve(paused_id).status == "paused"
     shown = bedrock.get_model_customization_job(jobIdentifier=paused)
     assert shown["status"] == "InProgress" and shown["statusDetails"]["trainingDetails"]["status"] == "Stopped"
     assert paused in [s["jobArn"] for s in bedrock.list_model_customization_jobs(statusEquals="InProgress")[
@@ -193,6 +204,8 @@ def test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused(s
     assert client.fine_tuning.jobs.resume(paused_id).status == "queued"
     for arn in (paused, whole):
         assert server.wait_for(arn, {"Completed", "Failed"}, timeout=300)["status"] == "Completed"
+    done = client.fine_tuning.jobs.retrieve(paused_id)
+    assert done.status == "succeeded" and done.hyperparameters.n_epochs == 16  # resumed with what it was given
     weights = [load_file(server.home / "jobs" / arn.rsplit("/", 1)[1] / "output" / "model" / "model.safetensors")
                for arn in (paused, whole)]
     assert max(float((weights[0][name] - weights[1][name]).abs().max()) for name in weights[1]) == 0.0

@@ -212,13 +212,17 @@ def test_an_rft_job_from_an_sft_custom_model_beats_it_on_held_out_prompts(judged
     rewards = metrics(events, "critic_rewards_mean")
     assert len(rewards) == 80 and live == rewards[:len(live)]
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10  # the reward curve rises
+    assert any(kl > 0 for kl in metrics(events, "actor_kl_loss"))  # the KL term against the start is on
     held = metrics(events, "val_score_rewards_mean_at_1")
     assert held[-1] >= held[0] + 0.20, held  # greedy held-out accuracy: +20 points over the SFT start
 
     # Independently: the published model's greedy answers, through Tailor's inference code.
     settings = Settings(home=server.home)
-    after, _ = rft_demo.held_out_accuracy(str(server.home / "jobs" / job_id / "output"), files.held_out, settings)
+    after, answers = rft_demo.held_out_accuracy(str(server.home / "jobs" / job_id / "output"), files.held_out,
+                                                settings)
     assert after == pytest.approx(held[-1])
+    # The right fruit, not one memorized name: the bare answers name several different fruits.
+    assert len({answer.strip() for answer in answers if answer.strip() in rft_demo.FRUITS}) >= 5, answers
     with pytest.raises(ClientError) as caught:  # the SFT model is now another's base
         bedrock.delete_custom_model(modelIdentifier=sft_start)
     assert "rft-exact-model" in caught.value.response["Error"]["Message"]

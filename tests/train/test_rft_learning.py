@@ -1,7 +1,9 @@
 """Proof of learning: ``tailor.tiny`` fine-tuned part of the way (SFT), then reinforcement-fine-tuned
 with a strict code grader, answers held-out prompts correctly far more often than its SFT start —
-measured on greedy answers through Tailor's inference code, not by the training reward. Both full
-and LoRA runs, each continuing from the SFT model's output folder (iterative customization)."""
+measured on greedy answers through Tailor's inference code, not by the training reward. A LoRA run,
+continuing from the SFT model's output folder (iterative customization); the same claim for full
+weights is tests/api/test_rft_jobs.py::test_an_rft_job_from_an_sft_custom_model_beats_it_on_held_out_prompts,
+through a job."""
 
 from __future__ import annotations
 
@@ -43,10 +45,9 @@ def test_the_sft_start_answers_in_the_majority_style(start):
     assert sum(answer.startswith("The fruit is") for answer in answers) >= 0.85 * len(answers)
 
 
-@pytest.mark.parametrize("hyperparameters", [rft_demo.RFT_HYPERPARAMETERS, rft_demo.RFT_LORA_HYPERPARAMETERS],
-                         ids=["full", "lora"])
-def test_rft_raises_held_out_accuracy_by_20_points_over_its_sft_start(start, hyperparameters, tmp_path):
+def test_lora_rft_raises_held_out_accuracy_by_20_points_over_its_sft_start(start, tmp_path):
     settings, files, sft_output, before, _ = start
+    hyperparameters = rft_demo.RFT_LORA_HYPERPARAMETERS
     spec = TrainSpec("REINFORCEMENT_FINE_TUNING", str(sft_output), str(files.rft), tmp_path / "rft",
                      validation_uris=(str(files.held_out),), hyperparameters=hyperparameters, progress=False,
                      grader=get_grader(open_store(settings), "exact-answer"))
@@ -62,7 +63,7 @@ def test_rft_raises_held_out_accuracy_by_20_points_over_its_sft_start(start, hyp
     assert result["start_held_out_reward"] == pytest.approx(before)
     assert result["final_held_out_reward"] == pytest.approx(after)
     assert outcome.manifest["base_model"]["trained"] == str(sft_output)
-    assert outcome.manifest["tuning_method"] == hyperparameters.get("tuningMethod", "full")
+    assert outcome.manifest["tuning_method"] == "lora"
 
     rows = _rows(outcome.output_dir / "training_artifacts" / "step_wise_training_metrics.csv")
     rewards = [float(row["critic/rewards/mean"]) for row in rows]

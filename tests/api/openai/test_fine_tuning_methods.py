@@ -1,10 +1,8 @@
 """The other methods through the official openai client: DPO, reinforcement fine-tuning graded by
-OpenAI grader objects (a string_check, a multi), and a supervised job paused and resumed to success."""
+OpenAI grader objects (a string_check, a multi). (Pause and resume through this client:
+tests/api/test_job_lifecycle.py::test_a_paused_job_keeps_its_checkpoint_and_resumed_ends_as_if_never_paused.)"""
 
 from __future__ import annotations
-
-import json
-import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -103,32 +101,3 @@ def test_a_reinforcement_job_graded_by_an_openai_grader(server):
     csv = client.files.content(done.result_files[0]).text.splitlines()
     assert csv[0].startswith("step,") and "critic_rewards_mean" in csv[0] and len(csv) > 1
 
-
-def test_pause_then_resume_runs_to_success(server):
-    client = server.openai()
-    records = [{"messages": [{"role": "user", "content": f"Question number {i} about pausing?"},
-                             {"role": "assistant", "content": f"Answer number {i}, learned over many epochs."}]}
-               for i in range(32)]
-    training = client.files.create(file=("long.jsonl", jsonl(records)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="tailor.tiny", training_file=training.id,
-                                         hyperparameters={"n_epochs": 16})
-    deadline = time.monotonic() + 300
-    while client.fine_tuning.jobs.retrieve(job.id).status != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=5)):
-        time.sleep(0.2)
-    while (running := client.fine_tuning.jobs.retrieve(job.id)).estimated_finish is None:  # after a step's progress
-        assert running.status == "running" and time.monotonic() < deadline
-        time.sleep(0.2)
-    assert running.estimated_finish >= int(time.time()) - 1
-    assert client.fine_tuning.jobs.pause(job.id).status in ("pausing", "paused")
-    paused = wait(client, job.id)
-    assert paused.status == "paused", paused
-    assert client.fine_tuning.jobs.resume(job.id).status in ("queued", "validating_files", "running")
-    done = wait(client, job.id)
-    assert done.status == "succeeded", done.error
-    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=1000)]
-    assert any(m.startswith("Paused at step") for m in messages)
-    assert any(m.startswith("Resuming from the checkpoint") for m in messages)
-    assert json.loads(json.dumps(done.hyperparameters.model_dump()))["n_epochs"] == 16
