@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -42,3 +43,25 @@ def test_the_api_docs_render_with_no_internet(signed_in, console, shot):
     operations = signed_in.find_elements(By.CSS_SELECTOR, ".opblock")
     assert len(operations) > 20
     shot(signed_in, "api-docs")
+
+
+def test_the_console_works_from_the_keyboard(signed_in, console):
+    driver = signed_in
+    driver.get(console.endpoint + "/console/jobs")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)  # the first stop is the skip link, which takes focus past the navigation
+    skip = driver.switch_to.active_element
+    assert skip.get_attribute("class") == "skip" and skip.is_displayed()
+    skip.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.get_attribute("id") == "main"
+    # Every page is reachable by Tab from the navigation, and Enter on a link opens it.
+    driver.get(console.endpoint + "/console/jobs")
+    links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "header nav a")]
+    assert links[:6] == ["Datasets", "Jobs", "Models", "Playground", "Evaluations", "Graders"]
+    focused = []
+    for _ in range(5):
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        focused.append(driver.switch_to.active_element.text)
+    assert focused == ["Skip to content", "Tailor", "Datasets", "Jobs", "Models"]
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert driver.current_url.endswith("/console/models")

@@ -24,7 +24,8 @@ PAIRS = [{"prompt": f"What is {n} plus {n}?", "completion": f"{2 * n}."} for n i
 
 @pytest.fixture
 def state(home):
-    settings = Settings(home=home, s3_endpoint_url=None)
+    # A fixed device budget: on a CPU it is otherwise the RAM available at that moment, which moves.
+    settings = Settings(home=home, s3_endpoint_url=None, device_memory_gib=8)
     store = open_store(settings)
     buckets.prepare_upload(store, settings, "alice", "s3://alice-data/train.jsonl")
     (home / "buckets" / "alice-data" / "train.jsonl").write_text(

@@ -40,6 +40,21 @@ def test_signing_in_sets_a_strict_http_only_cookie_and_pages_need_it(console_ser
     assert ">alice<" in anonymous.get("/console/jobs").text
 
 
+def test_over_https_the_cookie_is_secure(console_server):
+    # uvicorn trusts X-Forwarded-Proto from loopback (a TLS proxy on the same machine).
+    https = {"X-Forwarded-Proto": "https"}
+    form = httpx.get(console_server.endpoint + "/console/sign-in", headers=https)
+    pre = hidden_field(form.text, "pre")
+    key_id, secret = console_server.keys["alice"]
+    # httpx keeps a Secure cookie from a plain-http URL to itself: send the form's cookie by hand.
+    answer = httpx.post(console_server.endpoint + "/console/sign-in", headers=https,
+                        data={"pre": pre, "access_key_id": key_id, "secret": secret},
+                        cookies={"tailor_console_pre": pre})
+    for response, name in ((form, "tailor_console_pre"), (answer, "tailor_console")):
+        cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(name + "="))
+        assert "secure" in {part.strip().lower() for part in cookie.split(";")}, cookie
+
+
 def test_the_sign_in_form_needs_its_own_token(console_server):
     key_id, secret = console_server.keys["alice"]
     forged = httpx.post(console_server.endpoint + "/console/sign-in",
