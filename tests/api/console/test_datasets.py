@@ -3,35 +3,10 @@ reaches only its own buckets; state-changing calls need the CSRF token."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.api.conftest import ALIASES, HAIKU, running_server
-from tests.conftest import tiny_home
-from tests.console.session import signed_in_client
+from tests.api.conftest import HAIKU
 from tests.services.test_datasets import good, planted
 
 URI = "s3://alice-sets/planted.jsonl"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models_dir):
-    home = tiny_home(tmp_path_factory.mktemp("console-datasets") / "home", tiny_models_dir)
-    with running_server(home, ALIASES, args=("--no-runner",)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    client = signed_in_client(server.endpoint, *server.keys["alice"])
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def bob(server):
-    client = signed_in_client(server.endpoint, *server.keys["bob"])
-    yield client
-    client.close()
 
 
 def upload(client, uri: str, text: str, **headers):

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.api.conftest import ALIASES, running_server
-from tests.conftest import tiny_home
-from tests.console.session import signed_in_client
 from tests.services.test_evaluation_report_file import REPORT, plant_completed_job
 
 EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "{{item.answer}}",
@@ -18,23 +13,7 @@ EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text
 ROWS = '{"question": "Capital of France?", "answer": "Paris"}\n{"question": "Two plus two?", "answer": "four"}\n'
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models_dir):
-    home = tiny_home(tmp_path_factory.mktemp("console-evaluations") / "home", tiny_models_dir)
-    with running_server(home, ALIASES) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def clients(server):
-    made = {name: signed_in_client(server.endpoint, *server.keys[name]) for name in ("alice", "bob")}
-    yield made
-    for client in made.values():
-        client.close()
-
-
-def test_an_evaluation_jobs_report_opens_for_its_owner_only(server, clients):
-    alice, bob = clients["alice"], clients["bob"]
+def test_an_evaluation_jobs_report_opens_for_its_owner_only(server, alice, bob):
     plant_completed_job(server.home, "alice", name="faq-eval", dataset="faq")
     page = alice.get("/console/evaluations")
     assert page.status_code == 200 and 'href="/console/evaluations/jobs/faq-eval/reports/faq"' in page.text
@@ -49,8 +28,7 @@ def test_an_evaluation_jobs_report_opens_for_its_owner_only(server, clients):
     assert bob.post_json("/console/api/evaluations/jobs/faq-eval/stop").status_code == 404
 
 
-def test_create_names_each_problem_by_the_apis_field(clients):
-    alice = clients["alice"]
+def test_create_names_each_problem_by_the_apis_field(alice, bob):
 
     def refused(body: dict) -> dict:
         answer = alice.post_json("/console/api/evaluations", {"name": "x", "testing_criteria": [EXACT], "rows": ROWS,
@@ -71,8 +49,7 @@ def test_create_names_each_problem_by_the_apis_field(clients):
     assert alice.post("/console/api/evaluations", json={"rows": ROWS}).status_code == 403  # no CSRF token
 
 
-def test_create_makes_an_eval_and_a_run_per_model_that_the_page_watches_and_cancels(clients):
-    alice, bob = clients["alice"], clients["bob"]
+def test_create_makes_an_eval_and_a_run_per_model_that_the_page_watches_and_cancels(alice, bob):
     made = alice.post_json("/console/api/evaluations", {
         "name": "capitals", "testing_criteria": [EXACT], "rows": ROWS, "models": ["tailor.tiny"],
         "labels": {"tailor.tiny": "base"}, "system": "Answer in one word.", "max_completion_tokens": 8})
@@ -93,11 +70,10 @@ def test_create_makes_an_eval_and_a_run_per_model_that_the_page_watches_and_canc
     assert canceled.status_code == 200 and canceled.json()["status"] in ("canceling", "canceled")
 
 
-def test_an_eval_runs_report_link_is_the_signed_one(server, clients):
+def test_an_eval_runs_report_link_is_the_signed_one(server, alice, bob):
     from tailor.services.eval_report import report_signature
     from tailor.settings import Settings
 
-    alice = clients["alice"]
     client = server.openai()
     created = client.evals.create(name="prewritten", data_source_config={
         "type": "custom", "item_schema": {"type": "object"}, "include_sample_schema": True}, testing_criteria=[EXACT])

@@ -9,26 +9,8 @@ import shutil
 import httpx
 import pytest
 
-from tests.api.conftest import ALIASES, running_server
-from tests.conftest import tiny_home
-from tests.console.session import signed_in_client
-
 EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "{{item.answer}}",
          "operation": "eq"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models_dir):
-    home = tiny_home(tmp_path_factory.mktemp("console-graders") / "home", tiny_models_dir)
-    with running_server(home, ALIASES) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    client = signed_in_client(server.endpoint, *server.keys["alice"])
-    yield client
-    client.close()
 
 
 def test_the_page_lists_registered_graders_and_the_templates_to_copy(server, alice, tmp_path):

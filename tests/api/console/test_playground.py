@@ -10,31 +10,15 @@ import json
 
 import pytest
 
-from tests.api.conftest import ALIASES, HAIKU, running_server
+from tests.api.conftest import HAIKU
 from tests.api.console.test_models import add_custom_model, add_deployment
-from tests.conftest import tiny_home
-from tests.console.session import signed_in_client
 
 CHAT = "/console/api/playground/chat"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models_dir):
-    home = tiny_home(tmp_path_factory.mktemp("console-playground") / "home", tiny_models_dir)
-    with running_server(home, ALIASES) as running:
-        running.deployment_arn = add_deployment(home, "alice", "alices-helper",
-                                                add_custom_model(home, "alice", "alices-model"))
-        yield running
-
-
-@pytest.fixture(scope="module")
-def alice(server):
-    return signed_in_client(server.endpoint, *server.keys["alice"])
-
-
-@pytest.fixture(scope="module")
-def bob(server):
-    return signed_in_client(server.endpoint, *server.keys["bob"])
+def deployment_arn(server):
+    return add_deployment(server.home, "alice", "alices-helper", add_custom_model(server.home, "alice", "alices-model"))
 
 
 def chat(model: str, **fields) -> dict:
@@ -42,17 +26,17 @@ def chat(model: str, **fields) -> dict:
                                          {"role": "user", "content": "Say hello."}], **fields}
 
 
-def test_each_principal_picks_from_its_own_models(alice, bob, server):
-    page = alice.get("/console/playground", params={"model": server.deployment_arn})
+def test_each_principal_picks_from_its_own_models(alice, bob, deployment_arn):
+    page = alice.get("/console/playground", params={"model": deployment_arn})
     assert page.status_code == 200
-    assert f'<option value="{server.deployment_arn}" selected>alices-helper (on-demand deployment)</option>' in page.text
+    assert f'<option value="{deployment_arn}" selected>alices-helper (on-demand deployment)</option>' in page.text
     assert f'<option value="{HAIKU}"' in page.text and "→ tailor.tiny" in page.text  # an alias says what runs
     groups = {group["group"]: [m["id"] for m in group["models"]]
               for group in alice.get("/console/api/playground/models").json()["groups"]}
-    assert groups["Deployments"] == [server.deployment_arn] and "tailor.tiny" in groups["Foundation models"]
+    assert groups["Deployments"] == [deployment_arn] and "tailor.tiny" in groups["Foundation models"]
 
-    assert server.deployment_arn not in bob.get("/console/playground").text
-    answer = bob.post_json(CHAT, chat(server.deployment_arn))
+    assert deployment_arn not in bob.get("/console/playground").text
+    answer = bob.post_json(CHAT, chat(deployment_arn))
     assert answer.status_code == 404 and answer.json()["error"]["message"].startswith("No provisioned throughput")
 
 
