@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from tailor.api import chat_body, serving
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render
-from tailor.api.openai.routes import _sse as sse
+from tailor.api.openai.routes import sse
 from tailor.api.request_json import parse_json
 from tailor.services import deployments, inference
 from tailor.services.console_sessions import ConsoleSession

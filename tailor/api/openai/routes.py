@@ -58,10 +58,12 @@ async def chat_completions(request: Request) -> Response:
         return error_response(error)
     chunks = chat_body.ChatChunks(model=model, completion_id=completion_id, created=created,
                                   include_usage=body.include_usage)
-    return StreamingResponse(_sse(events, chunks), media_type="text/event-stream")
+    return StreamingResponse(sse(events, chunks), media_type="text/event-stream")
 
 
-async def _sse(events, chunks: chat_body.ChatChunks):
+async def sse(events, chunks: chat_body.ChatChunks):
+    """``events`` as OpenAI's server-sent ``chat.completion.chunk`` stream (the console's
+    playground streams the same way)."""
     def line(payload: dict) -> bytes:
         return f"data: {json.dumps(payload)}\n\n".encode()
 
