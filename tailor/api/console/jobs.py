@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
+from tailor.api.bedrock.shapes import member_problems
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render, template_filter
 from tailor.api.errors import http_error
@@ -67,10 +67,9 @@ LABELS = {
 METHODS = tuple(kind for kind in LABELS if kind in TRAINABLE)
 STATUSES = ("InProgress", "Pausing", "Paused", "Stopping", "Stopped", "Completed", "Failed")
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-# Bedrock's patterns for the two names (CreateModelCustomizationJob), so a name the form takes is
-# one every door takes.
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9+\-.])*")
-MODEL_NAME = re.compile(r"([0-9a-zA-Z][_-]?)+")
+# The two names are checked against CreateModelCustomizationJob's shapes, so a name the form
+# takes is one every door takes.
+NAME_MEMBERS = {"name": "jobName", "model_name": "customModelName"}
 # What each chart draws: (element id, title, [(column, label, rows it is in)]).
 CHARTS = (
     ("loss-chart", "Loss", (("train_loss", "training loss", "training"), ("valid_loss", "validation loss", "validation"),
@@ -195,11 +194,11 @@ def _text(values: Mapping[str, object], name: str) -> str:
 
 def _missing(values: Mapping[str, object]) -> dict[str, str]:
     problems = {name: "Required." for name in REQUIRED if not _text(values, name)}
-    name, model_name = _text(values, "name"), _text(values, "model_name")
-    if name and not (len(name) <= 63 and JOB_NAME.fullmatch(name)):
-        problems["name"] = "Up to 63 letters, digits, '+', '-' and '.', starting with a letter or digit."
-    if model_name and not (len(model_name) <= 63 and MODEL_NAME.fullmatch(model_name)):
-        problems["model_name"] = "Up to 63 letters and digits, each optionally followed by one '-' or '_'."
+    for name, member in NAME_MEMBERS.items():
+        wrong = _text(values, name) and member_problems("CreateModelCustomizationJobRequest", member,
+                                                        _text(values, name))
+        if wrong:
+            problems[name] = wrong[0].removeprefix(f"{member}: ").capitalize()
     return problems
 
 

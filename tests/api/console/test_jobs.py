@@ -73,6 +73,10 @@ def test_the_form_shows_each_range_and_the_check_creates_nothing(console_server,
     assert incomplete["problems"]["training_uri"] == "Required." and not incomplete["complete"]
     wrong = alice.post_json("/console/api/jobs/check", form(**{"hp.epochCount": "0"})).json()
     assert wrong["problems"] == {"hp.epochCount": "must be between 1 and 100; got 0"}
+    misnamed = alice.post_json("/console/api/jobs/check", form(name="my job!", model_name="m" * 64)).json()
+    assert misnamed["problems"] == {"name": "Must be a letter or digit, then letters, digits, hyphens, dots and "
+                                            "plus signs, got 'my job!'",
+                                    "model_name": "Length must be between 1 and 63, got 64"}  # Bedrock's shapes
     foreign = alice.post_json("/console/api/jobs/check", form(training_uri="s3://someone-else/x.jsonl")).json()
     assert list(foreign["problems"]) == ["training_uri"]
 
