@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 
-from tailor.api import console, docs, fallback
+from tailor.api import console, docs, fallback, tailor_routes
 from tailor.api.bedrock import control, runtime
 from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
 from tailor.api.openai import routes as openai_routes
@@ -151,6 +151,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
     runtime.add_routes(app)
     openai_routes.add_routes(app)
     console.add_routes(app)
+    tailor_routes.add_routes(app)
     if settings.api_docs:
         docs.add_routes(app)
     fallback.add_handlers(app)  # unknown paths, wrong methods, crashes: in the path's dialect

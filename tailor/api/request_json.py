@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from tailor.api.errors import InvalidFields
-from tailor.errors import show_value
+from tailor.errors import InvalidInput, show_value
 
 INTEGER_LIMITS = {"integer": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
 INT32_MAX = INTEGER_LIMITS["integer"][1]
@@ -96,6 +96,19 @@ def _walk_json(value: Any, path: str, field: str, depth: int, problems: list[tup
         problems.append((where, "must be a finite number; NaN, Infinity and numbers beyond 1.8e308 are not"))
     elif isinstance(value, str) and (at := lone_surrogate(value)) is not None:
         problems.append((where, f"not valid Unicode: a lone surrogate at character {at}"))
+
+
+def text_field(values: Any, name: str, required: bool = True) -> str | None:
+    """The string ``values[name]`` (a JSON object or query parameters), stripped; None when it is
+    absent or blank and not ``required``; ``InvalidInput`` naming the field otherwise."""
+    value = values.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{name}: required.", param=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name}: must be a string.", param=name)
+    return value.strip()
 
 
 def lone_surrogate(text: str) -> int | None:

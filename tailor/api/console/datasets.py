@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from tailor.api.console.auth import CSRF_HEADER, checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render, template_filter
-from tailor.api.request_json import json_object
+from tailor.api.request_json import json_object, text_field
 from tailor.data.validate import Report
 from tailor.errors import InvalidInput
 from tailor.services import datasets
@@ -118,15 +118,14 @@ def _upload(store, settings, principal: str, uri: str, upload_file: UploadFile) 
         path.unlink(missing_ok=True)
 
 
-def _text(body: dict, name: str, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidInput(f"{name}: required.", param=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name}: must be a string.", param=name)
-    return value.strip()
+def preview_count(body: dict) -> int:
+    """How many records a training view shows: ``first`` (1 to ``PREVIEW_MAX``), default 10."""
+    first = body.get("first", DEFAULT_PREVIEW)
+    if isinstance(first, str) and first.strip().isdigit():
+        first = int(first)
+    if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= datasets.PREVIEW_MAX:
+        raise InvalidInput(f"first: a whole number from 1 to {datasets.PREVIEW_MAX}.", param="first")
+    return first
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -142,8 +141,8 @@ async def validate(request: Request, session: ConsoleSession = Depends(checked))
     store, settings = _state(request)
     body = json_object(await request.body())
     reports = await run_in_threadpool(
-        datasets.validate, store, settings, session.principal, _text(body, "uri"), _text(body, "kind"),
-        _text(body, "base_model"), _text(body, "validation_uri", required=False))
+        datasets.validate, store, settings, session.principal, text_field(body, "uri"), text_field(body, "kind"),
+        text_field(body, "base_model"), text_field(body, "validation_uri", required=False))
     return JSONResponse({"ok": all(report.ok for report in reports),
                          "reports": [report_json(report) for report in reports]})
 
@@ -152,13 +151,9 @@ async def validate(request: Request, session: ConsoleSession = Depends(checked))
 async def preview(request: Request, session: ConsoleSession = Depends(checked)) -> Response:
     store, settings = _state(request)
     body = json_object(await request.body())
-    first = body.get("first", DEFAULT_PREVIEW)
-    if isinstance(first, str) and first.strip().isdigit():
-        first = int(first)
-    if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= datasets.PREVIEW_MAX:
-        raise InvalidInput(f"first: a whole number from 1 to {datasets.PREVIEW_MAX}.", param="first")
-    records = await datasets.training_view(store, settings, session.principal, _text(body, "uri"),
-                                           _text(body, "kind"), _text(body, "base_model"),
+    first = preview_count(body)
+    records = await datasets.training_view(store, settings, session.principal, text_field(body, "uri"),
+                                           text_field(body, "kind"), text_field(body, "base_model"),
                                            request.app.state.engine, first=first)
     return JSONResponse({"records": records})
 

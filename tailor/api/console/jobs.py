@@ -240,7 +240,8 @@ def problems_of(error: TailorError) -> tuple[dict[str, str], str | None]:
     return {}, message
 
 
-def _estimate(preflight) -> dict:
+def estimate_json(preflight) -> dict:
+    """A pre-flight estimate as the form (and ``POST /tailor/v1/customization-jobs/estimate``) shows it."""
     if preflight is None:
         return {"available": False, "text": "No pre-flight estimate for this job: Tailor estimates supervised "
                                             "jobs (fine-tuning, continued pre-training) of models whose config "
@@ -263,7 +264,7 @@ def check(request: Request, values: dict = Body(...), session: ConsoleSession = 
     except TailorError as error:
         problems, message = problems_of(error)
         return {"problems": problems, "message": message, "estimate": None, "complete": True}
-    return {"problems": {}, "message": None, "estimate": _estimate(estimate), "complete": True}
+    return {"problems": {}, "message": None, "estimate": estimate_json(estimate), "complete": True}
 
 
 class _Problems(InvalidInput):

@@ -1,0 +1,163 @@
+"""Tailor's own routes, under ``/tailor/v1/``: the JSON twins of console functions that neither
+Bedrock's nor OpenAI's API has (the console is a client of the services as the APIs are, so
+nothing it does is out of an API's reach).
+
+- ``GET  /tailor/v1/datasets``: the caller's buckets and their ``.jsonl`` datasets
+  (``datasets.list_datasets``).
+- ``POST /tailor/v1/datasets/validate``: every problem of a dataset by file, line and field
+  (``datasets.validate``; the console's report JSON, ``console.datasets.report_json``).
+- ``POST /tailor/v1/datasets/preview``: the first records as training renders them
+  (``datasets.training_view``, through the app's engine).
+- ``GET  /tailor/v1/hyperparameters``: what a job of a base model and kind accepts, with ranges and
+  defaults (``customization.hyperparameter_table``).
+- ``POST /tailor/v1/customization-jobs/estimate``: a CreateModelCustomizationJob request checked as
+  the Bedrock door checks it (its input shape, ``bedrock.jobs.customization_request``), and its
+  pre-flight estimate (``customization.estimate_job``); nothing is created.
+- ``GET  /tailor/v1/provisioned-throughput/estimate``: the operator's price for model units
+  (``deployments.estimated_cost``).
+
+Each route authenticates as the Bedrock routes do (SigV4 or a bearer key; the caller sees only its
+own resources) and answers errors in the AWS rest-json envelope, field names in the messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from tailor.api.bedrock import jobs
+from tailor.api.bedrock.errors import error_json
+from tailor.api.bedrock.shapes import validate_input
+from tailor.api.console.datasets import preview_count, report_json
+from tailor.api.console.jobs import estimate_json
+from tailor.api.request_json import json_object, text_field
+from tailor.catalog import CustomizationType
+from tailor.errors import InvalidInput
+from tailor.services import customization, datasets, deployments
+
+PREFIX = "/tailor/v1"
+# CreateModelCustomizationJob requires a role; an estimate assumes none, so one may leave it out.
+ESTIMATE_ROLE = "arn:aws:iam::{account}:role/tailor-estimate"
+
+Handler = Callable[[Request, str, bytes], Awaitable[Any]]
+
+
+def _route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """``handler(request, principal, body)`` behind authentication; its result as JSON, any failure
+    in the AWS error envelope (as ``bedrock.control``'s routes)."""
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        try:
+            principal = await run_in_threadpool(request.app.state.authenticate, request, body)
+            return JSONResponse(await handler(request, principal, body))
+        except Exception as error:  # every failure leaves in the AWS error envelope
+            return error_json(error)
+
+    handle.__name__ = handler.__name__
+    return handle
+
+
+def _body(body: bytes) -> dict:
+    return json_object(body) if body.strip() else {}
+
+
+def _state(request: Request):
+    return request.app.state.store, request.app.state.settings
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+async def list_datasets(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    return {"buckets": await run_in_threadpool(datasets.list_datasets, store, settings, principal)}
+
+
+async def validate_dataset(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    values = _body(body)
+    reports = await run_in_threadpool(
+        datasets.validate, store, settings, principal, text_field(values, "uri"), text_field(values, "kind"),
+        text_field(values, "base_model"), text_field(values, "validation_uri", required=False))
+    return {"ok": all(report.ok for report in reports), "reports": [report_json(report) for report in reports]}
+
+
+async def preview_dataset(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    values = _body(body)
+    first = preview_count(values)
+    records = await datasets.training_view(store, settings, principal, text_field(values, "uri"), text_field(values, "kind"),
+                                           text_field(values, "base_model"), request.app.state.engine, first=first)
+    return {"records": records}
+
+
+# ---------------------------------------------------------------------------------------------
+# Customization jobs
+
+
+def _hyperparameters(request: Request, principal: str) -> dict:
+    store, settings = _state(request)
+    query = request.query_params
+    table = customization.hyperparameter_table(
+        store, settings, principal, text_field(query, "base_model"), text_field(query, "kind", required=False)
+        or CustomizationType.FINE_TUNING.value, text_field(query, "tuning_method", required=False))
+    return {"hyperparameters": [{
+        "name": name, "kind": hp.kind.__name__, "minimum": hp.minimum, "maximum": hp.maximum, "default": hp.default,
+        "choices": list(hp.choices), "description": hp.description} for name, hp in table.items()]}
+
+
+async def hyperparameters(request: Request, principal: str, body: bytes) -> dict:
+    return await run_in_threadpool(_hyperparameters, request, principal)
+
+
+def _estimate(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    params = _body(body)
+    params.setdefault("roleArn", ESTIMATE_ROLE.format(account=settings.account_id))
+    job = jobs.customization_request(validate_input("CreateModelCustomizationJob", params))
+    return estimate_json(customization.estimate_job(store, settings, principal, job))
+
+
+async def estimate_job(request: Request, principal: str, body: bytes) -> dict:
+    return await run_in_threadpool(_estimate, request, principal, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Provisioned throughput
+
+
+async def throughput_estimate(request: Request, principal: str, body: bytes) -> dict:
+    query = request.query_params
+    units = text_field(query, "modelUnits", required=False) or "1"
+    try:
+        model_units = int(units)
+    except ValueError:
+        raise InvalidInput(f"modelUnits: must be a whole number of at least 1, got {units!r}.",
+                           param="modelUnits") from None
+    estimate = deployments.estimated_cost(request.app.state.settings, model_units,
+                                          text_field(query, "commitmentDuration", required=False))
+    return {"estimate": None if estimate is None else {
+        "amount": estimate.amount, "currency": estimate.currency, "hours": estimate.hours, "hourly": estimate.hourly}}
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/datasets", list_datasets),
+    ("POST", "/datasets/validate", validate_dataset),
+    ("POST", "/datasets/preview", preview_dataset),
+    ("GET", "/hyperparameters", hyperparameters),
+    ("POST", "/customization-jobs/estimate", estimate_job),
+    ("GET", "/provisioned-throughput/estimate", throughput_estimate),
+)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Register Tailor's own routes. ``app.state`` holds the store, the settings, the engine and
+    ``authenticate(request, body) -> principal``."""
+    for method, path, handler in ROUTES:
+        app.add_api_route(PREFIX + path, _route(handler), methods=[method], name=handler.__name__,
+                          include_in_schema=True)
