@@ -3,7 +3,8 @@ Bedrock's nor OpenAI's API has (the console is a client of the services as the A
 nothing it does is out of an API's reach).
 
 - ``GET  /tailor/v1/datasets``: the caller's buckets and their ``.jsonl`` datasets
-  (``datasets.list_datasets``).
+  (``datasets.list_datasets``); ``PUT /tailor/v1/datasets?uri=s3://BUCKET/KEY.jsonl`` uploads the
+  body there (``datasets.upload_stream``; a new local bucket becomes the caller's).
 - ``POST /tailor/v1/datasets/validate``: every problem of a dataset by file, line and field
   (``datasets.validate``; the console's report JSON, ``console.datasets.report_json``).
 - ``POST /tailor/v1/datasets/preview``: the first records as training renders them
@@ -22,6 +23,7 @@ own resources) and answers errors in the AWS rest-json envelope, field names in 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,6 +78,14 @@ def _state(request: Request):
 async def list_datasets(request: Request, principal: str, body: bytes) -> dict:
     store, settings = _state(request)
     return {"buckets": await run_in_threadpool(datasets.list_datasets, store, settings, principal)}
+
+
+async def upload_dataset(request: Request, principal: str, body: bytes) -> dict:
+    """The body is the file (at most the request limit, TAILOR_MAX_REQUEST_BYTES; the console and
+    ``tailor data upload`` take larger ones); ``?uri=s3://BUCKET/KEY.jsonl`` says where it goes."""
+    store, settings = _state(request)
+    uri = text_field(request.query_params, "uri")
+    return await run_in_threadpool(datasets.upload_stream, store, settings, principal, uri, io.BytesIO(body))
 
 
 async def validate_dataset(request: Request, principal: str, body: bytes) -> dict:
@@ -147,6 +157,7 @@ async def throughput_estimate(request: Request, principal: str, body: bytes) -> 
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/datasets", list_datasets),
+    ("PUT", "/datasets", upload_dataset),
     ("POST", "/datasets/validate", validate_dataset),
     ("POST", "/datasets/preview", preview_dataset),
     ("GET", "/hyperparameters", hyperparameters),

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tailor import storage
 from tailor.catalog import (
@@ -53,6 +55,32 @@ def upload(store: Store, settings: Settings, principal: str, uri: str, source_pa
     buckets.authorize(store, principal, uri, "write", "uri")
     storage.upload_file(Path(source_path), uri, settings)
     return {"uri": uri, "bucket": bucket, "key": key, "size": Path(source_path).stat().st_size}
+
+
+def upload_stream(store: Store, settings: Settings, principal: str, uri: str, stream: BinaryIO,
+                  field: str = "body") -> dict[str, Any]:
+    """``upload`` from a stream (an HTTP body): copied first into a private file under
+    ``$TAILOR_HOME/tmp`` (never a caller-chosen path), at most ``max_file_bytes``, then put at ``uri``;
+    the copy is removed whatever happens. ``field`` names the request's file in errors."""
+    _dataset_uri(uri)  # refused before a byte is copied
+    folder = settings.home / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=DATASET_SUFFIX)
+    path = Path(name)
+    try:
+        copied = 0
+        with os.fdopen(handle, "wb") as out:
+            while block := stream.read(1 << 20):
+                copied += len(block)
+                if copied > settings.max_file_bytes:
+                    raise InvalidInput(f"{field}: over this server's limit of {settings.max_file_bytes:,} bytes "
+                                       "(TAILOR_MAX_FILE_BYTES).", param=field)
+                out.write(block)
+        if copied == 0:
+            raise InvalidInput(f"{field}: the file is empty.", param=field)
+        return upload(store, settings, principal, uri, path)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def list_datasets(store: Store, settings: Settings, principal: str) -> list[dict[str, Any]]:

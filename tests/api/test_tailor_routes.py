@@ -209,3 +209,22 @@ def test_authentication_is_the_bedrock_routes(server):
     SigV4Auth(Credentials(access_key_id, secret), "bedrock", "us-east-1").add_auth(request)
     signed = httpx.post(request.url, content=request.body, headers=dict(request.headers), timeout=30)
     assert signed.status_code == 200 and signed.json()["ok"] is True, signed.text
+
+
+def test_an_upload_puts_the_body_in_a_bucket_of_the_callers(server, alice, bob):
+    content = "".join(json.dumps(record(i)) + "\n" for i in range(3)).encode()
+    put = alice.put("/datasets", params={"uri": "s3://alice-uploads/three.jsonl"}, content=content)
+    assert put.status_code == 200, put.text
+    assert put.json() == {"uri": "s3://alice-uploads/three.jsonl", "bucket": "alice-uploads",
+                          "key": "three.jsonl", "size": len(content)}
+    assert (server.home / "buckets" / "alice-uploads" / "three.jsonl").read_bytes() == content
+    listed = {b["bucket"]: [o["key"] for o in b["objects"]] for b in alice.get("/datasets").json()["buckets"]}
+    assert listed["alice-uploads"] == ["three.jsonl"]
+
+    assert "s3://alice-uploads/" in aws_error(bob.put("/datasets", params={"uri": "s3://alice-uploads/x.jsonl"},
+                                                      content=content), 403, "AccessDeniedException")
+    assert aws_error(alice.put("/datasets", params={"uri": "s3://alice-uploads/x.csv"}, content=content), 400,
+                     "ValidationException").startswith("uri: ")
+    assert aws_error(alice.put("/datasets", params={"uri": "s3://alice-uploads/empty.jsonl"}, content=b""), 400,
+                     "ValidationException").startswith("body: the file is empty")
+    assert not list((server.home / "tmp").glob(".upload-*"))  # no copy left behind

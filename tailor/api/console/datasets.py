@@ -11,9 +11,6 @@ it goes.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -95,27 +92,8 @@ async def upload(request: Request, session: ConsoleSession = Depends(checked)) -
 
 
 def _upload(store, settings, principal: str, uri: str, upload_file: UploadFile) -> dict[str, Any]:
-    """Copy the upload into a private file under TAILOR_HOME (bounded by max_file_bytes), then
-    hand it to the service; the copy is removed whatever happens."""
-    folder = settings.home / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=folder, prefix=".console-upload-", suffix=".jsonl")
-    path = Path(name)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            upload_file.file.seek(0)
-            copied = 0
-            while block := upload_file.file.read(1 << 20):
-                copied += len(block)
-                if copied > settings.max_file_bytes:
-                    raise InvalidInput(f"file: over this server's limit of {settings.max_file_bytes:,} bytes "
-                                       "(TAILOR_MAX_FILE_BYTES).", param="file")
-                out.write(block)
-        if copied == 0:
-            raise InvalidInput("file: the file is empty.", param="file")
-        return datasets.upload(store, settings, principal, uri, path)
-    finally:
-        path.unlink(missing_ok=True)
+    upload_file.file.seek(0)
+    return datasets.upload_stream(store, settings, principal, uri, upload_file.file, field="file")
 
 
 def preview_count(body: dict) -> int:
