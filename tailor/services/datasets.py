@@ -41,7 +41,6 @@ KINDS = (CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING
          CustomizationType.REINFORCEMENT_FINE_TUNING, CustomizationType.DPO)
 DATASET_SUFFIX = ".jsonl"
 PREVIEW_MAX = 50  # records per training view: each is tokenized and shown whole
-LINE_MAX_CHARACTERS = 1_000_000  # a longer line is not sent to the engine for a preview
 LISTED_MAX = 500  # datasets listed per bucket (a page, not an inventory); the rest are counted
 
 
@@ -152,18 +151,23 @@ def validate(store: Store, settings: Settings, principal: str, uri: str, kind: s
 
 
 def first_records(settings: Settings, uri: str, first: int) -> list[dict[str, Any]]:
-    """The file's first ``first`` non-blank lines: ``{"line", "record"}`` parsed, or ``{"line", "error"}``."""
+    """The file's first ``first`` non-blank lines: ``{"line", "record"}`` parsed, or ``{"line", "error"}``.
+
+    The records together hold at most ``max_prompt_characters`` (what one inference request may
+    send the engine): a preview costs the engine no more than one prompt, however long the lines."""
     entries: list[dict[str, Any]] = []
+    budget = settings.max_prompt_characters
     with open(storage.local_path(uri, settings), encoding="utf-8", errors="replace") as file:
         for number, line in enumerate(file, start=1):
             if len(entries) >= first:
                 break
             if not line.strip():
                 continue
-            if len(line) > LINE_MAX_CHARACTERS:
-                entries.append({"line": number, "error": f"The line is over {LINE_MAX_CHARACTERS:,} characters; "
-                                                         "not shown here."})
+            if len(line) > budget:
+                entries.append({"line": number, "error": f"The preview shows at most "
+                                f"{settings.max_prompt_characters:,} characters of records; not shown here."})
                 continue
+            budget -= len(line)
             try:
                 entries.append({"line": number, "record": json.loads(line)})
             except json.JSONDecodeError as error:

@@ -102,6 +102,16 @@ def test_first_records_reads_only_the_first_lines(state, source):
     assert "error" in entries[9] and entries[0]["record"]["messages"][0]["content"] == "Question 0?"
 
 
+def test_a_preview_sends_the_engine_at_most_one_prompts_worth_of_records(state, source):
+    store, settings = state
+    datasets.upload(store, settings, "alice", "s3://alice-data/train.jsonl", source)
+    lines = source.read_text().splitlines(keepends=True)
+    small = settings.model_copy(update={"max_prompt_characters": len(lines[0]) + len(lines[1]) + 1})
+    entries = datasets.first_records(small, "s3://alice-data/train.jsonl", 10)
+    assert [("record" in entry) for entry in entries[:3]] == [True, True, False]
+    assert all("at most" in entry["error"] for entry in entries[2:9])  # over the budget: not sent
+
+
 def test_list_objects_of_a_local_bucket_stays_inside_it(state, tmp_path):
     _, settings = state
     root = settings.home / "buckets" / "data"
