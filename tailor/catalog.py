@@ -88,7 +88,7 @@ class Family:
     description: str
     formats: dict[CustomizationType, tuple[DataFormat, ...]]
     limits: DataLimits
-    # The InvokeModel body its models take (tailor.api.bedrock.convert): the family's native
+    # The InvokeModel body its models take (tailor.wire.invoke): the family's native
     # body, as in the original; Tailor's own family takes OpenAI chat-completions bodies.
     invoke_body: Literal["openai", "anthropic", "cohere", "llama", "titan"] = "openai"
     # Limits for one customization type that differ from ``limits`` (RFT counts prompts).

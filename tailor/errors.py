@@ -17,6 +17,7 @@ code raises them with a message a user can act on, naming the file, line or fiel
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,38 @@ class ModelFailed(TailorError):
 
 class ModelNotReady(TailorError):
     """The deployment exists but is not serving yet (its model is still loading)."""
+
+
+def problems_message(problems: Iterable[str]) -> str:
+    """``"2 validation errors detected:\\n  a: ...\\n  b: ..."``: one line per problem, AWS's way."""
+    lines = list(problems)
+    plural = "" if len(lines) == 1 else "s"
+    return f"{len(lines)} validation error{plural} detected:\n  " + "\n  ".join(lines)
+
+
+class InvalidFields(InvalidInput):
+    """An invalid request body, problem by problem: ``problems`` is ``[(field path, problem), ...]``.
+
+    ``param`` is the first field (OpenAI's envelope names one); ``message`` is AWS's rendering.
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]]):
+        self.problems = list(problems)
+        super().__init__(problems_message(f"{path}: {problem}" for path, problem in self.problems),
+                         param=self.problems[0][0] if self.problems else None)
+
+    def under(self, prefix: str) -> InvalidFields:
+        """The same problems for a body found at ``prefix`` of a larger request: a problem with
+        the whole body (path ``body``) is the prefix's, the others are below it."""
+        return InvalidFields((prefix if path == "body" else join_path(prefix, path), problem)
+                             for path, problem in self.problems)
+
+
+def join_path(prefix: str, path: str) -> str:
+    """``messages`` + ``[0].role`` -> ``messages[0].role``; ``a`` + ``b`` -> ``a.b``."""
+    if not prefix or not path:
+        return prefix or path
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
 def show_value(value: Any) -> str:

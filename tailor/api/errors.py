@@ -7,13 +7,13 @@ answers like its nearest listed ancestor; anything unlisted is a bug and answers
 The two dialects' envelopes (``tailor.api.bedrock.errors``, ``tailor.api.openai.errors``) read
 this table and nothing else, so a new error class is mapped once for both.
 
-``InvalidFields`` is the invalid request whose problems are known field by field: both dialects
-render it in their own words (AWS's "N validation errors detected", OpenAI's ``param``).
+``InvalidFields`` (``tailor.errors``) is the invalid request whose problems are known field by
+field: both dialects render it in their own words (AWS's "N validation errors detected", OpenAI's
+``param``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tailor.errors import (
@@ -81,35 +81,3 @@ def writable(text: str) -> str:
     accepts, and an error echoing it must still be sent.
     """
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def problems_message(problems: Iterable[str]) -> str:
-    """``"2 validation errors detected:\\n  a: ...\\n  b: ..."``: one line per problem, AWS's way."""
-    lines = list(problems)
-    plural = "" if len(lines) == 1 else "s"
-    return f"{len(lines)} validation error{plural} detected:\n  " + "\n  ".join(lines)
-
-
-class InvalidFields(InvalidInput):
-    """An invalid request body, problem by problem: ``problems`` is ``[(field path, problem), ...]``.
-
-    ``param`` is the first field (OpenAI's envelope names one); ``message`` is AWS's rendering.
-    """
-
-    def __init__(self, problems: Iterable[tuple[str, str]]):
-        self.problems = list(problems)
-        super().__init__(problems_message(f"{path}: {problem}" for path, problem in self.problems),
-                         param=self.problems[0][0] if self.problems else None)
-
-    def under(self, prefix: str) -> InvalidFields:
-        """The same problems for a body found at ``prefix`` of a larger request: a problem with
-        the whole body (path ``body``) is the prefix's, the others are below it."""
-        return InvalidFields((prefix if path == "body" else join_path(prefix, path), problem)
-                             for path, problem in self.problems)
-
-
-def join_path(prefix: str, path: str) -> str:
-    """``messages`` + ``[0].role`` -> ``messages[0].role``; ``a`` + ``b`` -> ``a.b``."""
-    if not prefix or not path:
-        return prefix or path
-    return prefix + path if path.startswith("[") else f"{prefix}.{path}"

@@ -36,10 +36,10 @@ from tailor.api.bedrock.errors import error_json
 from tailor.api.bedrock.shapes import validate_input
 from tailor.api.console.datasets import preview_count, report_json
 from tailor.api.console.jobs import estimate_json
-from tailor.api.request_json import json_object, text_field
 from tailor.catalog import CustomizationType
 from tailor.errors import InvalidInput
 from tailor.services import customization, datasets, deployments
+from tailor.wire.request_json import json_object, text_field
 
 PREFIX = "/tailor/v1"
 # CreateModelCustomizationJob requires a role; an estimate assumes none, so one may leave it out.

@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse, Response
 from tailor.api.bedrock import jobs
 from tailor.api.bedrock.errors import error_json
 from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
-from tailor.api.request_json import json_object
 from tailor.services import customization, deployments, evaluations, models, tags
 from tailor.settings import Settings
 from tailor.store.db import Store
+from tailor.wire.request_json import json_object
 
 
 @dataclass(frozen=True)

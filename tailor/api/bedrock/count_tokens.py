@@ -8,11 +8,10 @@ refuse is refused here too), and a problem is named by its full path from ``inpu
 
 from __future__ import annotations
 
-from tailor.api.bedrock.converse import converse_request
-from tailor.api.bedrock.convert import parse_invoke_body
-from tailor.api.errors import InvalidFields
-from tailor.errors import show_value
+from tailor.errors import InvalidFields, show_value
 from tailor.serve.protocol import ChatRequest
+from tailor.wire.converse import converse_request
+from tailor.wire.invoke import parse_invoke_body
 
 
 def count_tokens_request(params: dict, *, kind: str, default_max_tokens: int = 1) -> ChatRequest:

@@ -1,8 +1,8 @@
 """bedrock-runtime routes: InvokeModel, InvokeModelWithResponseStream, Converse, ConverseStream, CountTokens.
 
 Thin, like the control plane: requests are checked against botocore's bedrock-runtime model
-(``shapes``), converted to one ``ChatRequest`` by pure functions (``convert`` for InvokeModel's
-native bodies, ``converse``, ``count_tokens``), answered by the engine through
+(``shapes``), converted to one ``ChatRequest`` by pure functions (``tailor.wire.invoke`` for
+InvokeModel's native bodies, ``tailor.wire.converse``, ``count_tokens``), answered by the engine through
 ``tailor.api.serving``, and converted back. Streams use the AWS event-stream
 framing (``eventstream``) that botocore decodes; an error after the stream has started is sent
 as an exception event, as the original does.
@@ -18,12 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tailor.api import serving
-from tailor.api.bedrock import convert, eventstream
-from tailor.api.bedrock.converse import (
-    ConverseStream,
-    converse_request,
-    converse_response,
-)
+from tailor.api.bedrock import eventstream
 from tailor.api.bedrock.count_tokens import count_tokens_request
 from tailor.api.bedrock.errors import error_code, error_json
 from tailor.api.bedrock.shapes import (
@@ -32,9 +27,15 @@ from tailor.api.bedrock.shapes import (
     shape_output,
     validate_input,
 )
-from tailor.api.request_json import json_object
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Completion, TextDelta
+from tailor.wire import invoke
+from tailor.wire.converse import (
+    ConverseStream,
+    converse_request,
+    converse_response,
+)
+from tailor.wire.request_json import json_object
 
 DEFAULT_MAX_TOKENS = 512  # Converse and chat bodies that do not say; each native body has its own default
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -84,7 +85,7 @@ async def _invoke_parts(request: Request, operation: str):
         raise InvalidInput(f"contentType: must be application/json, got {content_type!r}.")
     if validated.get("guardrailIdentifier"):
         raise InvalidInput("guardrailIdentifier: guardrails are not available in Tailor.")
-    chat = convert.parse_invoke_body(invocable.body, raw, default_max_tokens=DEFAULT_MAX_TOKENS)
+    chat = invoke.parse_invoke_body(invocable.body, raw, default_max_tokens=DEFAULT_MAX_TOKENS)
     return invocable, chat, raw
 
 
@@ -98,7 +99,7 @@ async def invoke_model(request: Request) -> Response:
     try:
         invocable, chat, raw = await _invoke_parts(request, "InvokeModel")
         completion = await serving.answer(request.app, invocable, chat)
-        body = convert.invoke_response(invocable.body, completion, model_id=invocable.model_id,
+        body = invoke.invoke_response(invocable.body, completion, model_id=invocable.model_id,
                                        request_id=str(uuid.uuid4()), request_body=raw)
         return JSONResponse(body, headers=_metrics_headers(completion))
     except Exception as error:
@@ -111,7 +112,7 @@ async def invoke_stream(request: Request) -> Response:
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
         return error_json(error)
-    native = convert.NativeStream(invocable.body, model_id=invocable.model_id, request_id=str(uuid.uuid4()),
+    native = invoke.NativeStream(invocable.body, model_id=invocable.model_id, request_id=str(uuid.uuid4()),
                                   request_body=raw)
 
     async def frames():

@@ -14,7 +14,7 @@ rest-json). Tailor uses them at the HTTP edge instead of restating them:
   lacks left out. In strict mode it raises instead when ``data`` breaks the output shape, so
   tests prove our responses keep the contract.
 * ``http_binding(operation)`` gives the method, URI template and success status.
-* A request's JSON is read strictly before any of this (``tailor.api.request_json``); a string
+* A request's JSON is read strictly before any of this (``tailor.wire.request_json``); a string
   the model documents as JSON (``JSON_TEXT``) is read the same way.
 
 Client input never reaches a 500 from here: integers without a ``min``/``max`` in the model are
@@ -43,14 +43,14 @@ from typing import Any
 
 from botocore.loaders import Loader
 
-from tailor.api.errors import problems_message, writable
-from tailor.api.request_json import (
+from tailor.api.errors import writable
+from tailor.errors import InvalidInput, problems_message, show_value
+from tailor.wire.request_json import (
     INTEGER_LIMITS,
     PLAIN_KEY,
     json_problems,
     lone_surrogate,
 )
-from tailor.errors import InvalidInput, show_value
 
 SERVICE_NAME = "bedrock"
 

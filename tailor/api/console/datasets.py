@@ -20,11 +20,11 @@ from starlette.datastructures import UploadFile
 
 from tailor.api.console.auth import CSRF_HEADER, checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render, template_filter
-from tailor.api.request_json import json_object, text_field
 from tailor.data.validate import Report
 from tailor.errors import InvalidInput
 from tailor.services import datasets
 from tailor.services.console_sessions import ConsoleSession
+from tailor.wire.request_json import json_object, text_field
 
 router = APIRouter(route_class=ConsoleRoute)
 

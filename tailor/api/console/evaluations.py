@@ -27,9 +27,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.graders import STARTERS
 from tailor.api.console.pages import ConsoleRoute, render
-from tailor.api.errors import InvalidFields
 from tailor.api.openai import evals as converters
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidFields, InvalidInput
 from tailor.graders.openai import InvalidGrader
 from tailor.jobs.spec import EvalRunRequest, EvalRunSpec
 from tailor.services import eval_report, evals, evaluations, models

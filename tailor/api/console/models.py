@@ -22,12 +22,11 @@ from tailor.api.bedrock.jobs import bedrock_type
 from tailor.api.bedrock.shapes import input_problems
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render
-from tailor.api.errors import InvalidFields
-from tailor.api.request_json import json_object
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidFields, InvalidInput
 from tailor.services import deployments, models
 from tailor.services.console_sessions import ConsoleSession
 from tailor.services.models import CustomModelView
+from tailor.wire.request_json import json_object
 
 router = APIRouter(route_class=ConsoleRoute)
 

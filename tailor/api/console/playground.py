@@ -18,13 +18,14 @@ import uuid
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from tailor.api import chat_body, serving
+from tailor.api import serving
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render
 from tailor.api.openai.routes import sse
-from tailor.api.request_json import parse_json
 from tailor.services import deployments, inference
 from tailor.services.console_sessions import ConsoleSession
+from tailor.wire import chat_body
+from tailor.wire.request_json import parse_json
 
 router = APIRouter(route_class=ConsoleRoute)
 

@@ -12,10 +12,10 @@ import logging
 from tailor.api.errors import (
     INTERNAL,
     INTERNAL_MESSAGE,
-    InvalidFields,
     http_error,
     writable,
 )
+from tailor.errors import InvalidFields
 
 logger = logging.getLogger(__name__)
 

@@ -18,15 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from tailor.api.errors import InvalidFields
 from tailor.api.openai import evals
 from tailor.api.openai.common import caller, error_response, list_object, number
-from tailor.api.request_json import parse_json
-from tailor.errors import InvalidInput, show_value
+from tailor.errors import InvalidFields, InvalidInput, show_value
 from tailor.graders.openai import InvalidGrader
 from tailor.services import eval_report
 from tailor.services import evals as service
 from tailor.store.evals import EvalRun
+from tailor.wire.request_json import parse_json
 
 RETRY_WINDOW = timedelta(minutes=10)
 MAX_LIMIT = 100

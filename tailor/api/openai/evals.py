@@ -27,11 +27,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tailor.api.body_models import BodyModel, validate
-from tailor.api.errors import InvalidFields
+from tailor.errors import InvalidFields
 from tailor.jobs.spec import EvalRunRequest, EvalRunSpec
 from tailor.services.evals import EvalRequest
 from tailor.store.evals import Eval, EvalOutputItem, EvalRun
+from tailor.wire.body_models import BodyModel, validate
 
 MetadataKey = Annotated[str, Field(max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]

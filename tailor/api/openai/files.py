@@ -16,10 +16,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from tailor.api.openai.common import caller, error_response, list_object, number
-from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, show_value
 from tailor.services import files
 from tailor.store.files import File, Upload
+from tailor.wire.request_json import parse_json
 
 
 def add_routes(app: FastAPI) -> None:

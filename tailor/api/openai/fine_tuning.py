@@ -26,12 +26,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from tailor.api.body_models import BodyModel, fail, validate
-from tailor.api.errors import InvalidFields
 from tailor.catalog import CustomizationType
-from tailor.errors import show_value
+from tailor.errors import InvalidFields, show_value
 from tailor.jobs.spec import CustomizationRequest, Fields
 from tailor.services.customization import JobView
+from tailor.wire.body_models import BodyModel, fail, validate
 
 
 def auto_or(kind: type, low: float, high: float | None = None, *, above: bool = False) -> Any:

@@ -18,12 +18,12 @@ from fastapi.responses import JSONResponse, Response
 
 from tailor.api import serving
 from tailor.api.openai.common import error_response, principal_of
-from tailor.api.request_json import parse_json
 from tailor.errors import InvalidInput, TailorError
 from tailor.evaluate.backends import Failure, remote_backend
 from tailor.graders import openai as openai_graders
 from tailor.serve.protocol import ChatRequest, Message, Sampling
 from tailor.services import inference
+from tailor.wire.request_json import parse_json
 
 
 def add_routes(app: FastAPI) -> None:

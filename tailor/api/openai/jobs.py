@@ -20,14 +20,13 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from tailor.api.errors import InvalidFields
 from tailor.api.openai import fine_tuning
 from tailor.api.openai.common import caller, error_response, list_object, number
-from tailor.api.request_json import parse_json
-from tailor.errors import InvalidHyperparameters
+from tailor.errors import InvalidFields, InvalidHyperparameters
 from tailor.services import customization, inference, job_events
 from tailor.services.customization import JobView
 from tailor.store.db import utcnow
+from tailor.wire.request_json import parse_json
 
 RETRY_WINDOW = timedelta(minutes=10)
 _METADATA_KEY = re.compile(r"metadata\[(.+)\]")

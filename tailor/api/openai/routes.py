@@ -18,14 +18,15 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tailor.api import chat_body, serving
+from tailor.api import serving
 from tailor.api.openai import eval_routes, files, graders, jobs
 from tailor.api.openai.common import error_response, principal_of
 from tailor.api.openai.errors import error_body
-from tailor.api.request_json import parse_json
 from tailor.errors import NotFound
 from tailor.serve.protocol import TextDelta
 from tailor.services import inference, models
+from tailor.wire import chat_body
+from tailor.wire.request_json import parse_json
 
 DEFAULT_MAX_TOKENS = 512
 

@@ -8,9 +8,10 @@ import pytest
 from botocore.awsrequest import HeadersDict
 from botocore.parsers import create_parser
 
-from tailor.api.bedrock import converse, eventstream
-from tailor.api.errors import InvalidFields
+from tailor.api.bedrock import eventstream
+from tailor.errors import InvalidFields
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
+from tailor.wire import converse
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tailor.api.bedrock.count_tokens import count_tokens_request
-from tailor.api.errors import InvalidFields
+from tailor.errors import InvalidFields
 from tailor.serve.protocol import Message
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0:200k"

@@ -19,8 +19,7 @@ from botocore.model import ServiceModel
 from botocore.parsers import RestJSONParser
 
 from tailor.api.bedrock import shapes
-from tailor.api.errors import problems_message
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidInput, problems_message
 
 JOB_ARN = ("arn:aws:bedrock:us-east-1:123456789012:model-customization-job/"
            "amazon.titan-text-express-v1:0:8k/a1b2c3d4e5f6")

@@ -12,13 +12,12 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from tailor.api import chat_body
-from tailor.api.errors import HTTP_ERRORS, InvalidFields
+from tailor.api.errors import HTTP_ERRORS
 from tailor.api.openai.errors import error_body
-from tailor.api.request_json import parse_json
 from tailor.errors import (
     AccessDenied,
     Conflict,
+    InvalidFields,
     InvalidHyperparameters,
     InvalidInput,
     ModelUnavailable,
@@ -26,6 +25,8 @@ from tailor.errors import (
     Unauthenticated,
 )
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
+from tailor.wire import chat_body
+from tailor.wire.request_json import parse_json
 
 
 def body(**changes) -> dict:

@@ -11,11 +11,12 @@ from botocore.model import ServiceModel
 from botocore.parsers import create_parser
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from tailor.api.bedrock import convert, eventstream
-from tailor.api.bedrock.bodies import cohere
-from tailor.api.errors import InvalidFields
+from tailor.api.bedrock import eventstream
 from tailor.catalog import FAMILIES, Family
+from tailor.errors import InvalidFields
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling
+from tailor.wire import invoke
+from tailor.wire.bodies import cohere
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0:200k"
 REQUEST_ID = "2f1c8a8e-6b3e-4f55-9d2a-0c1e2b3a4d5f"
@@ -23,7 +24,7 @@ REQUEST_ID = "2f1c8a8e-6b3e-4f55-9d2a-0c1e2b3a4d5f"
 
 def parse(kind: str, body, default_max_tokens: int = 256) -> ChatRequest:
     raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return convert.parse_invoke_body(kind, raw, default_max_tokens=default_max_tokens)
+    return invoke.parse_invoke_body(kind, raw, default_max_tokens=default_max_tokens)
 
 
 def raised_by(kind: str, body) -> InvalidFields:
@@ -51,9 +52,9 @@ def anthropic_body(**changes) -> dict:
 
 def test_every_body_a_catalog_family_can_name_has_its_module():
     # The table and the catalog's list of dialects are kept in step here.
-    assert set(get_args(get_type_hints(Family)["invoke_body"])) == set(convert.BODIES)
-    assert {family.invoke_body for family in FAMILIES.values()} <= set(convert.BODIES)
-    for kind, module in convert.BODIES.items():
+    assert set(get_args(get_type_hints(Family)["invoke_body"])) == set(invoke.BODIES)
+    assert {family.invoke_body for family in FAMILIES.values()} <= set(invoke.BODIES)
+    for kind, module in invoke.BODIES.items():
         assert callable(module.request) and callable(module.response) and callable(module.Stream), kind
 
 
@@ -310,16 +311,16 @@ def test_openai_bodies_delegate_and_need_no_model():
 
 
 def test_anthropic_response():
-    body = convert.invoke_response("anthropic", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
+    body = invoke.invoke_response("anthropic", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
     assert body == {
         "id": "msg_bdrk_2f1c8a8e6b3e4f559d2a0c1e2b3a4d5f", "type": "message", "role": "assistant",
         "model": MODEL_ID, "content": [{"type": "text", "text": "Paris."}], "stop_reason": "end_turn",
         "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 3},
     }
-    stopped = convert.invoke_response("anthropic", completion(stop_reason="stop_sequence", stop_sequence="\n\n"),
+    stopped = invoke.invoke_response("anthropic", completion(stop_reason="stop_sequence", stop_sequence="\n\n"),
                                       model_id=MODEL_ID, request_id=REQUEST_ID)
     assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", "\n\n")
-    assert convert.invoke_response("anthropic", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
+    assert invoke.invoke_response("anthropic", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
                                    request_id=REQUEST_ID)["stop_reason"] == "max_tokens"
 
 
@@ -330,15 +331,15 @@ def test_anthropic_response():
 ])
 def test_prompt_style_responses(stop_reason, cohere, titan, llama):
     done = completion(stop_reason=stop_reason)
-    cohere_body = convert.invoke_response("cohere", done, model_id=MODEL_ID, request_id=REQUEST_ID,
+    cohere_body = invoke.invoke_response("cohere", done, model_id=MODEL_ID, request_id=REQUEST_ID,
                                           request_body=b'{"prompt": "Q?", "max_tokens": 5}')
     assert cohere_body["id"] == REQUEST_ID and cohere_body["prompt"] == "Q?"
     [generation] = cohere_body["generations"]
     assert generation["text"] == "Paris." and generation["finish_reason"] == cohere
     assert len(generation["id"]) == 36  # a UUID, as the original's
-    assert convert.invoke_response("titan", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
+    assert invoke.invoke_response("titan", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
         "inputTextTokenCount": 12, "results": [{"tokenCount": 3, "outputText": "Paris.", "completionReason": titan}]}
-    assert convert.invoke_response("llama", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
+    assert invoke.invoke_response("llama", done, model_id=MODEL_ID, request_id=REQUEST_ID) == {
         "generation": "Paris.", "prompt_token_count": 12, "generation_token_count": 3, "stop_reason": llama}
 
 
@@ -346,12 +347,12 @@ def test_cohere_echoes_the_prompt_only_when_it_can_read_it():
     assert cohere.echoed_prompt(b'{"prompt": "Q?"}') == "Q?"
     for body in (None, b"not json", b"[1]", b'{"prompt": 3}'):
         assert cohere.echoed_prompt(body) == ""
-    no_prompt = convert.invoke_response("cohere", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
+    no_prompt = invoke.invoke_response("cohere", completion(), model_id=MODEL_ID, request_id=REQUEST_ID)
     assert no_prompt["prompt"] == ""
 
 
 def test_openai_response_is_a_chat_completion():
-    body = convert.invoke_response("openai", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
+    body = invoke.invoke_response("openai", completion(stop_reason="max_tokens"), model_id=MODEL_ID,
                                    request_id=REQUEST_ID, created=1_700_000_000)
     parsed = ChatCompletion.model_validate(body)
     assert parsed.choices[0].message.content == "Paris."
@@ -363,7 +364,7 @@ def test_openai_response_is_a_chat_completion():
 
 
 def stream_bytes(kind: str, pieces: list[str], done: Completion) -> tuple[list[dict], bytes]:
-    stream = convert.NativeStream(kind, model_id=MODEL_ID, request_id=REQUEST_ID, created=1,
+    stream = invoke.NativeStream(kind, model_id=MODEL_ID, request_id=REQUEST_ID, created=1,
                                   request_body=json.dumps({"prompt": "Q?"}))
     natives = stream.start(input_tokens=12)
     for piece in pieces:
@@ -403,7 +404,7 @@ def test_anthropic_stream(runtime_model):
     assert chunks[5] == {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                          "usage": {"output_tokens": 3}}
     assert chunks[-1] == {"type": "message_stop", "amazon-bedrock-invocationMetrics": METRICS}
-    assert all(convert.METRICS_KEY not in c for c in chunks[:-1])
+    assert all(invoke.METRICS_KEY not in c for c in chunks[:-1])
 
 
 def test_titan_stream(runtime_model):
@@ -423,7 +424,7 @@ def test_llama_stream(runtime_model):
     assert "".join(c["generation"] for c in chunks) == "Paris."
     assert [c["prompt_token_count"] for c in chunks] == [12, None, None]
     assert [c["stop_reason"] for c in chunks] == [None, None, "stop"]
-    assert chunks[-1]["generation_token_count"] == 3 and chunks[-1][convert.METRICS_KEY] == METRICS
+    assert chunks[-1]["generation_token_count"] == 3 and chunks[-1][invoke.METRICS_KEY] == METRICS
 
 
 def test_cohere_stream_gives_the_text_once_to_either_kind_of_reader(runtime_model):
@@ -439,7 +440,7 @@ def test_cohere_stream_gives_the_text_once_to_either_kind_of_reader(runtime_mode
     # AWS's example reader: generations[0].text wherever present
     assert "".join(c["generations"][0]["text"] for c in chunks if "generations" in c) == "Paris."
     assert chunks[-1]["finish_reason"] == "COMPLETE" and chunks[-1]["prompt"] == "Q?"
-    assert chunks[-1][convert.METRICS_KEY] == METRICS
+    assert chunks[-1][invoke.METRICS_KEY] == METRICS
 
 
 def test_openai_stream_chunks_parse_as_openai_chunks(runtime_model):
@@ -449,7 +450,7 @@ def test_openai_stream_chunks_parse_as_openai_chunks(runtime_model):
     assert parsed[0].choices[0].delta.role == "assistant"
     assert "".join(p.choices[0].delta.content or "" for p in parsed) == "Paris."
     assert parsed[-1].choices[0].finish_reason == "stop"
-    assert chunks[-1][convert.METRICS_KEY] == METRICS
+    assert chunks[-1][invoke.METRICS_KEY] == METRICS
 
 
 def test_a_stream_with_no_text_still_reports_the_prompt_count(runtime_model):

@@ -3,7 +3,7 @@
 A Converse request has already been checked against the operation's shape in botocore's
 bedrock-runtime model (``shapes.validate_input``: members, types, unions; blobs are bytes by
 then). ``ConverseRequest`` is the part of that shape Tailor answers: text blocks in alternating
-turns, a final assistant message as the prefill (``tailor.api.conversation``), the four inference
+turns, a final assistant message as the prefill (``tailor.wire.conversation``), the four inference
 settings and ``additionalModelRequestFields.top_k``. ``converse_request`` gives its
 ``ChatRequest``; ``converse_response`` and ``ConverseStream`` shape the answer.
 
@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from tailor.api.body_models import (
+from tailor.serve.protocol import ChatRequest, Completion, Sampling
+from tailor.wire.body_models import (
     NO_TOOLS,
     TEXT_ONLY,
     BodyModel,
@@ -33,14 +34,13 @@ from tailor.api.body_models import (
     refused,
     validate,
 )
-from tailor.api.conversation import (
+from tailor.wire.conversation import (
     BLOCK_SEPARATOR,
     DEFAULT_TEMPERATURE,
     messages,
     turn_problems,
 )
-from tailor.api.request_json import INT32_MAX
-from tailor.serve.protocol import ChatRequest, Completion, Sampling
+from tailor.wire.request_json import INT32_MAX
 
 _GUARDRAILS = "guardrails are not supported by Tailor"
 _NOT_EMPTY = (None, {}, [])  # values that ask for nothing

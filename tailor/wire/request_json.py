@@ -20,8 +20,7 @@ import re
 import sys
 from typing import Any
 
-from tailor.api.errors import InvalidFields
-from tailor.errors import InvalidInput, show_value
+from tailor.errors import InvalidFields, InvalidInput, show_value
 
 INTEGER_LIMITS = {"integer": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
 INT32_MAX = INTEGER_LIMITS["integer"][1]

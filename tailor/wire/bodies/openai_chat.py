@@ -1,5 +1,5 @@
 """The OpenAI chat-completions body on Bedrock, for families whose native body has that shape
-(Tailor's own; imported Qwen / GPT-OSS style models): ``tailor.api.chat_body`` with the model
+(Tailor's own; imported Qwen / GPT-OSS style models): ``tailor.wire.chat_body`` with the model
 named by the URL, not the body; answers are ``chat.completion`` objects and chunks."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tailor.api import chat_body
-from tailor.api.bedrock.bodies import Invocation
 from tailor.serve.protocol import ChatRequest, Completion
+from tailor.wire import chat_body
+from tailor.wire.bodies import Invocation
 
 
 def request(data: Any, *, default_max_tokens: int) -> ChatRequest:

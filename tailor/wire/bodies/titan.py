@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from tailor.api.bedrock.bodies import Invocation
-from tailor.api.body_models import BodyModel, NonBlank, NonEmpty, validate
-from tailor.api.conversation import DEFAULT_TEMPERATURE
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
+from tailor.wire.bodies import Invocation
+from tailor.wire.body_models import BodyModel, NonBlank, NonEmpty, validate
+from tailor.wire.conversation import DEFAULT_TEMPERATURE
 
 DEFAULT_MAX_TOKENS = 512
 COMPLETION_REASONS: dict[StopReason, str] = {"end_turn": "FINISH", "stop_sequence": "STOP_CRITERIA_MET",

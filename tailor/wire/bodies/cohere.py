@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from tailor.api.bedrock.bodies import Invocation
-from tailor.api.body_models import BodyModel, NonBlank, NonEmpty, fail, validate
-from tailor.api.conversation import DEFAULT_TEMPERATURE
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
+from tailor.wire.bodies import Invocation
+from tailor.wire.body_models import BodyModel, NonBlank, NonEmpty, fail, validate
+from tailor.wire.conversation import DEFAULT_TEMPERATURE
 
 DEFAULT_MAX_TOKENS = 20
 # Cohere reports a stop sequence as COMPLETE, having no separate value for it.

@@ -1,13 +1,13 @@
 """InvokeModel bodies <-> Tailor's protocol: the one table from body dialect to its module.
 
 A model's family names the InvokeModel body it takes (``Family.invoke_body``); ``BODIES`` maps
-that name to the module of ``tailor.api.bedrock.bodies`` that reads and writes it.
+that name to the module of ``tailor.wire.bodies`` that reads and writes it.
 ``parse_invoke_body`` turns a raw body into a ``ChatRequest``; ``invoke_response`` and
 ``NativeStream`` turn the engine's answer back into the native response body and the native
 stream events (each sent as one ``chunk`` by ``tailor.api.bedrock.eventstream``), the last of
 which always carries ``amazon-bedrock-invocationMetrics``. Pure: no I/O, no services.
 
-Bodies are read strictly (``tailor.api.request_json``: UTF-8, finite numbers, no lone
+Bodies are read strictly (``tailor.wire.request_json``: UTF-8, finite numbers, no lone
 surrogates, bounded nesting), then validated by the dialect's model; every problem is one line
 of one ``InvalidFields``, named as the wire JSON names it (``messages[1].role``,
 ``textGenerationConfig.maxTokenCount``), so that nothing a client sends fails in the engine
@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from tailor.api.bedrock.bodies import (
+from tailor.serve.protocol import ChatRequest, Completion
+from tailor.wire.bodies import (
     Invocation,
     anthropic,
     cohere,
@@ -27,8 +28,7 @@ from tailor.api.bedrock.bodies import (
     openai_chat,
     titan,
 )
-from tailor.api.request_json import json_object
-from tailor.serve.protocol import ChatRequest, Completion
+from tailor.wire.request_json import json_object
 
 METRICS_KEY = "amazon-bedrock-invocationMetrics"
 
@@ -40,7 +40,7 @@ class NativeEvents(Protocol):
 
 
 class BodyDialect(Protocol):
-    """What each module of ``tailor.api.bedrock.bodies`` defines."""
+    """What each module of ``tailor.wire.bodies`` defines."""
 
     def request(self, data: Any, *, default_max_tokens: int) -> ChatRequest: ...
     def response(self, completion: Completion, invocation: Invocation) -> dict: ...

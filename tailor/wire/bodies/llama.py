@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from tailor.api.bedrock.bodies import Invocation
-from tailor.api.body_models import TEXT_ONLY, BodyModel, NonBlank, refused, validate
-from tailor.api.conversation import DEFAULT_TEMPERATURE
 from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
+from tailor.wire.bodies import Invocation
+from tailor.wire.body_models import TEXT_ONLY, BodyModel, NonBlank, refused, validate
+from tailor.wire.conversation import DEFAULT_TEMPERATURE
 
 DEFAULT_MAX_TOKENS = 512
 STOP_REASONS: dict[StopReason, str] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}

@@ -11,7 +11,7 @@ Decisions, so that nobody has to rediscover them:
 
 * **Temperature** is passed through unchanged: OpenAI's 0-2 is the softmax temperature the
   engine applies (logits / T), so no rescaling is needed; 0 means greedy; none means greedy too
-  (``tailor.api.conversation``).
+  (``tailor.wire.conversation``).
 * **Roles**: ``developer`` is a ``system`` message. System messages must come before the
   conversation (chat templates render a system prompt only there); several leading ones are joined
   with a blank line. A final ``assistant`` message is kept last: the engine continues it (prefill).
@@ -39,7 +39,9 @@ from pydantic import (
     model_validator,
 )
 
-from tailor.api.body_models import (
+from tailor.errors import show_value
+from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
+from tailor.wire.body_models import (
     NO_TOOLS,
     TEXT_ONLY,
     BodyModel,
@@ -49,10 +51,8 @@ from tailor.api.body_models import (
     refused,
     validate,
 )
-from tailor.api.conversation import DEFAULT_TEMPERATURE
-from tailor.api.request_json import INT32_MAX, INTEGER_LIMITS
-from tailor.errors import show_value
-from tailor.serve.protocol import ChatRequest, Completion, Message, Sampling, StopReason
+from tailor.wire.conversation import DEFAULT_TEMPERATURE
+from tailor.wire.request_json import INT32_MAX, INTEGER_LIMITS
 
 PART_SEPARATOR = "\n"
 SYSTEM_SEPARATOR = "\n\n"

@@ -1,7 +1,7 @@
 """InvokeModel's native bodies, one module per model family's dialect.
 
 InvokeModel carries the model's *native* body, whose shape depends on the model family; the
-catalog gives each family one dialect (``Family.invoke_body``) and ``tailor.api.bedrock.convert``
+catalog gives each family one dialect (``Family.invoke_body``) and ``tailor.wire.invoke``
 holds the one table from dialect to module. Every module here defines the same three things:
 
 * ``request(data, *, default_max_tokens)``: a decoded JSON body -> ``ChatRequest``, through the
@@ -15,7 +15,7 @@ llama): the prompt becomes one user message holding it verbatim -- Tailor trains
 prompt/completion record as exactly that user turn followed by an assistant turn, so a deployed
 model sees the tokens it was trained on (a Llama prompt that already holds Llama's own
 ``<|start_header_id|>`` markup is still wrapped: the chat template renders it). Default answer
-lengths follow the originals; temperatures default to greedy (``tailor.api.conversation``).
+lengths follow the originals; temperatures default to greedy (``tailor.wire.conversation``).
 """
 
 from __future__ import annotations

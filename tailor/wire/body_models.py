@@ -26,9 +26,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from tailor.api.errors import InvalidFields, join_path
-from tailor.api.request_json import INTEGER_LIMITS, key_path
-from tailor.errors import show_value
+from tailor.errors import InvalidFields, join_path, show_value
+from tailor.wire.request_json import INTEGER_LIMITS, key_path
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tailor.api.errors import InvalidFields
-from tailor.api.request_json import (
+from tailor.errors import InvalidFields
+from tailor.wire.request_json import (
     MAX_JSON_DEPTH,
     json_object,
     json_problems,

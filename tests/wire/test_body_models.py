@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import AfterValidator, Field
 
-from tailor.api.body_models import (
+from tailor.errors import InvalidFields
+from tailor.wire.body_models import (
     BodyModel,
     NonBlank,
     fail,
@@ -15,8 +16,7 @@ from tailor.api.body_models import (
     refused,
     validate,
 )
-from tailor.api.errors import InvalidFields
-from tailor.api.request_json import INT32_MAX
+from tailor.wire.request_json import INT32_MAX
 
 
 def _no_shouting(items: list[str]) -> list[str]:

@@ -3,7 +3,7 @@
 Accepted and ignored: ``anthropic_beta``, and a text block's ``cache_control`` and ``citations``.
 Refused, with the field named: image, document, tool and thinking blocks, ``tools``,
 ``tool_choice`` and ``thinking``. A final assistant message is the prefill
-(``tailor.api.conversation``). ``max_tokens`` is required, as in the original.
+(``tailor.wire.conversation``). ``max_tokens`` is required, as in the original.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from tailor.api.bedrock.bodies import Invocation
-from tailor.api.body_models import (
+from tailor.errors import show_value
+from tailor.serve.protocol import ChatRequest, Completion, Sampling
+from tailor.wire.bodies import Invocation
+from tailor.wire.body_models import (
     NO_TOOLS,
     TEXT_ONLY,
     BodyModel,
@@ -23,15 +25,13 @@ from tailor.api.body_models import (
     refused,
     validate,
 )
-from tailor.api.conversation import (
+from tailor.wire.conversation import (
     BLOCK_SEPARATOR,
     DEFAULT_TEMPERATURE,
     messages,
     turn_problems,
 )
-from tailor.api.request_json import INT32_MAX
-from tailor.errors import show_value
-from tailor.serve.protocol import ChatRequest, Completion, Sampling
+from tailor.wire.request_json import INT32_MAX
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 _THINKING = "thinking blocks are not supported"
