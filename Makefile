@@ -56,6 +56,7 @@ bench: install-dev sandbox
 	$(PY) bench/sft_throughput.py
 	$(PY) bench/serving.py
 	$(PY) bench/rft.py
+	$(PY) bench/batch_inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

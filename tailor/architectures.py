@@ -359,3 +359,19 @@ def build_small(name: str, out_dir: Path, text: str | None = None, seed: int = 0
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def for_model_type(model_type: str, vocabulary: Mapping[str, int] | None = None) -> Architecture | None:
+    """The family a Hugging Face folder of ``model_type`` (its config.json's) belongs to, or None
+    when Tailor has none for it. Phi-3 and Phi-4 share a model type: a vocabulary with Phi-4's
+    ``<|im_sep|>`` token is Phi-4's (without a vocabulary, Phi-3 is assumed)."""
+    found = [architecture for architecture in ARCHITECTURES.values() if model_type in architecture.model_types]
+    if len(found) > 1 and vocabulary is not None:
+        found = sorted(found, key=lambda architecture: not all(
+            token in vocabulary for token in architecture.special_tokens))
+    return found[0] if found else None
+
+
+def served_model_types() -> list[str]:
+    """Every config.json ``model_type`` some family takes, for messages that list them."""
+    return sorted({model_type for architecture in ARCHITECTURES.values() for model_type in architecture.model_types})

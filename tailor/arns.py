@@ -108,6 +108,16 @@ def model_import_job_arn(region: str, account: str, resource_id: str) -> str:
     return _build(region, account, "model-import-job", _id(resource_id))
 
 
+def model_invocation_job_arn(region: str, account: str, resource_id: str) -> str:
+    """ARN of a batch inference job (a model invocation job, or an OpenAI batch)."""
+    return _build(region, account, "model-invocation-job", _id(resource_id))
+
+
+def model_export_job_arn(region: str, account: str, resource_id: str) -> str:
+    """ARN of a model export (Tailor's own resource: Bedrock has no export)."""
+    return _build(region, account, "model-export-job", _id(resource_id))
+
+
 def imported_model_arn(region: str, account: str, resource_id: str) -> str:
     """ARN of an imported model."""
     return _build(region, account, "imported-model", _id(resource_id))

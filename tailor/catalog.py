@@ -123,6 +123,9 @@ FAMILIES: dict[str, Family] = {
                 CustomizationType.CONTINUED_PRE_TRAINING: (DataFormat.TEXT,),
                 CustomizationType.REINFORCEMENT_FINE_TUNING: (DataFormat.RFT_CHAT,),
                 CustomizationType.DPO: (DataFormat.PREFERENCE,),
+                # Prompts the teacher answers (tailor.train.distill reads them: bedrock-conversation-2024
+                # or messages records); the student then trains on the answers as FINE_TUNING does.
+                CustomizationType.DISTILLATION: (DataFormat.MESSAGES,),
             },
             limits=DataLimits(
                 train_records=(8, 10_000),
@@ -275,6 +278,7 @@ _FT = CustomizationType.FINE_TUNING
 _CPT = CustomizationType.CONTINUED_PRE_TRAINING
 _RFT = CustomizationType.REINFORCEMENT_FINE_TUNING
 _DPO = CustomizationType.DPO
+_DISTILLATION = CustomizationType.DISTILLATION
 
 FOUNDATION_MODELS: dict[str, FoundationModel] = {
     model.model_id: model
@@ -284,7 +288,7 @@ FOUNDATION_MODELS: dict[str, FoundationModel] = {
             name="Tailor Tiny (test)",
             provider="Tailor",
             family="tailor",
-            customization_types=(_FT, _CPT, _RFT, _DPO),
+            customization_types=(_FT, _CPT, _RFT, _DPO, _DISTILLATION),
             weights=Weights("builtin", "tiny", TINY_FULL_LEARNING_RATE, TINY_LORA_LEARNING_RATE, "full",
                             test_model=True),
             note=TINY_NOTE,
@@ -553,7 +557,12 @@ def cached_snapshot(hub_id: str, cache: Path) -> Path | None:
 
 
 def _hub_types(hub: HubModel) -> tuple[CustomizationType, ...]:
-    return tuple(CustomizationType(value) for value in hub.customization_types)
+    """A hub model's types; one that fine-tunes can also be a distillation student (the student's
+    training is fine-tuning on the teacher's answers, tailor.train.distill)."""
+    types = tuple(CustomizationType(value) for value in hub.customization_types)
+    if CustomizationType.FINE_TUNING in types and _DISTILLATION not in types:
+        types += (_DISTILLATION,)
+    return types
 
 
 def _hub_note(hub: HubModel) -> str:

@@ -95,6 +95,32 @@ class Settings(BaseSettings):
                                  "another is refused (Bedrock's ServiceQuotaExceededException, OpenAI's 429) "
                                  "until one ends.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
+    # Batch inference (CreateModelInvocationJob, /v1/batches; docs/batch-inference.md).
+    batch_max_records: int = Field(default=50_000, ge=1, description="Records (lines) one batch inference job "
+                                   "may hold, all its input files together (Bedrock's and OpenAI's 50,000); "
+                                   "more is refused at create.")
+    batch_max_input_bytes: int = Field(default=1_000_000_000, ge=1024, description="Bytes of input one batch "
+                                       "inference job may read, all its input files together; more is refused "
+                                       "at create.")
+    # Model import (CreateModelImportJob, CreateCustomModel; docs/import.md).
+    import_max_bytes: int = Field(default=200_000_000_000, ge=1024, description="Bytes one imported model's "
+                                  "folder may hold, all its files together (weights, tokenizer, config); more "
+                                  "is refused at create.")
+    # Model export (tailor models export, POST /tailor/v1/custom-models/exports; docs/export.md).
+    export_link_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="How long a finished "
+                                     "export's download link works after GET /tailor/v1/custom-models/exports/ID "
+                                     "made it.")
+    # Model invocation logging (PutModelInvocationLoggingConfiguration; docs/invocation-logging.md).
+    invocation_log_flush_seconds: float = Field(default=30.0, gt=0, description="Longest a logged call waits "
+                                                "in memory before its log file is written.")
+    invocation_log_flush_records: int = Field(default=1000, ge=1, description="Records that make the writer "
+                                              "write its files at once, without waiting for the interval.")
+    invocation_log_queue_records: int = Field(default=10_000, ge=1, description="Records waiting to be "
+                                              "written at most; calls beyond that are not logged (counted and "
+                                              "warned about), so logging never holds an inference call back.")
+    invocation_log_config_seconds: float = Field(default=5.0, ge=0, description="How long a principal's "
+                                                 "logging configuration is cached by each server process (a "
+                                                 "change through this process applies at once).")
 
     # The API server's edge (tailor/api/app.py, tailor/api/edge.py; docs/security.md).
     max_request_bytes: int = Field(

@@ -26,12 +26,14 @@ from fastapi import FastAPI, Request
 from tailor.api import console, docs, fallback, tailor_routes
 from tailor.api.bedrock import control, runtime
 from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
+from tailor.api.openai import batches
 from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import SigningScope, verify_request
 from tailor.errors import AccessDenied, InvalidInput, Unauthenticated
 from tailor.jobs.runner import Runner
 from tailor.serve.client import EngineClient
 from tailor.services import activation, files
+from tailor.services.invocation_logging import InvocationLogWriter
 from tailor.services.keys import bearer_principal, principal_of, secret_lookup
 from tailor.settings import Settings
 from tailor.store.db import check_integrity, open_store
@@ -123,11 +125,13 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
 
     runner = Runner(store, settings)
     engine = EngineClient(settings)
+    invocation_logs = InvocationLogWriter(store, settings)  # model invocation logging, off the request path
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if run_jobs:
             runner.start()
+        invocation_logs.start()
         activating = asyncio.create_task(activation.run(store, settings, engine))
         yield
         activating.cancel()
@@ -135,6 +139,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
             await activating
         engine.close()
         runner.close()
+        invocation_logs.close()  # writes what is still queued
 
     app = FastAPI(title="Tailor", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.api_docs else None)
@@ -147,9 +152,11 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
     app.state.authenticate_bearer = authenticate_bearer
     app.state.secret_for, app.state.insecure_local = secret_for, insecure_local
     app.state.runner, app.state.engine, app.state.slots = runner, engine, {}
+    app.state.invocation_logs = invocation_logs
     control.add_routes(app)
     runtime.add_routes(app)
     openai_routes.add_routes(app)
+    batches.add_routes(app)
     console.add_routes(app)
     tailor_routes.add_routes(app)
     if settings.api_docs:

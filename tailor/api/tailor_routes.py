@@ -16,6 +16,11 @@ nothing it does is out of an API's reach).
   pre-flight estimate (``customization.estimate_job``); nothing is created.
 - ``GET  /tailor/v1/provisioned-throughput/estimate``: the operator's price for model units
   (``deployments.estimated_cost``).
+- ``POST /tailor/v1/custom-models/exports`` ``{modelIdentifier, format: hf|gguf}``: queue an export of
+  the caller's custom model (``model_export.create_export``); ``GET /tailor/v1/custom-models/exports``
+  and ``.../exports/{id}``: its status, stage, files and checks, and once Completed a signed download
+  link that expires (``export_link_seconds``); ``GET .../exports/{id}/download?expires=&signature=``
+  streams the file to whoever holds the link (no key: a browser follows it), docs/export.md.
 
 Each route authenticates as the Bedrock routes do (SigV4 or a bearer key; the caller sees only its
 own resources) and answers errors in the AWS rest-json envelope, field names in the messages.
@@ -29,7 +34,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from tailor.api.bedrock import jobs
 from tailor.api.bedrock.errors import error_json
@@ -38,7 +43,7 @@ from tailor.api.console.datasets import preview_count, report_json
 from tailor.api.console.jobs import estimate_json
 from tailor.catalog import CustomizationType
 from tailor.errors import InvalidInput
-from tailor.services import customization, datasets, deployments
+from tailor.services import customization, datasets, deployments, model_export
 from tailor.wire.request_json import json_object, text_field
 
 PREFIX = "/tailor/v1"
@@ -155,6 +160,44 @@ async def throughput_estimate(request: Request, principal: str, body: bytes) -> 
         "amount": estimate.amount, "currency": estimate.currency, "hours": estimate.hours, "hourly": estimate.hourly}}
 
 
+# ---------------------------------------------------------------------------------------------
+# Model exports (docs/export.md)
+
+
+async def create_export(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    values = _body(body)
+    row = await run_in_threadpool(model_export.create_export, store, settings, principal,
+                                  text_field(values, "modelIdentifier"), text_field(values, "format"))
+    return model_export.export_json(row, settings, str(request.base_url))
+
+
+async def get_export(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    row = await run_in_threadpool(model_export.get_export, store, principal, request.path_params["export_id"])
+    return model_export.export_json(row, settings, str(request.base_url))
+
+
+async def list_exports(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    rows = await run_in_threadpool(model_export.list_exports, store, principal)
+    return {"exports": [model_export.export_json(row, settings, str(request.base_url)) for row in rows]}
+
+
+async def download_export(request: Request) -> Response:
+    """The export's file for whoever holds its link: no API key (a browser follows the link), the
+    link's signature and expiry are the right to read it (``model_export.download_file``)."""
+    store, settings = _state(request)
+    query = request.query_params
+    try:
+        path, name = await run_in_threadpool(model_export.download_file, store, settings,
+                                             request.path_params["export_id"], query.get("expires", ""),
+                                             query.get("signature", ""))
+    except Exception as error:  # every failure leaves in the AWS error envelope  # noqa: BLE001
+        return error_json(error)
+    return FileResponse(path, filename=name, media_type="application/octet-stream")
+
+
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/datasets", list_datasets),
     ("PUT", "/datasets", upload_dataset),
@@ -163,6 +206,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/hyperparameters", hyperparameters),
     ("POST", "/customization-jobs/estimate", estimate_job),
     ("GET", "/provisioned-throughput/estimate", throughput_estimate),
+    ("POST", "/custom-models/exports", create_export),
+    ("GET", "/custom-models/exports", list_exports),
+    ("GET", "/custom-models/exports/{export_id}", get_export),
 )
 
 
@@ -172,3 +218,5 @@ def add_routes(app: FastAPI) -> None:
     for method, path, handler in ROUTES:
         app.add_api_route(PREFIX + path, _route(handler), methods=[method], name=handler.__name__,
                           include_in_schema=True)
+    app.add_api_route(PREFIX + "/custom-models/exports/{export_id}/download", download_export, methods=["GET"],
+                      name="download_export", include_in_schema=True)

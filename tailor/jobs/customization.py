@@ -4,6 +4,12 @@ Progress goes to the job's row as it happens — statusDetails per phase, the li
 step and epoch — so every API shows it. A completed run publishes its metrics files under
 ``{output URI}/model-customization-job-{id}/`` (training_artifacts/ and validation_artifacts/, as
 the original service lays them out), then registers the custom model, then says Completed.
+
+A DISTILLATION job has a phase before training (``train/distill.py``): the teacher answers every
+prompt. Its progress is the data-processing phase of statusDetails, ``progress.teacherAnswered``
+of ``teacherPrompts`` and an event every tenth; the answers are published as a dataset under
+``{output URI}/model-customization-job-{id}/distillation-data/teacher-responses.jsonl`` as soon as
+they are written.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 
 from tailor import storage, trained
 from tailor.arns import custom_model_arn, new_resource_id
+from tailor.catalog import CustomizationType
 from tailor.errors import TailorError
 from tailor.jobs.ending import Stop, crashed, finish
 from tailor.jobs.results import results_csv
@@ -58,6 +65,7 @@ class _Reporter:
         self._last_build_share = -1.0
         self._last_pause_check = 0.0
         self._pausing = False
+        self.teacher_started = False  # DISTILLATION: the teacher's phase began
 
     def event(self, message: str, *, data: dict | None = None, kind: str = "message", level: str = "info") -> None:
         with self.store.session() as session:
@@ -121,6 +129,22 @@ class _Reporter:
         with self.store.session() as session:
             job = session.get(Job, self.job_id)
             job.validation_losses = [*job.validation_losses, loss]
+
+    def on_teacher(self, done: int, total: int) -> None:
+        """DISTILLATION's first phase: the teacher has answered ``done`` of ``total`` prompts."""
+        self.teacher_started = True
+        with self.store.session() as session:
+            job = session.get(Job, self.job_id)
+            if done == 0:
+                job.status_details = details({"validationDetails": "Completed",
+                                              "dataProcessingDetails": "InProgress"}, job.status_details)
+            job.progress = {**job.progress, "teacherAnswered": done, "teacherPrompts": total}
+            job.last_modified_at = utcnow()
+        if done == 0:
+            self.event(f"The teacher is answering {total} prompts.", data={"teacher_prompts": total})
+        elif done == total or done * 10 // total != (done - 1) * 10 // total:
+            self.event(f"The teacher answered {done} of {total} prompts.",
+                       data={"teacher_answered": done, "teacher_prompts": total})
 
 
 def run_job(store: Store, settings: Settings, job_id: str, stop: Stop) -> str:
@@ -204,7 +228,10 @@ def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJob
         return _failed(store, settings, job_id, message, phase)
 
     try:
-        outcome = recipes.run(train, settings, reporter.hooks())
+        if train.customization_type is CustomizationType.DISTILLATION:
+            outcome = _distill(settings, job_id, spec, train, reporter)
+        else:
+            outcome = recipes.run(train, settings, reporter.hooks())
         reporter.ended(outcome.manifest["result"])
     except PauseRequested as pause:
         return _paused(store, job_id, pause.step, reporter)
@@ -214,7 +241,8 @@ def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJob
             status_details = details({"trainingDetails": "Stopped"}, session.get(Job, job_id).status_details)
         return finish(store, settings, Job, job_id, "Stopped", status_details=status_details)
     except TailorError as error:
-        return failed(error.message, "trainingDetails" if reporter.total_steps else "validationDetails")
+        return failed(error.message, "trainingDetails" if reporter.total_steps else
+                      "dataProcessingDetails" if reporter.teacher_started else "validationDetails")
     except Exception as error:
         return failed(crashed(error, "Training"), "trainingDetails")
 
@@ -227,6 +255,29 @@ def _train(store: Store, settings: Settings, job_id: str, spec: CustomizationJob
         reason = error.message if isinstance(error, TailorError) else str(error)
         return failed(f"Could not write the output files to {prefix}: {reason}", "trainingDetails")
     return _register(store, settings, job_id, spec, outcome.output_dir, outcome.manifest["result"])
+
+
+def _distill(settings: Settings, job_id: str, spec: CustomizationJobSpec, train: TrainSpec, reporter: _Reporter):
+    """A DISTILLATION run: the teacher's answers reported as they come and published as a dataset
+    once written, then the student's training reported as any run's."""
+    from tailor.train import distill
+
+    def published(answers, path: Path) -> None:
+        if answers is not None:
+            reporter.event(answers.describe(), data={"teacher_prompts": answers.prompts,
+                                                     "teacher_answers": answers.written,
+                                                     "teacher_failures": answers.failed,
+                                                     "empty_answers": answers.empty})
+        destination = f"{output_prefix(job_id, spec)}/{distill.DATA_FOLDER}"
+        try:
+            storage.copy_tree(path.parent, destination, settings)
+        except (TailorError, OSError) as error:
+            reason = error.message if isinstance(error, TailorError) else str(error)
+            raise TailorError(f"Could not write the distillation data to {destination}: {reason}") from None
+        reporter.event(f"The student's training data: {destination}/{distill.RESPONSES_FILE}.",
+                       data={"distillation_data": f"{destination}/{distill.RESPONSES_FILE}"})
+
+    return distill.run(train, settings, reporter.hooks(), on_teacher=reporter.on_teacher, on_answers=published)
 
 
 def _paused(store: Store, job_id: str, step: int, reporter: _Reporter) -> str:

@@ -1,7 +1,8 @@
 """The job runner: starts queued jobs in worker processes, delivers stops, and reaps dead workers.
 
-It runs every kind of job — customization, evaluation and OpenAI eval runs, each in a worker
-process (``python -m tailor.jobs.worker KIND ID``) — from one queue, oldest first, under one concurrency limit.
+It runs every kind of job — customization, evaluation, OpenAI eval runs, batch inference, model
+import and export — each in a worker process (``python -m tailor.jobs.worker KIND ID``), from one
+queue, oldest first, under one concurrency limit.
 
 It keeps no state that matters: every decision is read from the database on each tick, so a
 server restarted after a crash (even SIGKILL) continues where the last one left off:
@@ -39,6 +40,7 @@ from sqlalchemy import func, select, update
 
 from tailor import trained
 from tailor.settings import Settings
+from tailor.store.data_in_out import ExportJob, ImportJob, InvocationJob
 from tailor.store.db import Store, utcnow
 from tailor.store.evals import EvalRun
 from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
@@ -54,7 +56,8 @@ ACTIVE_PHASES = ("starting", "running")
 WORKING = ("InProgress", "Stopping", "Pausing")  # statuses whose job may have a worker
 WORKER_LOG = "job.log"  # in the job's folder: the worker's output, progress lines, a crash's traceback
 # table -> the worker's KIND argument
-WORKERS = {Job: "customization", EvaluationJob: "evaluation", EvalRun: "eval_run"}
+WORKERS = {Job: "customization", EvaluationJob: "evaluation", EvalRun: "eval_run", InvocationJob: "invocation",
+           ImportJob: "model_import", ExportJob: "model_export"}
 LOST_WORKER = ("The job's worker process ended without a result: it was killed, ran out of memory, "
                "or the machine restarted, and no checkpoint (or no start) was left to continue from. Its log "
                "stays on the server (`tailor jobs logs JOB`). Create the job again to retry.")

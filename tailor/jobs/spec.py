@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tailor.catalog import CustomizationType
 from tailor.evaluate.spec import CustomMetric, EvaluationSpec, ModelToRun
 from tailor.serialized import Serialized
+from tailor.store.jobs import Job
 from tailor.train.spec import TrainSpec
 
 
@@ -36,6 +37,9 @@ class Fields:
     metrics: str = ""
     model: str = ""
     judge: str = ""
+    teacher: str = ""  # DISTILLATION: the teacher model's identifier
+    teacher_max_tokens: str = ""  # ... and the longest answer it gives
+    invocation_logs: str = ""  # training data read from invocation logs (its config's field)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,23 @@ class CustomizationRequest:
     # The OpenAI door: training_uri and validation_uris are the caller's file ids (services/files.py);
     # what only that door asks for (suffix, integrations, method as given) is echoed back from here.
     openai: Mapping | None = None
+    # DISTILLATION: the teacher (any model Tailor serves the caller, or an operator's remote model by
+    # name) and the most tokens it answers with.
+    teacher: str | None = None
+    teacher_max_tokens: int | None = None
+    # Training data read from invocation logs instead of training_uri (then empty).
+    invocation_logs: InvocationLogsRequest | None = None
+
+
+@dataclass(frozen=True)
+class InvocationLogsRequest:
+    """Bedrock's ``trainingDataConfig.invocationLogsConfig``: the logs under ``source_uri`` become the
+    training file (``tailor.wire.invocation_logs``), the records ``filters`` keep, with their
+    logged answers when ``use_prompt_response``."""
+
+    source_uri: str
+    use_prompt_response: bool = False
+    filters: Mapping | None = None  # requestMetadataFilters, as given
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,23 @@ class CustomizationJobSpec(Serialized):
     output_uri: str
     vpc: dict | None = None
     openai: dict | None = None  # CustomizationRequest.openai, with training_file / validation_file ids
+    # DISTILLATION: {"teacherModelIdentifier", "maxResponseLengthForInference"} as resolved, echoed.
+    distillation: dict | None = None
+    # Invocation logs as training data: {"invocationLogSource", "usePromptResponse",
+    # "requestMetadataFilters"} as given, and "counts" {files, records, matched, written, skipped}.
+    invocation_logs: dict | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A customization job as stored: its row (status, progress, losses) and the spec it runs."""
+
+    row: Job
+    spec: CustomizationJobSpec
+
+
+def view(row: Job) -> JobView:
+    return JobView(row, CustomizationJobSpec.from_record(row.spec))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from tailor.store.db import open_store
 # The runner's KIND argument -> the module whose ``run_job`` runs that kind (imported only then:
 # training pulls in torch, evaluation an engine).
 KINDS = {"customization": "tailor.jobs.customization", "evaluation": "tailor.jobs.evaluation",
-         "eval_run": "tailor.jobs.eval_run"}
+         "eval_run": "tailor.jobs.eval_run", "invocation": "tailor.jobs.invocation",
+         "model_import": "tailor.jobs.model_import", "model_export": "tailor.jobs.model_export"}
 
 
 def run(kind: str, job_id: str, settings: Settings) -> str:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
-from dataclasses import dataclass, replace
+import tempfile
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,14 +34,25 @@ from tailor.errors import (
     ModelUnavailable,
     NotFound,
     QuotaExceeded,
+    TailorError,
 )
+from tailor.evaluate.backends import Generation, parse_spec
+from tailor.evaluate.spec import ModelToRun
 from tailor.graders import openai as openai_graders
 from tailor.graders.info import GraderInfo
 from tailor.graders.registry import get_grader
 from tailor.jobs.results import results_csv
-from tailor.jobs.spec import CustomizationJobSpec, CustomizationRequest, Fields
+from tailor.jobs.spec import (
+    CustomizationJobSpec,
+    CustomizationRequest,
+    Fields,
+    InvocationLogsRequest,
+    JobView,
+    view,
+)
 from tailor.secrets import load_or_create_server_key
-from tailor.services import buckets, files, records
+from tailor.services import buckets, files, model_import, records
+from tailor.services.inference import weights_for
 from tailor.services.records import (
     Page,
     after_page,
@@ -50,10 +63,11 @@ from tailor.services.records import (
     made_with_token,
 )
 from tailor.settings import Settings
+from tailor.store.data_in_out import ImportedModel
 from tailor.store.db import Store, utcnow
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
 from tailor.store.tags import Tag
-from tailor.train import preflight
+from tailor.train import distill, preflight
 from tailor.train.hyperparams import (
     Hyperparameter,
     dpo_table_for,
@@ -63,26 +77,21 @@ from tailor.train.hyperparams import (
     rft_table_for,
     table_for,
 )
-from tailor.train.recipes import SUPERVISED, TRAINABLE
+from tailor.train.recipes import PAUSABLE, SUPERVISED, TRAINABLE
 from tailor.train.spec import TrainSpec
+from tailor.wire import invocation_logs
 
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
 PAUSE_STATUSES = ("Pausing", "Paused")
 MAX_PAGE = 100
 # The role the OpenAI door's jobs name (Bedrock requires one; Tailor assumes no role, it echoes it).
 OPENAI_ROLE = "arn:aws:iam::{account}:role/tailor-openai-api"
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as stored: its row (status, progress, losses) and the spec it runs."""
-
-    row: Job
-    spec: CustomizationJobSpec
-
-
-def view(row: Job) -> JobView:
-    return JobView(row, CustomizationJobSpec.from_record(row.spec))
+# DISTILLATION: the teacher's longest answer when the request gives none, and the most it may ask.
+DEFAULT_TEACHER_TOKENS = 1024
+MAX_TEACHER_TOKENS = 8192
+# The customization types that can learn from invocation logs, and what each takes from them.
+LOG_TYPES = (CustomizationType.FINE_TUNING, CustomizationType.REINFORCEMENT_FINE_TUNING,
+             CustomizationType.DISTILLATION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +144,14 @@ def create_job(store: Store, settings: Settings, principal: str, request: Custom
         with store.session() as session:
             session.add(JobEvent(job_id=job_id, created_at=now, kind="estimate", level="info",
                                  message=estimate.describe(), data=estimate.data()))
+    if spec.invocation_logs is not None and arn == row.arn:
+        counts = spec.invocation_logs["counts"]
+        skipped = "".join(f"; {n} {why}" for why, n in counts["skipped"].items())
+        with store.session() as session:
+            session.add(JobEvent(job_id=job_id, created_at=now, kind="message", level="info", data=counts,
+                                 message=f"Training data from invocation logs: {counts['files']} files, "
+                                         f"{counts['records']} records, {counts['matched']} matched the filters, "
+                                         f"{counts['written']} training records written{skipped}."))
     return arn
 
 
@@ -217,18 +234,127 @@ def resolve(store: Store, settings: Settings, principal: str, request: Customiza
         hyperparameters = parse_dpo_hyperparameters(request.hyperparameters, model).hyperparameters
     else:
         hyperparameters = parse_hyperparameters(request.hyperparameters, model).hyperparameters
+    teacher = _teacher(store, settings, principal, request) if kind is CustomizationType.DISTILLATION else None
     training_uri, validation_uris = _authorize_data(store, settings, principal, request, claim=claim)
+    logs = None
+    if request.invocation_logs is not None:
+        training_uri, logs = _training_from_logs(store, settings, principal, request, output_dir.parent, claim=claim)
+        if kind is CustomizationType.DISTILLATION and request.invocation_logs.use_prompt_response:
+            teacher = replace(teacher, target=None, remote=None)  # echoed; the logged answers are used
     train = TrainSpec(customization_type=kind, model=start.artifacts_dir if start else model.model_id,
                       training_uri=training_uri, output_dir=output_dir,
                       validation_uris=validation_uris, hyperparameters=hyperparameters,
-                      grader=grader)
+                      grader=grader, teacher=teacher if teacher and (teacher.target or teacher.remote) else None,
+                      teacher_max_tokens=teacher.generation.max_tokens if teacher else 0)
+    distillation = None
+    if teacher is not None:
+        distillation = {"teacherModelIdentifier": teacher.identifier,
+                        "maxResponseLengthForInference": teacher.generation.max_tokens}
     openai = None
     if request.openai is not None:
         openai = {**request.openai, "training_file": request.training_uri,
                   "validation_file": request.validation_uris[0] if request.validation_uris else None}
     spec = CustomizationJobSpec(train=train, output_uri=request.output_uri,
-                                vpc=dict(request.vpc) if request.vpc else None, openai=openai)
+                                vpc=dict(request.vpc) if request.vpc else None, openai=openai,
+                                distillation=distillation, invocation_logs=logs)
     return spec, model, start
+
+
+def _teacher(store: Store, settings: Settings, principal: str, request: CustomizationRequest) -> ModelToRun:
+    """The model that answers a distillation's prompts, resolved now with the caller's rights: one
+    Tailor serves this caller (a foundation model or alias, the caller's custom model by ARN or
+    name, a deployment: ``inference.weights_for``) or a remote model the operator configured by
+    name (``remote_models``). Never another principal's model, nor an address the caller names."""
+    field = request.fields.teacher or "teacher"
+    length_field = request.fields.teacher_max_tokens or "teacher_max_tokens"
+    if not request.teacher:
+        raise InvalidInput(f"{field}: required for DISTILLATION (the model whose answers the student learns).")
+    tokens = DEFAULT_TEACHER_TOKENS if request.teacher_max_tokens is None else request.teacher_max_tokens
+    if not 1 <= tokens <= MAX_TEACHER_TOKENS:
+        raise InvalidInput(f"{length_field}: must be between 1 and {MAX_TEACHER_TOKENS}; got {tokens}.")
+    generation = Generation(max_tokens=tokens, temperature=0.0)  # greedy: the teacher's own best answer
+    if request.teacher in settings.remote_models:
+        return ModelToRun(request.teacher, remote=request.teacher, generation=generation)
+    try:
+        target = weights_for(store, settings, principal, request.teacher)
+    except TailorError as error:
+        hint = ""
+        if parse_spec(request.teacher).kind != "tailor":
+            hint = (" A request cannot name an address for the server to call; the operator can configure a "
+                    "remote model under a name (remote_models, docs/security.md).")
+        raise InvalidInput(f"{field}: {error.message}{hint}") from None
+    return ModelToRun(request.teacher, target=target, generation=generation)
+
+
+def _training_from_logs(store: Store, settings: Settings, principal: str, request: CustomizationRequest,
+                        job_folder: Path, *, claim: bool) -> tuple[str, dict]:
+    """The training file a job reads from invocation logs: the caller's log files under the source,
+    the records the filters keep, converted (``wire.invocation_logs``) into the job's folder in its
+    type's format — FINE_TUNING: prompt and logged answer as messages records; REINFORCEMENT_FINE_TUNING:
+    the prompts (the logged answer, if asked for, as each record's reference answer); DISTILLATION:
+    the prompts for the teacher, or with ``usePromptResponse`` the logged answers as they are (as
+    Bedrock does). Refused, naming the field, before any work: a source the caller may not read,
+    no log files, filters matching nothing. (path of the file, what was read: echoed with counts)"""
+    logs: InvocationLogsRequest = request.invocation_logs
+    field, kind = request.fields.invocation_logs, request.kind
+    source_field = f"{field}.invocationLogSource.s3Uri"
+    if kind not in LOG_TYPES:
+        raise InvalidInput(f"{field}: {kind} cannot learn from invocation logs; "
+                           f"{', '.join(LOG_TYPES)} can.")
+    if kind is CustomizationType.FINE_TUNING and not logs.use_prompt_response:
+        raise InvalidInput(f"{field}.usePromptResponse: must be true for FINE_TUNING: without the logged "
+                           "answers there is nothing to learn (prompts alone train REINFORCEMENT_FINE_TUNING or "
+                           "DISTILLATION).")
+    buckets.authorize(store, principal, logs.source_uri, "read", source_field)
+    bucket, _ = storage.bucket_of(logs.source_uri)
+    try:
+        keys = [key for key, _ in storage.list_objects(logs.source_uri, settings) if invocation_logs.is_log_file(key)]
+    except NotFound as error:
+        raise InvalidInput(f"{source_field}: {error.message}") from None
+    if not keys:
+        raise InvalidInput(f"{source_field}: no invocation log files under {logs.source_uri} "
+                           f"({', '.join(invocation_logs.LOG_SUFFIXES)}).")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = job_folder / "training-data" if claim else Path(scratch)
+        converted = folder / "invocation-logs.jsonl"
+        selection = invocation_logs.training_file(
+            [storage.local_path(f"s3://{bucket}/{key}", settings) for key in keys], converted,
+            use_prompt_response=logs.use_prompt_response, filters=logs.filters)
+        counts = {"files": selection.files, "records": selection.records, "matched": selection.matched,
+                  "written": selection.written, "skipped": selection.skipped}
+        if selection.matched == 0:
+            raise InvalidInput(f"{field}.requestMetadataFilters: matched 0 of {selection.records} log records in "
+                               f"{selection.files} files under {logs.source_uri}; nothing to train on.")
+        if selection.written == 0:
+            reasons = ", ".join(f"{n} {why}" for why, n in selection.skipped.items())
+            raise InvalidInput(f"{field}: none of the {selection.matched} matching log records gives a training "
+                               f"record ({reasons}).")
+        training = _log_training_file(converted, kind, logs.use_prompt_response)
+    echo = {"invocationLogSource": {"s3Uri": logs.source_uri}, "usePromptResponse": logs.use_prompt_response,
+            "counts": counts}
+    if logs.filters:
+        echo["requestMetadataFilters"] = dict(logs.filters)
+    return (str(training) if claim else ""), echo
+
+
+def _log_training_file(converted: Path, kind: CustomizationType, use_prompt_response: bool) -> Path:
+    """The converted logs (bedrock-conversation-2024) as the file ``kind``'s recipe reads."""
+    if kind is CustomizationType.DISTILLATION:
+        return converted  # distill reads this format (prompts, or answered conversations)
+    out = converted.with_name("training.jsonl")
+    if kind is CustomizationType.FINE_TUNING:
+        distill.as_messages_file(converted, out)
+        return out
+    lines = []  # REINFORCEMENT_FINE_TUNING: prompts, with the logged answer as the reference answer
+    for line in converted.read_text(encoding="utf-8").splitlines():
+        system, turns = distill.conversation_of(json.loads(line))
+        answer = turns.pop()[1] if use_prompt_response and turns[-1][0] == "assistant" else None
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": role, "content": text} for role, text in turns]
+        lines.append(json.dumps({"messages": messages, **({"reference_answer": answer} if answer else {})},
+                                ensure_ascii=False))
+    out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return out
 
 
 def _base_model(store: Store, settings: Settings, principal: str, identifier: str, kind: CustomizationType,
@@ -286,6 +412,11 @@ def _authorize_data(store: Store, settings: Settings, principal: str, request: C
     The OpenAI door names the caller's files instead, by id. What the job reads: (training, validation)."""
     fields = request.fields
     output = buckets.claim_output if claim else _check_output
+    if request.invocation_logs is not None:  # read and authorized by _training_from_logs
+        for position, uri in enumerate(request.validation_uris):
+            buckets.authorize(store, principal, uri, "read", fields.validation_uri.format(i=position))
+        output(store, settings, principal, request.output_uri, fields.output_uri)
+        return "", request.validation_uris
     if request.openai is not None:
         output(store, settings, principal, request.output_uri, "output")
         return (files.training_path(store, settings, principal, request.training_uri, fields.training_uri),
@@ -312,9 +443,15 @@ def _check_output(store: Store, settings: Settings, principal: str, uri: str, fi
 
 
 def _custom_start(store: Store, principal: str, identifier: str, settings: Settings,
-                  fields: Fields) -> CustomModel | None:
-    """The caller's custom model that the base model field names (by ARN, or by a name that is not
-    a foundation model's), or None for a foundation model. Training starts from its weights."""
+                  fields: Fields) -> CustomModel | ImportedModel | None:
+    """The caller's custom or imported model that the base model field names (by ARN, or by a name
+    that is not a foundation model's), or None for a foundation model. Training starts from its
+    weights (both kinds keep them in a trained folder: ``arn`` and ``artifacts_dir`` are all used)."""
+    try:  # an imported model (CreateModelImportJob), by its ARN
+        if (imported := model_import.imported_start(store, principal, identifier)) is not None:
+            return imported
+    except NotFound as error:
+        raise InvalidInput(f"{fields.base_model}: {error.message}") from None
     if ":custom-model/" not in identifier:
         try:
             resolve_registered_model(identifier, settings)
@@ -413,7 +550,7 @@ def pause_job(store: Store, principal: str, identifier: str) -> JobView:
             return view(job)
         if job.status != "InProgress":
             raise Conflict(f"Job {job.name} is {job.status}; only a running job can be paused.")
-        if job.customization_type not in SUPERVISED:
+        if job.customization_type not in PAUSABLE:
             raise Conflict(f"Job {job.name} is {job.customization_type}, which cannot pause; stop it instead.")
         if job.phase == "queued":
             transition(job, "Paused", phase="paused")

@@ -40,7 +40,7 @@ from tailor.store.files import (
 from tailor.store.jobs import Job
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-WRITTEN_PURPOSES = ("fine-tune-results",)  # what Tailor writes; no caller uploads these
+WRITTEN_PURPOSES = ("fine-tune-results", "batch_output")  # what Tailor writes; no caller uploads these
 EXPIRES_SECONDS = (3600, 2_592_000)  # OpenAI's bounds on expires_after.seconds: 1 hour to 30 days
 UPLOAD_LIFETIME = timedelta(hours=1)  # an upload not completed within the hour expires (OpenAI's rule)
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -114,6 +114,20 @@ def training_path(store: Store, settings: Settings, principal: str, file_id: str
         raise InvalidInput(f"{field}: file {file_id} has purpose {row.purpose!r}; a training file needs "
                            "purpose \"fine-tune\".", param=field)
     return str(content_path(settings.home, row.id))
+
+
+def batch_input_path(store: Store, settings: Settings, principal: str, file_id: str, field: str) -> Path:
+    """Where the caller's batch input file ``file_id`` is, for a batch to read (``field`` names it in errors)."""
+    with store.session() as session:
+        try:
+            row = _owned_file(session, principal, file_id)
+        except NotFound:
+            raise InvalidInput(f"{field}: file {file_id} not found; upload it with client.files.create"
+                               "(file=..., purpose=\"batch\").", param=field) from None
+    if row.purpose != "batch":
+        raise InvalidInput(f"{field}: file {file_id} has purpose {row.purpose!r}; a batch's input file needs "
+                           "purpose \"batch\".", param=field)
+    return content_path(settings.home, row.id)
 
 
 def _check_new_file(settings: Settings, filename: str, purpose: str, expires_after: int | None) -> None:

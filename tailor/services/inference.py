@@ -8,9 +8,12 @@ A model id may name, as in the original service:
   deployment (``custom-model-deployment`` ARN or name): the custom or foundation model it serves.
 
 A custom model itself is not invokable through its ARN: it must be deployed first, and invoking its
-ARN answers the original's ValidationException saying so. A model fine-tuned through the OpenAI API
-is, as on OpenAI, callable at once by its ``ft:…`` name (the engine loads it on first use, as it
-does a foundation model). Every lookup is scoped to the caller's principal.
+ARN answers the original's ValidationException saying so. An imported model (``imported-model``
+ARN, CreateModelImportJob) is, as in the original, invoked on demand by its ARN: its folder holds
+full weights with a training manifest (``services/model_import.py``), served like a custom model's.
+A model fine-tuned through the OpenAI API is, as on OpenAI, callable at once by its ``ft:…`` name
+(the engine loads it on first use, as it does a foundation model). Every lookup is scoped to the
+caller's principal.
 
 The body a model takes (``Invocable.body``) follows the catalog family of its foundation model;
 a custom model takes its base model's, recorded in its training manifest.
@@ -36,6 +39,7 @@ from tailor.catalog import (
 from tailor.errors import InvalidInput, ModelNotReady, ModelUnavailable, NotFound
 from tailor.serve.protocol import Target
 from tailor.services import deployments
+from tailor.services.model_import import imported_arns, imported_artifacts
 from tailor.services.models import usable_foundation_models
 from tailor.settings import Settings
 from tailor.store.db import Store
@@ -68,6 +72,9 @@ def resolve(store: Store, settings: Settings, principal: str, model_id: str) -> 
         raise InvalidInput(f"The custom model {model_id} is not deployed, so it cannot be invoked directly. "
                            "Create a provisioned throughput (CreateProvisionedModelThroughput) or an on-demand "
                            "deployment (CreateCustomModelDeployment) for it, and invoke that ARN.")
+    if resource == "imported-model":  # on demand, as in the original: no deployment needed
+        target, body = target_for_artifacts(imported_artifacts(store, principal, model_id))
+        return Invocable(model_id, target, body)
     if resource not in (None, "foundation-model"):
         raise InvalidInput(f"modelId: Tailor cannot invoke a {resource} ({model_id}).")
     return _foundation(settings, model_id)
@@ -186,6 +193,8 @@ def target_for_model(store: Store, settings: Settings, principal: str | None, mo
 
     ``principal`` scopes the lookup; None (the server loading a deployment's model) does not.
     """
+    if _resource_type(model_arn) == "imported-model":
+        return target_for_artifacts(imported_artifacts(store, principal, model_arn))
     if _resource_type(model_arn) != "custom-model":
         invocable = _foundation(settings, model_arn)
         return invocable.target, invocable.body
@@ -219,6 +228,7 @@ def list_invocable(store: Store, settings: Settings, principal: str) -> list[str
     models and their checkpoints."""
     ids = [model_id for model_id in FOUNDATION_MODELS if model_id in usable_foundation_models(settings)]
     ids += deployments.serving_arns(store, principal)
+    ids += imported_arns(store, principal)
     for model in fine_tuned_models(store, principal):
         ids.append(model.openai_name)
         ids += [checkpoint_name(model.openai_name, kept.step) for kept in trained.checkpoints(Path(model.artifacts_dir))]
@@ -240,7 +250,7 @@ def weights_for(store: Store, settings: Settings, principal: str, identifier: st
     if allow_folders and trained.is_trained(folder):
         return target_for_artifacts(folder)[0]
     resource = _resource_type(identifier)
-    if resource == "custom-model":
+    if resource in ("custom-model", "imported-model"):
         return target_for_model(store, settings, principal, identifier)[0]
     if resource in ("provisioned-model", "custom-model-deployment"):
         deployment = deployments.resolve_deployment(store, principal, identifier)

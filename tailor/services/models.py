@@ -1,4 +1,5 @@
-"""Custom models (what training produced) and foundation models (what the catalog offers here).
+"""Custom models (what training produced, or CreateCustomModel imported: ``services/model_import.py``)
+and foundation models (what the catalog offers here).
 
 Custom model lookups are scoped to the calling principal. Views go out; each API dialect renders
 them in its own shape.
@@ -15,9 +16,10 @@ from sqlalchemy import select
 from tailor.arns import foundation_model_arn
 from tailor.catalog import FOUNDATION_MODELS, CustomizationType
 from tailor.errors import Conflict, NotFound
-from tailor.services.customization import JobView, view
+from tailor.jobs.spec import JobView, view
 from tailor.services.records import common_filters, find_owned, list_page
 from tailor.settings import Settings
+from tailor.store.data_in_out import ImportJob
 from tailor.store.db import Store
 from tailor.store.deployments import Deployment
 from tailor.store.jobs import TERMINAL, CustomModel, Job
@@ -40,7 +42,20 @@ def _find_model(session, principal: str, identifier: str) -> CustomModel:
     return find_owned(session, CustomModel, principal, identifier, "Custom model")
 
 
+def _settle_imports(store: Store, principal: str) -> None:
+    """A CreateCustomModel model whose import job ended without making it Active (its worker died,
+    so the job failed without saying so to the model) becomes Failed with the job's reason."""
+    with store.session() as session:
+        rows = session.execute(select(CustomModel, ImportJob.failure_message).join(
+            ImportJob, ImportJob.model_arn == CustomModel.arn).where(
+            CustomModel.principal == principal, CustomModel.status == "Creating",
+            ImportJob.status.in_(TERMINAL), ImportJob.status != "Completed")).all()
+        for model, reason in rows:
+            model.status, model.failure_message = "Failed", reason or "The import of its weights did not complete."
+
+
 def get_custom_model(store: Store, principal: str, identifier: str) -> CustomModelView:
+    _settle_imports(store, principal)
     with store.session() as session:
         model = _find_model(session, principal, identifier)
         job = session.get(Job, model.job_id) if model.job_id else None
@@ -48,6 +63,7 @@ def get_custom_model(store: Store, principal: str, identifier: str) -> CustomMod
 
 
 def list_custom_models(store: Store, principal: str, query: dict) -> tuple[list[CustomModel], str | None]:
+    _settle_imports(store, principal)
     conditions = common_filters(CustomModel, principal, query)
     if query.get("modelStatus"):
         conditions.append(CustomModel.status == query["modelStatus"])
@@ -61,6 +77,8 @@ def list_custom_models(store: Store, principal: str, query: dict) -> tuple[list[
 def delete_custom_model(store: Store, principal: str, identifier: str) -> dict:
     with store.session() as session:
         model = _find_model(session, principal, identifier)
+        if model.status == "Creating":  # CreateCustomModel's import is copying into its folder
+            raise Conflict(f"Custom model {model.name} is being created; delete it once it is Active or Failed.")
         # A deployment serving the model, loading it or failed on it would be left naming nothing.
         users = session.scalars(select(Deployment.arn).where(
             (Deployment.model_arn == model.arn) | (Deployment.desired_model_arn == model.arn))).all()

@@ -1,10 +1,11 @@
-"""Tags on the caller's resources (jobs, custom models, deployments, evaluation jobs), by ARN."""
+"""Tags on the caller's resources (jobs of every kind, custom and imported models, deployments), by ARN."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from tailor.errors import NotFound
+from tailor.store.data_in_out import ImportedModel, ImportJob, InvocationJob
 from tailor.store.db import Store
 from tailor.store.deployments import Deployment
 from tailor.store.jobs import CustomModel, EvaluationJob, Job
@@ -13,7 +14,7 @@ from tailor.store.tags import Tag
 
 def _owned_arn(session, principal: str, arn: str) -> None:
     owned = any(session.scalar(select(table.id).where(table.arn == arn, table.principal == principal))
-                for table in (Job, CustomModel, Deployment, EvaluationJob))
+                for table in (Job, CustomModel, Deployment, EvaluationJob, InvocationJob, ImportJob, ImportedModel))
     if not owned:
         raise NotFound(f"Resource {arn} not found.")
 

@@ -4,4 +4,14 @@ Importing the package registers every table with ``db.Base.metadata`` (the schem
 with the migrated schema).
 """
 
-from tailor.store import buckets, deployments, evals, files, graders, jobs, keys, tags  # noqa: F401
+from tailor.store import (  # noqa: F401
+    buckets,
+    data_in_out,
+    deployments,
+    evals,
+    files,
+    graders,
+    jobs,
+    keys,
+    tags,
+)

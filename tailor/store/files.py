@@ -80,3 +80,16 @@ def write_content(path: Path, content: bytes) -> None:
     temporary = path.with_name(path.name + ".part")
     temporary.write_bytes(content)
     temporary.replace(path)
+
+
+def add_written_file(store, home: Path, principal: str, *, filename: str, purpose: str, content: bytes) -> str:
+    """Keep ``content`` as a file Tailor wrote for ``principal`` (a batch's output or error file):
+    its bytes first, then its row, so a listed file always has its bytes. Its id."""
+    from tailor.store.db import utcnow
+
+    file_id = new_id("file-")
+    write_content(content_path(home, file_id), content)
+    with store.session() as session:
+        session.add(File(id=file_id, principal=principal, purpose=purpose, filename=filename, bytes=len(content),
+                         created_at=utcnow(), expires_at=None))
+    return file_id

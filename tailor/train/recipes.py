@@ -22,12 +22,18 @@ RECIPES: dict[CustomizationType, str] = {
     CustomizationType.CONTINUED_PRE_TRAINING: "tailor.train.cpt",
     CustomizationType.REINFORCEMENT_FINE_TUNING: "tailor.train.rft",
     CustomizationType.DPO: "tailor.train.dpo",
+    # The teacher answers the prompts, then the student trains with the supervised recipe.
+    CustomizationType.DISTILLATION: "tailor.train.distill",
 }
 TRAINABLE = frozenset(RECIPES)
 # The recipes of the supervised loop (train/loop.py): they train in several processes
 # (train/distributed.py) and can pause at a checkpoint; reinforcement fine-tuning and DPO (each
 # its own loop) do neither yet.
 SUPERVISED = frozenset({CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING})
+# Recipes that can pause at a checkpoint and resume from it: the supervised ones, and distillation
+# (its student trains in the supervised loop; its teacher's answers, once written, are kept). It
+# trains in one process: the teacher's phase is not shared out.
+PAUSABLE = SUPERVISED | {CustomizationType.DISTILLATION}
 
 
 def recipe(kind: CustomizationType):

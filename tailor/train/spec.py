@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tailor.catalog import CustomizationType
+from tailor.evaluate.spec import ModelToRun
 from tailor.graders.info import GraderInfo
 from tailor.serialized import Serialized
 from tailor.train.distributed import Parallelism
@@ -36,6 +37,12 @@ class TrainSpec(Serialized):
     # With several processes (train/distributed.py): replicate the model on each, shard it across
     # them, or "auto": shard only when it does not fit one device.
     parallelism: Parallelism = Parallelism.AUTO
+    # DISTILLATION (train/distill.py): the teacher that answers the training file's prompts, resolved
+    # at create time with the caller's rights (weights Tailor runs, or an operator's remote model),
+    # and the most tokens it may answer with. None: the file's answers are used as they are (invocation
+    # logs read with usePromptResponse).
+    teacher: ModelToRun | None = None
+    teacher_max_tokens: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "customization_type", CustomizationType(self.customization_type))

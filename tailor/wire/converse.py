@@ -8,8 +8,10 @@ settings and ``additionalModelRequestFields.top_k``. ``converse_request`` gives 
 ``ChatRequest``; ``converse_response`` and ``ConverseStream`` shape the answer.
 
 * **Accepted and ignored**: ``cachePoint`` blocks (Tailor keeps no prompt cache),
-  ``requestMetadata``, ``performanceConfig``, ``serviceTier``, ``projectIdentifier`` and
+  ``performanceConfig``, ``serviceTier``, ``projectIdentifier`` and
   ``additionalModelResponseFieldPaths`` (no additional fields are returned).
+  ``requestMetadata`` changes no answer; it is written to invocation logs
+  (docs/invocation-logging.md), where training jobs filter on it.
 * **Refused** with the member named: images, documents, audio and video (Tailor's models take
   text only), tools, guardrails, prompt variables, structured output, reasoning, citations and
   search results.

@@ -114,7 +114,8 @@ def kill_workers(home: Path) -> None:
     if not database.exists():
         return
     with sqlite3.connect(database) as connection:
-        pids = [row[0] for table in ("jobs", "evaluation_jobs", "eval_runs")
+        pids = [row[0] for table in ("jobs", "evaluation_jobs", "eval_runs", "invocation_jobs", "import_jobs",
+                                             "export_jobs")
                 for row in connection.execute(f"SELECT pid FROM {table} WHERE pid IS NOT NULL")]
     for pid in pids:
         try:

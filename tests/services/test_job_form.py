@@ -52,8 +52,10 @@ def test_each_method_has_its_own_table_with_ranges_and_defaults(state):
     assert "trainingSamplePerPrompt" in tables["REINFORCEMENT_FINE_TUNING"]
     assert tables["DPO"]["beta"].default == 0.1
     assert tables["FINE_TUNING"]["tuningMethod"].choices == ("full", "lora")
-    with pytest.raises(InvalidInput, match="^kind: DISTILLATION is not available"):
-        customization.hyperparameter_table(store, settings, "alice", "tailor.tiny", "DISTILLATION")
+    distillation = customization.hyperparameter_table(store, settings, "alice", "tailor.tiny", "DISTILLATION")
+    assert distillation.keys() == tables["FINE_TUNING"].keys()  # the student trains as a fine-tune does
+    with pytest.raises(InvalidInput, match="^kind: IMPORTED is not available"):
+        customization.hyperparameter_table(store, settings, "alice", "tailor.tiny", "IMPORTED")
     with pytest.raises(NotFound, match="^base_model: "):
         customization.hyperparameter_table(store, settings, "alice", "no.such-model", "FINE_TUNING")
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from tailor.api.bedrock import jobs
+from tailor.api.bedrock import invocation_jobs, invocation_logging, jobs, model_import
 from tailor.api.bedrock.errors import error_json
 from tailor.api.bedrock.shapes import http_binding, shape_output, validate_input
 from tailor.services import customization, deployments, evaluations, models, tags
@@ -76,6 +76,10 @@ OPERATIONS: dict[str, Callable[[Caller, dict], dict]] = {
     "StopEvaluationJob": lambda c, p: evaluations.stop_evaluation_job(c.store, c.principal, p["jobIdentifier"]),
     "BatchDeleteEvaluationJob":
         lambda c, p: evaluations.batch_delete_evaluation_jobs(c.store, c.principal, p["jobIdentifiers"]),
+    # Data and weights in and out: each group's operations beside its converters.
+    **invocation_logging.OPERATIONS,
+    **invocation_jobs.OPERATIONS,
+    **model_import.OPERATIONS,
 }
 
 

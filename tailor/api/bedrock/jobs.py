@@ -15,19 +15,24 @@ from tailor.jobs.spec import (
     DatasetRequest,
     EvaluationRequest,
     Fields,
+    InvocationLogsRequest,
+    JobView,
     ModelRequest,
 )
-from tailor.services.customization import PAUSE_STATUSES, JobView
+from tailor.services.customization import PAUSE_STATUSES
 from tailor.services.evaluations import EvaluationJobView
 from tailor.services.models import CustomModelView
 from tailor.store.jobs import CustomModel, Job
 from tailor.train.hyperparams import RFT_WIRE_NAMES
 
 RFT_GRADER = "customizationConfig.rftConfig.graderConfig.lambdaGrader.lambdaArn"
+TEACHER = "customizationConfig.distillationConfig.teacherModelConfig.teacherModelIdentifier"
+INVOCATION_LOGS = "trainingDataConfig.invocationLogsConfig"
 CUSTOMIZATION_FIELDS = Fields(
     name="jobName", model_name="customModelName", kind="customizationType", base_model="baseModelIdentifier",
     training_uri="trainingDataConfig.s3Uri", validation_uri="validationDataConfig.validators[{i}].s3Uri",
-    output_uri="outputDataConfig.s3Uri", grader=RFT_GRADER,
+    output_uri="outputDataConfig.s3Uri", grader=RFT_GRADER, teacher=TEACHER,
+    teacher_max_tokens=TEACHER.rpartition(".")[0] + ".maxResponseLengthForInference", invocation_logs=INVOCATION_LOGS,
 )
 EVALUATION_FIELDS = Fields(
     name="jobName", model_name="", kind="", base_model="", training_uri="", validation_uri="",
@@ -57,12 +62,27 @@ def _tags(tags: list[dict] | None) -> tuple[tuple[str, str], ...]:
 
 def customization_request(params: dict) -> CustomizationRequest:
     """A validated CreateModelCustomizationJob request as the job model's request."""
-    if not (params.get("trainingDataConfig") or {}).get("s3Uri"):
-        raise InvalidInput("trainingDataConfig.s3Uri: required (invocation logs as training data are not "
-                           "supported yet).")
+    data = params.get("trainingDataConfig") or {}
+    logs = None
+    if data.get("s3Uri") and data.get("invocationLogsConfig"):
+        raise InvalidInput("trainingDataConfig: give s3Uri or invocationLogsConfig, not both.")
+    if data.get("invocationLogsConfig"):
+        config = data["invocationLogsConfig"]
+        source = (config.get("invocationLogSource") or {}).get("s3Uri")
+        if not source:
+            raise InvalidInput(f"{INVOCATION_LOGS}.invocationLogSource.s3Uri: required.")
+        logs = InvocationLogsRequest(source, bool(config.get("usePromptResponse", False)),
+                                     config.get("requestMetadataFilters") or None)
+    elif not data.get("s3Uri"):
+        raise InvalidInput("trainingDataConfig.s3Uri: required (or trainingDataConfig.invocationLogsConfig).")
     kind = CustomizationType(params.get("customizationType") or "FINE_TUNING")
     hyperparameters = params.get("hyperParameters") or {}
     grader = None
+    teacher = (((params.get("customizationConfig") or {}).get("distillationConfig") or {})
+               .get("teacherModelConfig") or {})
+    if teacher and kind is not CustomizationType.DISTILLATION:
+        raise InvalidInput(f"customizationConfig.distillationConfig: only a DISTILLATION job has a teacher; "
+                           f"this job is {kind}.")
     if kind is CustomizationType.REINFORCEMENT_FINE_TUNING:
         if hyperparameters:
             raise InvalidInput("hyperParameters: REINFORCEMENT_FINE_TUNING takes its hyperparameters in "
@@ -72,11 +92,12 @@ def customization_request(params: dict) -> CustomizationRequest:
         grader = ((rft.get("graderConfig") or {}).get("lambdaGrader") or {}).get("lambdaArn")
     return CustomizationRequest(
         fields=CUSTOMIZATION_FIELDS, name=params["jobName"], model_name=params["customModelName"],
-        base_model=params["baseModelIdentifier"], kind=kind, training_uri=params["trainingDataConfig"]["s3Uri"],
+        base_model=params["baseModelIdentifier"], kind=kind, training_uri=data.get("s3Uri") or "",
         validation_uris=tuple(v["s3Uri"] for v in (params.get("validationDataConfig") or {}).get("validators") or []),
         output_uri=params["outputDataConfig"]["s3Uri"], hyperparameters=hyperparameters, grader=grader,
         role=params["roleArn"], token=params.get("clientRequestToken"), tags=_tags(params.get("jobTags")),
-        vpc=params.get("vpcConfig"),
+        vpc=params.get("vpcConfig"), teacher=teacher.get("teacherModelIdentifier"),
+        teacher_max_tokens=teacher.get("maxResponseLengthForInference"), invocation_logs=logs,
     )
 
 
@@ -91,6 +112,11 @@ def _configs(job: JobView) -> dict:
     }
     if job.spec.openai is not None:  # the OpenAI door's data are the caller's files, not s3:// objects
         configs["trainingDataConfig"], configs["validationDataConfig"] = {}, {"validators": []}
+    if job.spec.invocation_logs is not None:  # as given; the counts are in the job's events
+        configs["trainingDataConfig"] = {"invocationLogsConfig": {
+            name: value for name, value in job.spec.invocation_logs.items() if name != "counts"}}
+    if job.spec.distillation is not None:
+        configs["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": dict(job.spec.distillation)}}
     if train.customization_type is CustomizationType.REINFORCEMENT_FINE_TUNING:
         hyperparameters = {name: train.hyperparameters[name] for name in RFT_WIRE_NAMES
                            if name in train.hyperparameters}

@@ -5,11 +5,15 @@ Thin, like the control plane: requests are checked against botocore's bedrock-ru
 InvokeModel's native bodies, ``tailor.wire.converse``, ``count_tokens``), answered by the engine through
 ``tailor.api.serving``, and converted back. Streams use the AWS event-stream
 framing (``eventstream``) that botocore decodes; an error after the stream has started is sent
-as an exception event, as the original does.
+as an exception event, as the original does. Each answered call is handed to the invocation log
+writer (``_log``; ``tailor.services.invocation_logging``), which queues it only for a principal
+with logging on and never fails or holds up the call; a stream is logged once it has ended, with
+its answer assembled in the operation's non-stream shape.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -29,6 +33,7 @@ from tailor.api.bedrock.shapes import (
 )
 from tailor.errors import InvalidInput
 from tailor.serve.protocol import Completion, TextDelta
+from tailor.services.invocation_logging import Call
 from tailor.wire import invoke
 from tailor.wire.converse import (
     ConverseStream,
@@ -37,6 +42,7 @@ from tailor.wire.converse import (
 )
 from tailor.wire.request_json import json_object
 
+log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 512  # Converse and chat bodies that do not say; each native body has its own default
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
@@ -79,14 +85,29 @@ def _headers_params(request: Request, operation: str) -> dict:
 async def _invoke_parts(request: Request, operation: str):
     raw = await request.body()
     params = {**_headers_params(request, operation), "body": raw}
-    _, validated, invocable = await _begin(request, operation, params)
+    principal, validated, invocable = await _begin(request, operation, params)
     content_type = validated.get("contentType") or "application/json"
     if not content_type.startswith("application/json"):
         raise InvalidInput(f"contentType: must be application/json, got {content_type!r}.")
     if validated.get("guardrailIdentifier"):
         raise InvalidInput("guardrailIdentifier: guardrails are not available in Tailor.")
     chat = invoke.parse_invoke_body(invocable.body, raw, default_max_tokens=DEFAULT_MAX_TOKENS)
-    return invocable, chat, raw
+    return principal, invocable, chat, raw
+
+
+def _log(request: Request, principal: str, operation: str, input_body, output_body, completion: Completion,
+         request_id: str, metadata: dict | None = None) -> None:
+    """Hand one answered call to the invocation log writer (``input_body`` may be the raw JSON bytes:
+    the writer decodes them off the request path)."""
+    writer = getattr(request.app.state, "invocation_logs", None)
+    if writer is None:
+        return
+    try:
+        writer.log(Call(principal=principal, operation=operation, model_id=request.path_params["modelId"],
+                        input_body=input_body, output_body=output_body, input_tokens=completion.input_tokens,
+                        output_tokens=completion.output_tokens, request_metadata=metadata, request_id=request_id))
+    except Exception:  # logging never fails the call it logs
+        log.exception("invocation logging failed")
 
 
 def _metrics_headers(completion: Completion) -> dict[str, str]:
@@ -97,10 +118,12 @@ def _metrics_headers(completion: Completion) -> dict[str, str]:
 
 async def invoke_model(request: Request) -> Response:
     try:
-        invocable, chat, raw = await _invoke_parts(request, "InvokeModel")
+        principal, invocable, chat, raw = await _invoke_parts(request, "InvokeModel")
         completion = await serving.answer(request.app, invocable, chat)
+        request_id = str(uuid.uuid4())
         body = invoke.invoke_response(invocable.body, completion, model_id=invocable.model_id,
-                                       request_id=str(uuid.uuid4()), request_body=raw)
+                                       request_id=request_id, request_body=raw)
+        _log(request, principal, "InvokeModel", raw, body, completion, request_id)
         return JSONResponse(body, headers=_metrics_headers(completion))
     except Exception as error:
         return error_json(error)
@@ -108,28 +131,38 @@ async def invoke_model(request: Request) -> Response:
 
 async def invoke_stream(request: Request) -> Response:
     try:
-        invocable, chat, raw = await _invoke_parts(request, "InvokeModelWithResponseStream")
+        principal, invocable, chat, raw = await _invoke_parts(request, "InvokeModelWithResponseStream")
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
         return error_json(error)
-    native = invoke.NativeStream(invocable.body, model_id=invocable.model_id, request_id=str(uuid.uuid4()),
+    request_id = str(uuid.uuid4())
+    native = invoke.NativeStream(invocable.body, model_id=invocable.model_id, request_id=request_id,
                                   request_body=raw)
+
+    def finished(completion: Completion) -> None:
+        whole = invoke.invoke_response(invocable.body, completion, model_id=invocable.model_id,
+                                       request_id=request_id, request_body=raw)
+        _log(request, principal, "InvokeModelWithResponseStream", raw, whole, completion, request_id)
 
     async def frames():
         for chunk in native.start():
             yield eventstream.chunk(chunk)
-        async for frame in _relay(events, native, eventstream.chunk):
+        async for frame in _relay(events, native, eventstream.chunk, finished):
             yield frame
 
     return StreamingResponse(frames(), media_type=EVENT_STREAM,
                              headers={"X-Amzn-Bedrock-Content-Type": "application/json"})
 
 
-async def _relay(events, translator, encode):
-    """Engine events -> encoded frames; an error mid-stream becomes the original's exception event."""
+async def _relay(events, translator, encode, finished=None):
+    """Engine events -> encoded frames; an error mid-stream becomes the original's exception event.
+    ``finished(completion)`` runs with the answer's end, before its last frames are sent (a client that
+    leaves once it has them has still been answered)."""
     try:
         async for event in events:
             pieces = translator.delta(event.text) if isinstance(event, TextDelta) else translator.finish(event)
+            if finished is not None and isinstance(event, Completion):
+                finished(event)
             for piece in pieces:
                 yield encode(piece)
     except Exception as error:
@@ -150,10 +183,13 @@ async def _json_body(request: Request) -> dict:
 async def converse(request: Request) -> Response:
     started = time.monotonic()
     try:
-        _, validated, invocable = await _begin(request, "Converse", _converse_params(await _json_body(request)))
+        payload = _converse_params(await _json_body(request))
+        principal, validated, invocable = await _begin(request, "Converse", payload)
         chat = converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
         completion = await serving.answer(request.app, invocable, chat)
         result = converse_response(completion, latency_ms=round((time.monotonic() - started) * 1000))
+        _log(request, principal, "Converse", payload, result, completion, str(uuid.uuid4()),
+             validated.get("requestMetadata"))
         return JSONResponse(shape_output("Converse", result))
     except Exception as error:
         return error_json(error)
@@ -161,13 +197,17 @@ async def converse(request: Request) -> Response:
 
 async def converse_stream(request: Request) -> Response:
     try:
-        _, validated, invocable = await _begin(request, "ConverseStream",
-                                               _converse_params(await _json_body(request)))
+        payload = _converse_params(await _json_body(request))
+        principal, validated, invocable = await _begin(request, "ConverseStream", payload)
         chat = converse_request(validated, default_max_tokens=DEFAULT_MAX_TOKENS)
         events = await serving.answer_stream(request.app, invocable, chat)
     except Exception as error:
         return error_json(error)
     stream = ConverseStream()
+
+    def finished(completion: Completion) -> None:
+        _log(request, principal, "ConverseStream", payload, converse_response(completion), completion,
+             str(uuid.uuid4()), validated.get("requestMetadata"))
 
     def encode(piece: tuple[str, dict]) -> bytes:
         return eventstream.event(*piece)
@@ -175,7 +215,7 @@ async def converse_stream(request: Request) -> Response:
     async def frames():
         for piece in stream.start():
             yield encode(piece)
-        async for frame in _relay(events, stream, encode):
+        async for frame in _relay(events, stream, encode, finished):
             yield frame
 
     return StreamingResponse(frames(), media_type=EVENT_STREAM)

@@ -100,12 +100,18 @@ def _prefixed(node: Any, prefix: str) -> Any:
 # - an evaluation's models and judge may be any model Tailor can run — a custom model or a
 #   deployment by ARN or name — or an ``openai:``/``bedrock:`` spec, so their patterns are off
 #   (their length limits still hold);
+# - a distillation's teacher and a batch inference job's model may likewise be any model Tailor
+#   serves (a custom or imported model by ARN, a deployment), and a customization job may start
+#   from an imported model (whose ARN the base model pattern refuses), so their patterns are off too;
 # - the model bounds a page of evaluation job summaries to 1–5 items while ListEvaluationJobs
 #   takes maxResults up to 1000; Tailor returns what maxResults asks for, and an empty list when
 #   there is nothing.
 RELAXED: dict[str, tuple[str, ...]] = {
     "EvaluationBedrockModelIdentifier": ("pattern",),
     "EvaluatorModelIdentifier": ("pattern",),
+    "TeacherModelIdentifier": ("pattern",),
+    "BaseModelIdentifier": ("pattern",),
+    "ModelId": ("pattern",),
     "EvaluationSummaries": ("min", "max"),
 }
 

@@ -46,8 +46,9 @@ router = APIRouter(route_class=ConsoleRoute)
 # its own input; a hyperparameter's input is ``hp.NAME``.
 FIELDS = Fields(name="name", model_name="model_name", kind="kind", base_model="base_model",
                 training_uri="training_uri", validation_uri="validation_uri", output_uri="output_uri",
-                grader="grader")
-FIELD_NAMES = ("name", "model_name", "kind", "base_model", "training_uri", "validation_uri", "output_uri", "grader")
+                grader="grader", teacher="teacher", teacher_max_tokens="teacher_max_tokens")
+FIELD_NAMES = ("name", "model_name", "kind", "base_model", "training_uri", "validation_uri", "output_uri", "grader",
+               "teacher", "teacher_max_tokens")
 REQUIRED = ("name", "model_name", "base_model", "training_uri", "output_uri")
 HP = "hp."
 NOUNS = {  # "New ... job"
@@ -218,6 +219,15 @@ def form_request(values: Mapping[str, object]) -> CustomizationRequest:
                                    param="grader")
         else:
             grader = _text(values, "grader") or None
+    teacher, teacher_tokens = None, None
+    if kind is CustomizationType.DISTILLATION:
+        teacher = _text(values, "teacher") or None
+        if _text(values, "teacher_max_tokens"):
+            try:
+                teacher_tokens = int(_text(values, "teacher_max_tokens"))
+            except ValueError:
+                raise InvalidInput("teacher_max_tokens: must be a whole number of tokens.",
+                                   param="teacher_max_tokens") from None
     validation = _text(values, "validation_uri")
     return CustomizationRequest(
         fields=FIELDS, name=_text(values, "name"), model_name=_text(values, "model_name"),
@@ -225,7 +235,8 @@ def form_request(values: Mapping[str, object]) -> CustomizationRequest:
         output_uri=_text(values, "output_uri"), validation_uris=(validation,) if validation else (),
         hyperparameters={name.removeprefix(HP): value.strip() for name, value in values.items()
                          if name.startswith(HP) and isinstance(value, str) and value.strip()},
-        grader=grader, grader_definition=definition, token=_text(values, "token") or None)
+        grader=grader, grader_definition=definition, teacher=teacher, teacher_max_tokens=teacher_tokens,
+        token=_text(values, "token") or None)
 
 
 def problems_of(error: TailorError) -> tuple[dict[str, str], str | None]:

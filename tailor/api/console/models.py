@@ -8,11 +8,16 @@ CreateCustomModelDeployment, so a bad field gets the API's words and names the f
 deployment's status moves from Creating to InService / Active when the activation loop has loaded
 it; the page follows that through ``GET /console/api/models/deployments`` (static/models.js), with
 no reload.
+
+A model's page also exports it (docs/export.md): the Export form queues an export job in the chosen
+format (``model_export.create_export``, the service of ``POST /tailor/v1/custom-models/exports``) and
+the page lists the model's exports, following each until it is done, with its signed download link.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,13 +28,14 @@ from tailor.api.bedrock.shapes import input_problems
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render
 from tailor.errors import InvalidFields, InvalidInput
-from tailor.services import deployments, models
+from tailor.services import deployments, model_export, models
 from tailor.services.console_sessions import ConsoleSession
 from tailor.services.models import CustomModelView
 from tailor.wire.request_json import json_object
 
 router = APIRouter(route_class=ConsoleRoute)
 
+EXPORT_FORMATS = (("hf", "Hugging Face folder (merged safetensors, tar)"), ("gguf", "GGUF file (llama.cpp)"))
 KINDS = {deployments.PROVISIONED: "Provisioned throughput", deployments.ON_DEMAND: "On-demand"}
 OPERATION = {deployments.PROVISIONED: "CreateProvisionedModelThroughput",
              deployments.ON_DEMAND: "CreateCustomModelDeployment"}
@@ -56,6 +62,13 @@ def _deployments(store, principal: str) -> list[dict[str, Any]]:
         row["loading"] = row["status"] in deployments.LOADING
         row["created"] = row["created"].isoformat(timespec="seconds")
     return rows
+
+
+def _exports(request: Request, principal: str, model_arn: str) -> list[dict[str, Any]]:
+    """The model's exports, newest first, as the API shows them; links relative to this server."""
+    settings = request.app.state.settings
+    return [model_export.export_json(row, settings, "") for row in model_export.list_exports(
+        request.app.state.store, principal) if row.model_arn == model_arn]
 
 
 def _training(model: CustomModelView) -> dict[str, Any] | None:
@@ -113,6 +126,7 @@ def detail(request: Request, name: str, session: ConsoleSession = Depends(signed
         "deployments": serving, "model_names": {model.row.arn: model.row.name}, "only_model": model.row.arn,
         "commitments": COMMITMENTS,
         "cost": _cost_text(deployments.estimated_cost(settings, 1, None), None),
+        "export_formats": EXPORT_FORMATS, "exports": _exports(request, session.principal, model.row.arn),
     })
 
 
@@ -128,6 +142,14 @@ async def deploy_form(request: Request, name: str, session: ConsoleSession = Dep
     form = await request.form()
     await run_in_threadpool(_deploy, request, session.principal, name, {k: str(v) for k, v in form.items()})
     return RedirectResponse("/console/models#deployments", status_code=303)
+
+
+@router.post("/console/models/{name}/export", include_in_schema=False)
+async def export_form(request: Request, name: str, session: ConsoleSession = Depends(checked)) -> Response:
+    """The Export form without JavaScript: queue the export, then back to the model's exports."""
+    form = await request.form()
+    await run_in_threadpool(_export, request, session.principal, name, str(form.get("format", "")))
+    return RedirectResponse(f"/console/models/{quote(name, safe='')}#exports", status_code=303)
 
 
 # Not under /console/models/: a custom model may be called "deployments".
@@ -170,8 +192,30 @@ async def deploy_json(request: Request, name: str, session: ConsoleSession = Dep
     return JSONResponse({"arn": arn}, status_code=201)
 
 
+@router.post("/console/api/models/{name}/export", include_in_schema=False)
+async def export_json(request: Request, name: str, session: ConsoleSession = Depends(checked)) -> Response:
+    fields = json_object(await request.body())
+    fmt = fields.get("format")
+    shown = await run_in_threadpool(_export, request, session.principal, name, fmt if isinstance(fmt, str) else "")
+    return JSONResponse(shown, status_code=201)
+
+
+@router.get("/console/api/models/{name}/exports", include_in_schema=False)
+def exports_json(request: Request, name: str, session: ConsoleSession = Depends(signed_in)) -> Response:
+    model = models.get_custom_model(request.app.state.store, session.principal, name).row
+    return JSONResponse({"exports": _exports(request, session.principal, model.arn)})
+
+
 # ---------------------------------------------------------------------------------------------
 # Actions
+
+
+def _export(request: Request, principal: str, name: str, fmt: str) -> dict[str, Any]:
+    """Queue an export of the custom model ``name``; the export as the API shows it."""
+    store, settings = request.app.state.store, request.app.state.settings
+    model = models.get_custom_model(store, principal, name).row  # another's model: NotFound, as the API says
+    row = model_export.create_export(store, settings, principal, model.arn, fmt)
+    return model_export.export_json(row, settings, "")
 
 
 def _deploy(request: Request, principal: str, name: str, fields: dict[str, Any]) -> str:

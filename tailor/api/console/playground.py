@@ -21,7 +21,8 @@ from fastapi.responses import StreamingResponse
 from tailor.api import serving
 from tailor.api.console.auth import checked, signed_in
 from tailor.api.console.pages import ConsoleRoute, render
-from tailor.api.openai.routes import sse
+from tailor.api.openai.routes import log_chat_completion, sse
+from tailor.serve.protocol import Completion
 from tailor.services import deployments, inference
 from tailor.services.console_sessions import ConsoleSession
 from tailor.wire import chat_body
@@ -68,14 +69,22 @@ def models_json(request: Request, session: ConsoleSession = Depends(signed_in)) 
 
 @router.post("/console/api/playground/chat", include_in_schema=False)
 async def chat(request: Request, session: ConsoleSession = Depends(checked)) -> Response:
-    """One streamed answer, as ``/v1/chat/completions`` streams it (``openai.routes.chat_completions``)."""
-    body = chat_body.read(parse_json(await request.body()))
+    """One streamed answer, as ``/v1/chat/completions`` streams it (``openai.routes.chat_completions``),
+    and logged as one when the caller has invocation logging on (the original logs its playground's
+    calls too)."""
+    raw = await request.body()
+    body = chat_body.read(parse_json(raw))
     request_chat = chat_body.chat_request(body, default_max_tokens=DEFAULT_MAX_TOKENS)
     model = body.model or ""  # read() requires it
     invocable = await serving.resolve(request.app, session.principal, model)
     events = await serving.answer_stream(request.app, invocable, request_chat)
-    chunks = chat_body.ChatChunks(model=model, completion_id=f"chatcmpl-{uuid.uuid4().hex}",
-                                  created=int(time.time()), include_usage=True)
-    return StreamingResponse(sse(events, chunks), media_type="text/event-stream",
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    chunks = chat_body.ChatChunks(model=model, completion_id=completion_id, created=created, include_usage=True)
+
+    def finished(completion: Completion) -> None:
+        answer = chat_body.chat_completion(completion, model=model, completion_id=completion_id, created=created)
+        log_chat_completion(request, session.principal, model, raw, answer, completion, body.metadata)
+
+    return StreamingResponse(sse(events, chunks, finished), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

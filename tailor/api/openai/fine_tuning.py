@@ -28,8 +28,7 @@ from pydantic import AfterValidator, Field
 
 from tailor.catalog import CustomizationType
 from tailor.errors import InvalidFields, show_value
-from tailor.jobs.spec import CustomizationRequest, Fields
-from tailor.services.customization import JobView
+from tailor.jobs.spec import CustomizationRequest, Fields, JobView
 from tailor.wire.body_models import BodyModel, fail, validate
 
 
@@ -221,7 +220,9 @@ def job_object(view: JobView, metadata: dict[str, str], model_name: str | None, 
         "status": status,
         "fine_tuned_model": model_name,
         "organization_id": row.principal,
-        "training_file": openai.get("training_file") or train.training_uri,
+        # A job trained on invocation logs names their source, never the converted file on the server.
+        "training_file": openai.get("training_file") or (spec.invocation_logs["invocationLogSource"]["s3Uri"]
+                                                         if spec.invocation_logs else train.training_uri),
         "validation_file": openai.get("validation_file") or (train.validation_uris[0] if train.validation_uris
                                                              else None),
         "hyperparameters": {name: hyperparameters[name] for name in

@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse, Response
 from tailor.api.openai import fine_tuning
 from tailor.api.openai.common import caller, error_response, list_object, number
 from tailor.errors import InvalidFields, InvalidHyperparameters
+from tailor.jobs.spec import JobView
 from tailor.services import customization, inference, job_events
-from tailor.services.customization import JobView
 from tailor.store.db import utcnow
 from tailor.wire.request_json import parse_json
 

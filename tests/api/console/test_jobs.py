@@ -65,7 +65,11 @@ def test_the_form_shows_each_range_and_the_check_creates_nothing(console_server,
     assert "Passes over the training data." in page.text
     for kind in ("CONTINUED_PRE_TRAINING", "REINFORCEMENT_FINE_TUNING", "DPO"):
         assert alice.get(f"/console/jobs/new?kind={kind}").status_code == 200, kind
-    assert alice.get("/console/jobs/new?kind=DISTILLATION").status_code == 400  # no recipe yet
+    distillation = alice.get("/console/jobs/new?kind=DISTILLATION")
+    assert distillation.status_code == 200 and 'name="teacher"' in distillation.text
+    assert alice.get("/console/jobs/new?kind=IMPORTED").status_code == 400  # not a customization type
+    no_teacher = alice.post_json("/console/api/jobs/check", form(kind="DISTILLATION")).json()
+    assert "teacher" in no_teacher["problems"], no_teacher
     fields = alice.get("/console/api/jobs/hyperparameters?kind=REINFORCEMENT_FINE_TUNING&base_model=tailor.tiny")
     assert 'name="hp.trainingSamplePerPrompt"' in fields.json()["html"]
 

@@ -158,6 +158,71 @@
     if (!window.confirm(event.target.dataset.confirm)) event.preventDefault();
   });
 
+  // Exports: queue one in place, then follow the model's exports until each is done; a finished
+  // one shows its signed download link.
+  const exportForm = document.getElementById("export-form");
+  const exportsTable = document.querySelector("table.exports");
+  let exportPolling = null;
+
+  function exportRow(e) {
+    const tr = document.createElement("tr");
+    tr.dataset.exportId = e.exportId;
+    const status = cell();
+    const badge = Object.assign(document.createElement("span"), { className: `status ${e.status}`, textContent: e.status });
+    badge.dataset.exportStatus = e.status;
+    badge.setAttribute("role", "status");
+    const note = e.failureMessage ?? (e.status === "InProgress" ? e.stage ?? "" : "");
+    status.append(badge, Object.assign(document.createElement("div"), { className: "muted", textContent: note }));
+    const download = cell();
+    if (e.downloadUrl) {
+      const link = Object.assign(document.createElement("a"), { href: e.downloadUrl, textContent: e.fileName });
+      link.setAttribute("download", "");
+      download.append(link);
+    }
+    tr.append(cell(e.format), status, cell(e.sizeBytes ? String(e.sizeBytes) : ""), cell(e.createdAt), download);
+    return tr;
+  }
+
+  async function refreshExports() {
+    if (!exportsTable) return;
+    let answer;
+    try {
+      answer = await tailor.api("GET", exportsTable.dataset.exportsUrl);
+    } catch (error) {
+      exportsTable.dataset.error = error.message;
+      return scheduleExports(true);
+    }
+    const body = exportsTable.tBodies[0];
+    if (answer.exports.length === 0) return;
+    body.replaceChildren(...answer.exports.map(exportRow));
+    scheduleExports(answer.exports.some((e) => e.status === "InProgress" || e.status === "Stopping"));
+  }
+
+  function scheduleExports(again) {
+    clearTimeout(exportPolling);
+    exportPolling = again ? setTimeout(refreshExports, POLL_MS) : null;
+  }
+
+  exportForm?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(exportForm);
+    const button = exportForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await tailor.api("POST", exportForm.dataset.api, formFields(exportForm));
+      await refreshExports();
+    } catch (error) {
+      showErrors(exportForm, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  if (exportsTable && [...exportsTable.querySelectorAll("[data-export-status]")]
+    .some((badge) => badge.dataset.exportStatus === "InProgress")) {
+    scheduleExports(true);
+  }
+
   if (table && [...table.querySelectorAll("[data-status]")].some((badge) => LOADING.has(badge.dataset.status))) {
     schedule(true);
   }
