@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     invocation_log_queue_records: int = Field(default=10_000, ge=1, description="Records waiting to be "
                                               "written at most; calls beyond that are not logged (counted and "
                                               "warned about), so logging never holds an inference call back.")
+    invocation_log_training_bytes: int = Field(default=1_000_000_000, ge=1024, description="Bytes of log "
+                                               "files (as stored, compressed) one customization job may read "
+                                               "as training data (invocationLogsConfig); more is refused at "
+                                               "create, before any is read.")
     invocation_log_config_seconds: float = Field(default=5.0, ge=0, description="How long a principal's "
                                                  "logging configuration is cached by each server process (a "
                                                  "change through this process applies at once).")

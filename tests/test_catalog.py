@@ -115,7 +115,7 @@ def test_tailor_tiny_and_folders_support_rft_and_dpo_with_test_sized_limits(tmp_
     settings = Settings(home=tmp_path)
     tiny = resolve_model("tailor.tiny", settings)
     assert tiny.customization_types == (CustomizationType.FINE_TUNING, CustomizationType.CONTINUED_PRE_TRAINING, RFT,
-                                        CustomizationType.DPO)
+                                        CustomizationType.DPO, CustomizationType.DISTILLATION)
     assert tiny.family.formats[CustomizationType.DPO] == (DataFormat.PREFERENCE,)
     assert resolve_model(str(tmp_path), settings).customization_types == tiny.customization_types
     assert tiny.family.formats[RFT] == (DataFormat.RFT_CHAT,)

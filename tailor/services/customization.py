@@ -308,12 +308,20 @@ def _training_from_logs(store: Store, settings: Settings, principal: str, reques
     buckets.authorize(store, principal, logs.source_uri, "read", source_field)
     bucket, _ = storage.bucket_of(logs.source_uri)
     try:
-        keys = [key for key, _ in storage.list_objects(logs.source_uri, settings) if invocation_logs.is_log_file(key)]
+        found = [(key, size) for key, size in storage.list_objects(logs.source_uri, settings)
+                 if invocation_logs.is_log_file(key)]
     except NotFound as error:
         raise InvalidInput(f"{source_field}: {error.message}") from None
-    if not keys:
+    if not found:
         raise InvalidInput(f"{source_field}: no invocation log files under {logs.source_uri} "
                            f"({', '.join(invocation_logs.LOG_SUFFIXES)}).")
+    total = sum(size for _, size in found)
+    if total > settings.invocation_log_training_bytes:  # a limit before any file is read
+        raise InvalidInput(f"{source_field}: the {len(found)} log files under {logs.source_uri} hold {total:,} "
+                           f"bytes, more than this server reads as training data "
+                           f"({settings.invocation_log_training_bytes:,}: TAILOR_INVOCATION_LOG_TRAINING_BYTES); "
+                           "name a narrower prefix (a day or an hour of logs).")
+    keys = [key for key, _ in found]
     with tempfile.TemporaryDirectory() as scratch:
         folder = job_folder / "training-data" if claim else Path(scratch)
         converted = folder / "invocation-logs.jsonl"

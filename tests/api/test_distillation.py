@@ -32,6 +32,7 @@ LOGS_FIELD = "trainingDataConfig.invocationLogsConfig"
 # 48; then the student learns something else than the teacher knows, and agreement falls).
 HYPERPARAMETERS = {"epochCount": "20"}
 MAX_TOKENS = 128
+LOG_BYTES_LIMIT = 100_000  # TAILOR_INVOCATION_LOG_TRAINING_BYTES for this module's server
 
 
 def _pairs(name: str) -> list[dict]:
@@ -41,8 +42,10 @@ def _pairs(name: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_models_dir):
     home = tiny_home(tmp_path_factory.mktemp("distillation") / "home", tiny_models_dir)
-    with running_server(home, ALIASES) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAILOR_INVOCATION_LOG_TRAINING_BYTES", str(LOG_BYTES_LIMIT))
+        with running_server(home, ALIASES) as running:
+            yield running
 
 
 def _wait(server, arn: str, timeout: float = 600) -> dict:
@@ -205,6 +208,16 @@ def test_invocation_logs_train_when_their_records_match_and_are_refused_when_non
         outputDataConfig={"s3Uri": "s3://alice-logs/out/"}))
     assert error.response["Error"]["Code"] == "AccessDeniedException"
     assert f"{LOGS_FIELD}.invocationLogSource.s3Uri" in error.response["Error"]["Message"]
+
+    # More log bytes than the server reads as training data: refused before any is read.
+    server.put("s3://alice-logs/many/AWSLogs/a.json", logs * (LOG_BYTES_LIMIT // len(json.dumps(logs)) + 1))
+    error = _error(lambda: bedrock.create_model_customization_job(
+        jobName="too-many", customModelName="too-many", roleArn=ROLE, baseModelIdentifier="tailor.tiny",
+        trainingDataConfig={"invocationLogsConfig": {"invocationLogSource": {"s3Uri": "s3://alice-logs/many/"},
+                                                     "usePromptResponse": True}},
+        outputDataConfig={"s3Uri": "s3://alice-logs/out/"}))
+    assert error.response["Error"]["Code"] == "ValidationException"
+    assert "more than this server reads as training data" in error.response["Error"]["Message"]
 
     # Ten records match; they become the job's training file, counted in its events. (Stopped at
     # once: training on them is fine-tuning, tested elsewhere.)

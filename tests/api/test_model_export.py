@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import ALIASES, running_server
+from tests.api.test_tailor_routes import api
 from tests.conftest import tiny_home
 
 ROLE = "arn:aws:iam::000000000000:role/tailor"
@@ -28,12 +29,6 @@ def server(tmp_path_factory, tiny_models_dir):
         patch.setenv("TAILOR_MAX_CONCURRENT_JOBS", "2")  # the two exports run side by side
         with running_server(home, ALIASES) as running:
             yield running
-
-
-def api(server, principal: str = "alice") -> httpx.Client:
-    access_key_id, secret = server.keys[principal]
-    return httpx.Client(base_url=server.endpoint + "/tailor/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {access_key_id}.{secret}"})
 
 
 @pytest.fixture(scope="module")

@@ -101,8 +101,7 @@ def _prefixed(node: Any, prefix: str) -> Any:
 #   deployment by ARN or name — or an ``openai:``/``bedrock:`` spec, so their patterns are off
 #   (their length limits still hold);
 # - a distillation's teacher and a batch inference job's model may likewise be any model Tailor
-#   serves (a custom or imported model by ARN, a deployment), and a customization job may start
-#   from an imported model (whose ARN the base model pattern refuses), so their patterns are off too;
+#   serves (a custom or imported model by ARN, a deployment), so their patterns are off too;
 # - the model bounds a page of evaluation job summaries to 1–5 items while ListEvaluationJobs
 #   takes maxResults up to 1000; Tailor returns what maxResults asks for, and an empty list when
 #   there is nothing.
@@ -110,9 +109,18 @@ RELAXED: dict[str, tuple[str, ...]] = {
     "EvaluationBedrockModelIdentifier": ("pattern",),
     "EvaluatorModelIdentifier": ("pattern",),
     "TeacherModelIdentifier": ("pattern",),
-    "BaseModelIdentifier": ("pattern",),
     "ModelId": ("pattern",),
     "EvaluationSummaries": ("min", "max"),
+}
+
+
+# Patterns that Tailor widens by one more alternative, keeping the rest of the contract: a
+# customization job may start from an imported model, by its ARN, or from a model CreateCustomModel
+# made (``custom-model/imported/ID``: it has no base model to name), which the base model pattern
+# refuses. Paths and every other unexpected text still never get past the contract.
+WIDENED: dict[str, str] = {
+    "BaseModelIdentifier": r"arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:"
+                           r"(imported-model|custom-model/imported)/[a-z0-9]{12}",
 }
 
 
@@ -122,6 +130,8 @@ def _combined() -> dict[str, Any]:
     shapes = dict(control["shapes"])
     for name, constraints in RELAXED.items():
         shapes[name] = {key: value for key, value in shapes[name].items() if key not in constraints}
+    for name, alternative in WIDENED.items():
+        shapes[name] = {**shapes[name], "pattern": f"({shapes[name]['pattern']})|({alternative})"}
     shapes.update({RUNTIME_PREFIX + name: _prefixed(shape, RUNTIME_PREFIX) for name, shape in runtime["shapes"].items()})
     operations = dict(control["operations"])
     operations.update({name: _prefixed(op, RUNTIME_PREFIX) for name, op in runtime["operations"].items()})
