@@ -20,7 +20,8 @@ nothing it does is out of an API's reach).
   the caller's custom model (``model_export.create_export``); ``GET /tailor/v1/custom-models/exports``
   and ``.../exports/{id}``: its status, stage, files and checks, and once Completed a signed download
   link that expires (``export_link_seconds``); ``GET .../exports/{id}/download?expires=&signature=``
-  streams the file to whoever holds the link (no key: a browser follows it), docs/export.md.
+  streams the file to whoever holds the link (no key: a browser follows it); ``DELETE .../exports/{id}``
+  stops a running export, or removes a finished one's file; docs/export.md.
 
 Each route authenticates as the Bedrock routes do (SigV4 or a bearer key; the caller sees only its
 own resources) and answers errors in the AWS rest-json envelope, field names in the messages.
@@ -178,6 +179,13 @@ async def get_export(request: Request, principal: str, body: bytes) -> dict:
     return model_export.export_json(row, settings, str(request.base_url))
 
 
+async def delete_export(request: Request, principal: str, body: bytes) -> dict:
+    store, settings = _state(request)
+    row = await run_in_threadpool(model_export.delete_export, store, principal, request.path_params["export_id"])
+    return {**model_export.export_json(row, settings, str(request.base_url)),
+            "deleted": row.status in ("Completed", "Failed", "Stopped")}
+
+
 async def list_exports(request: Request, principal: str, body: bytes) -> dict:
     store, settings = _state(request)
     rows = await run_in_threadpool(model_export.list_exports, store, principal)
@@ -209,6 +217,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/custom-models/exports", create_export),
     ("GET", "/custom-models/exports", list_exports),
     ("GET", "/custom-models/exports/{export_id}", get_export),
+    ("DELETE", "/custom-models/exports/{export_id}", delete_export),
 )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from tailor.services.records import find_owned, unfinished
 from tailor.settings import Settings
 from tailor.store.data_in_out import ExportJob
 from tailor.store.db import Store, utcnow
-from tailor.store.jobs import CustomModel
+from tailor.store.jobs import TERMINAL, CustomModel, transition
 
 OUTPUT = "output"  # the job's folder for what it made (kept when it completes: jobs/runner.py)
 PURPOSE = "model-export-download"
@@ -94,6 +95,23 @@ def get_export(store: Store, principal: str, export_id: str) -> ExportJob:
         row = session.scalar(select(ExportJob).where(ExportJob.id == job_id, ExportJob.principal == principal))
         if row is None:
             raise NotFound(f"Export {export_id} not found.")
+        session.expunge(row)
+        return row
+
+
+def delete_export(store: Store, principal: str, export_id: str) -> ExportJob:
+    """Delete the caller's export: one still queued or running is stopped first (the runner ends
+    its worker and removes what it half-wrote; its row stays, Stopped, until deleted again); an
+    ended one loses its file and its row, so its download link stops working at once."""
+    row = get_export(store, principal, export_id)
+    with store.session() as session:
+        row = session.get(ExportJob, row.id)
+        if row.status in TERMINAL:
+            session.delete(row)
+            shutil.rmtree(row.work_dir, ignore_errors=True)
+        elif row.status != "Stopping":
+            transition(row, "Stopping", stop_requested=True)
+        session.flush()
         session.expunge(row)
         return row
 

@@ -156,6 +156,25 @@ def test_links_cannot_be_forged_altered_moved_or_kept(server, exports):
                                   403, "AccessDeniedException")
 
 
+def test_deleting_an_export_stops_it_or_removes_its_file_and_link(server, model_arn, exports):
+    with api(server) as alice:
+        running = alice.post("/custom-models/exports", json={"modelIdentifier": model_arn, "format": "hf"}).json()
+        stopping = alice.delete(f"/custom-models/exports/{running['exportId']}").json()
+        assert stopping["status"] in ("Stopping", "Stopped") and not stopping["deleted"]
+        assert finished(alice, running["exportId"])["status"] == "Stopped"
+        gone = alice.delete(f"/custom-models/exports/{running['exportId']}").json()
+        assert gone["deleted"] and gone["status"] == "Stopped"
+        aws_error(alice.get(f"/custom-models/exports/{running['exportId']}"), 404, "ResourceNotFoundException")
+        with api(server, "bob") as bob:  # another's export is not found, not deletable
+            aws_error(bob.delete(f"/custom-models/exports/{exports['hf']['exportId']}"), 404,
+                      "ResourceNotFoundException")
+        link = exports["hf"]["downloadUrl"]
+        assert httpx.get(link, timeout=60).status_code == 200
+        assert alice.delete(f"/custom-models/exports/{exports['hf']['exportId']}").json()["deleted"]
+        aws_error(httpx.get(link, timeout=60), 404, "ResourceNotFoundException")  # the link ends with the export
+    assert not (server.home / "exports" / exports["hf"]["exportId"]).exists()
+
+
 def test_cli_exports_a_custom_model_by_name(server, model_arn, tmp_path, monkeypatch):
     """``tailor models export`` as the server's operator (same TAILOR_HOME), in this process."""
     from typer.testing import CliRunner
