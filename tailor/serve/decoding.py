@@ -58,9 +58,10 @@ def prefill(model, prompts: list[list[int]], pad: int, **forward):
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    output = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=DynamicCache(),
+    # ``cache`` (transformers >= 5.24; ``past_key_values`` is deprecated, to go in 5.40).
+    output = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=DynamicCache(),
                    use_cache=True, logits_to_keep=1, **forward)
-    return output.logits[:, -1, :], output.past_key_values, mask
+    return output.logits[:, -1, :], output.cache, mask
 
 
 def step(model, tokens, mask, cache, **forward):
@@ -69,9 +70,9 @@ def step(model, tokens, mask, cache, **forward):
 
     mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
     positions = mask.sum(-1, keepdim=True) - 1
-    output = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+    output = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
                    use_cache=True, **forward)
-    return output.logits[:, -1, :], output.past_key_values, mask
+    return output.logits[:, -1, :], output.cache, mask
 
 
 def generator_for(sampling: Sampling, device):
