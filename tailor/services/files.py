@@ -104,29 +104,26 @@ def content_of(store: Store, settings: Settings, principal: str, file_id: str) -
 
 def training_path(store: Store, settings: Settings, principal: str, file_id: str, field: str) -> str:
     """Where the caller's fine-tuning file ``file_id`` is, for a job to read (``field`` names it in errors)."""
-    with store.session() as session:
-        try:
-            row = _owned_file(session, principal, file_id)
-        except NotFound:
-            raise InvalidInput(f"{field}: file {file_id} not found; upload it with client.files.create"
-                               "(file=..., purpose=\"fine-tune\").", param=field) from None
-    if row.purpose != "fine-tune":
-        raise InvalidInput(f"{field}: file {file_id} has purpose {row.purpose!r}; a training file needs "
-                           "purpose \"fine-tune\".", param=field)
-    return str(content_path(settings.home, row.id))
+    return str(_input_path(store, settings, principal, file_id, field, "fine-tune", "a training file"))
 
 
 def batch_input_path(store: Store, settings: Settings, principal: str, file_id: str, field: str) -> Path:
     """Where the caller's batch input file ``file_id`` is, for a batch to read (``field`` names it in errors)."""
+    return _input_path(store, settings, principal, file_id, field, "batch", "a batch's input file")
+
+
+def _input_path(store: Store, settings: Settings, principal: str, file_id: str, field: str, purpose: str,
+                what: str) -> Path:
+    """The bytes of the caller's file ``file_id``, which must have been uploaded for ``purpose``."""
     with store.session() as session:
         try:
             row = _owned_file(session, principal, file_id)
         except NotFound:
             raise InvalidInput(f"{field}: file {file_id} not found; upload it with client.files.create"
-                               "(file=..., purpose=\"batch\").", param=field) from None
-    if row.purpose != "batch":
-        raise InvalidInput(f"{field}: file {file_id} has purpose {row.purpose!r}; a batch's input file needs "
-                           "purpose \"batch\".", param=field)
+                               f"(file=..., purpose=\"{purpose}\").", param=field) from None
+    if row.purpose != purpose:
+        raise InvalidInput(f"{field}: file {file_id} has purpose {row.purpose!r}; {what} needs "
+                           f"purpose \"{purpose}\".", param=field)
     return content_path(settings.home, row.id)
 
 

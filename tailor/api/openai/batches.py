@@ -18,15 +18,18 @@ answers the batch the first try made, as the fine-tuning routes do.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from datetime import timedelta
-
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from tailor.api.openai.common import caller, error_response, list_object, number
+from tailor.api.openai.common import (
+    RETRY_WINDOW,
+    caller,
+    create_token,
+    error_response,
+    list_object,
+    number,
+)
 from tailor.api.openai.routes import DEFAULT_MAX_TOKENS
 from tailor.errors import InvalidInput
 from tailor.services import batch_inference
@@ -34,7 +37,6 @@ from tailor.services.batch_inference import OpenAIBatchRequest
 from tailor.store.data_in_out import InvocationJob
 from tailor.wire.request_json import parse_json
 
-RETRY_WINDOW = timedelta(minutes=10)
 CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"}
 
 
@@ -125,16 +127,12 @@ async def create_batch(request: Request) -> Response:
         store, settings, principal = await caller(request)
         raw = await request.body()
         body = parse_json(raw)
-        digest = hashlib.sha256(raw).hexdigest()
-        if key := request.headers.get("idempotency-key"):
-            token = f"openai-key-{hashlib.sha256(key.encode()).hexdigest()}"
-        else:
-            if request.headers.get("x-stainless-retry-count", "0") not in ("", "0"):
-                earlier = await run_in_threadpool(batch_inference.find_retried_batch, store, principal,
-                                                  f"openai-body-{digest}-", RETRY_WINDOW)
-                if earlier is not None:
-                    return JSONResponse(batch_object(earlier))
-            token = f"openai-body-{digest}-{uuid.uuid4().hex}"
+        token, retried = create_token(request, raw)
+        if retried:
+            earlier = await run_in_threadpool(batch_inference.find_retried_batch, store, principal, retried,
+                                              RETRY_WINDOW)
+            if earlier is not None:
+                return JSONResponse(batch_object(earlier))
         batch_request = read_create(body, token=token)
         row = await run_in_threadpool(batch_inference.create_openai_batch, store, settings, principal, batch_request)
         return JSONResponse(batch_object(row))

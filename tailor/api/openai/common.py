@@ -1,9 +1,12 @@
 """What every OpenAI route shares: who is calling, an error in OpenAI's envelope, a whole-number
-query parameter, and OpenAI's list object."""
+query parameter, OpenAI's list object, and the idempotency token of a create."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
+from datetime import timedelta
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,6 +16,7 @@ from tailor.api.openai.errors import error_body
 from tailor.errors import InvalidInput, show_value
 
 _NUMBER = re.compile(r"[0-9]{1,10}")
+RETRY_WINDOW = timedelta(minutes=10)  # how long a retried create's body answers with the first one's result
 
 
 def error_response(error: Exception) -> JSONResponse:
@@ -45,3 +49,15 @@ def list_object(data: list[dict], has_more: bool) -> dict:
     """OpenAI's cursor page: ``after`` the last id to go on."""
     return {"object": "list", "data": data, "has_more": has_more,
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
+def create_token(request: Request, raw: bytes) -> tuple[str, str | None]:
+    """The token a create is stored under, in the shape Bedrock's clientRequestToken has (letters,
+    digits, hyphens), and for an SDK retry without an ``Idempotency-Key`` the token prefix its first
+    attempt was stored under (the caller answers with that one when found within ``RETRY_WINDOW``).
+    An ``Idempotency-Key`` is the token itself; otherwise the body's hash, made unique."""
+    if key := request.headers.get("idempotency-key"):
+        return f"openai-key-{hashlib.sha256(key.encode()).hexdigest()}", None
+    prefix = f"openai-body-{hashlib.sha256(raw).hexdigest()}-"
+    retried = request.headers.get("x-stainless-retry-count", "0") not in ("", "0")
+    return prefix + uuid.uuid4().hex, prefix if retried else None

@@ -11,24 +11,27 @@ token outright.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import uuid
-from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from tailor.api.openai import fine_tuning
-from tailor.api.openai.common import caller, error_response, list_object, number
+from tailor.api.openai.common import (
+    RETRY_WINDOW,
+    caller,
+    create_token,
+    error_response,
+    list_object,
+    number,
+)
 from tailor.errors import InvalidFields, InvalidHyperparameters
 from tailor.jobs.spec import JobView
 from tailor.services import customization, inference, job_events
 from tailor.store.db import utcnow
 from tailor.wire.request_json import parse_json
 
-RETRY_WINDOW = timedelta(minutes=10)
 _METADATA_KEY = re.compile(r"metadata\[(.+)\]")
 
 
@@ -58,17 +61,11 @@ async def create_job(request: Request) -> Response:
         store, settings, principal = await caller(request)
         raw = await request.body()
         body = fine_tuning.read_create(parse_json(raw))
-        digest = hashlib.sha256(raw).hexdigest()
-        # Tokens in the shape Bedrock's clientRequestToken has (letters, digits, hyphens).
-        if key := request.headers.get("idempotency-key"):
-            token = f"openai-key-{hashlib.sha256(key.encode()).hexdigest()}"
-        else:
-            if request.headers.get("x-stainless-retry-count", "0") not in ("", "0"):
-                earlier = await run_in_threadpool(customization.find_retried, store, principal,
-                                                  f"openai-body-{digest}-", RETRY_WINDOW)
-                if earlier is not None:
-                    return JSONResponse(await run_in_threadpool(job_object, store, earlier))
-            token = f"openai-body-{digest}-{uuid.uuid4().hex}"
+        token, retried = create_token(request, raw)
+        if retried:
+            earlier = await run_in_threadpool(customization.find_retried, store, principal, retried, RETRY_WINDOW)
+            if earlier is not None:
+                return JSONResponse(await run_in_threadpool(job_object, store, earlier))
         job_request = fine_tuning.customization_request(body, token)
         try:
             arn = await run_in_threadpool(customization.create_job, store, settings, principal, job_request)
