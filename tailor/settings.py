@@ -95,6 +95,13 @@ class Settings(BaseSettings):
                                  "another is refused (Bedrock's ServiceQuotaExceededException, OpenAI's 429) "
                                  "until one ends.")
     stop_grace_seconds: float = Field(default=10.0, description="How long a stopping job may take before it is killed.")
+    # Where job workers run (tailor/jobs/executors; docs/scaling.md).
+    executor: Literal["local", "ray"] = Field(default="local", description="local: each job's worker is a "
+                                              "process on the server's machine; ray: each job runs on a Ray "
+                                              "cluster (ray_address) with the resources its estimate asks for.")
+    ray_address: str | None = Field(default=None, description="The Ray cluster's dashboard address for the ray "
+                                    "executor, e.g. http://ray-head:8265; unset: RAY_ADDRESS, else a local "
+                                    "cluster's default (http://127.0.0.1:8265).")
     # Batch inference (CreateModelInvocationJob, /v1/batches; docs/batch-inference.md).
     batch_max_records: int = Field(default=50_000, ge=1, description="Records (lines) one batch inference job "
                                    "may hold, all its input files together (Bedrock's and OpenAI's 50,000); "

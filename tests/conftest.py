@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.backing.postgres import *  # noqa: F401,F403  (fixtures: PostgreSQL servers)
+from tests.backing.ray_cluster import *  # noqa: F401,F403  (fixtures: a local Ray cluster)
+from tests.backing.s3 import *  # noqa: F401,F403  (fixtures: an S3-protocol server)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"  # beside the checkout; tests use the fixture
 SEED_002_SYSTEM = ("You are a high-performance QA assistant that responds to questions concisely, "

@@ -41,7 +41,7 @@ from sqlalchemy import func, select, update
 from tailor import trained
 from tailor.settings import Settings
 from tailor.store.data_in_out import ExportJob, ImportJob, InvocationJob
-from tailor.store.db import Store, utcnow
+from tailor.store.db import CLAIM_LOCK, Store, hold_lock, utcnow
 from tailor.store.evals import EvalRun
 from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
 from tailor.train import distributed
@@ -226,6 +226,10 @@ class Runner:
     def _start_queued(self) -> None:
         while True:
             with self.store.session() as session:
+                # One server at a time counts and claims, so several servers on one database never
+                # start more than max_concurrent_jobs between them (each job is claimed once anyway:
+                # the UPDATE below only succeeds while the job is still queued).
+                hold_lock(session, CLAIM_LOCK)
                 running = sum(session.scalar(select(func.count()).select_from(table).where(
                     table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES)))
                     for table in WORKERS)

@@ -6,6 +6,7 @@ with the migrated schema).
 
 from tailor.store import (  # noqa: F401
     buckets,
+    counters,
     data_in_out,
     deployments,
     evals,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, select
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -84,8 +84,25 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as connection:
+        # Several servers may start at once on one PostgreSQL database: the first migrates, the
+        # others wait here and then find the schema at ``revision``. (SQLite's write lock does the same.)
+        hold_lock(connection, MIGRATION_LOCK)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+# Keys of PostgreSQL advisory locks (any 64-bit numbers, the same in every Tailor process).
+MIGRATION_LOCK = 0x7A11_0001
+CLAIM_LOCK = 0x7A11_0002
+
+
+def hold_lock(connection_or_session, key: int) -> None:
+    """Hold a database-wide lock until the current transaction ends, so that what several servers
+    do in such a transaction happens one server at a time. PostgreSQL: an advisory transaction
+    lock; SQLite needs none, as its transactions that write already run one at a time."""
+    bind = connection_or_session.get_bind() if isinstance(connection_or_session, Session) else connection_or_session
+    if bind.dialect.name == "postgresql":
+        connection_or_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class Store:

@@ -33,6 +33,11 @@ class JobLifecycle:
     failure_message: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
     pid_started: Mapped[str | None] = mapped_column(String(32))  # the process's start time: pid reuse guard
+    # Where the current attempt runs (tailor/jobs/executors): "local" (a process on ``host``, which
+    # only a server on that host can judge by its pid) or "ray" (``executor_ref``: Ray's submission id).
+    executor: Mapped[str | None] = mapped_column(String(16))
+    executor_ref: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(255))
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     work_dir: Mapped[str] = mapped_column(String(4096))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

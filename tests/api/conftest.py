@@ -106,17 +106,23 @@ class Server:
                              + (self.home / "server.log").read_text()[-2000:])
 
 
-def kill_workers(home: Path) -> None:
-    """Job workers run in their own sessions (they outlive a server); end them with the test."""
-    import sqlite3
+def kill_workers(home: Path, database_url: str | None = None) -> None:
+    """Job workers run in their own sessions (they outlive a server); end them with the test.
+    ``database_url``: the server's TAILOR_DATABASE_URL when it is not the SQLite file in ``home``."""
+    from sqlalchemy import create_engine, text
 
-    database = home / "tailor.db"
-    if not database.exists():
-        return
-    with sqlite3.connect(database) as connection:
-        pids = [row[0] for table in ("jobs", "evaluation_jobs", "eval_runs", "invocation_jobs", "import_jobs",
-                                             "export_jobs")
-                for row in connection.execute(f"SELECT pid FROM {table} WHERE pid IS NOT NULL")]
+    if database_url is None:
+        if not (home / "tailor.db").exists():
+            return
+        database_url = f"sqlite:///{home / 'tailor.db'}"
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            pids = [row[0] for table in ("jobs", "evaluation_jobs", "eval_runs", "invocation_jobs", "import_jobs",
+                                         "export_jobs")
+                    for row in connection.execute(text(f"SELECT pid FROM {table} WHERE pid IS NOT NULL"))]
+    finally:
+        engine.dispose()
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -149,27 +155,32 @@ def insecure_local_server(home: Path) -> Iterator[tuple[int, subprocess.Popen]]:
 
 
 @contextmanager
-def running_server(home: Path, aliases: dict[str, str], args: tuple[str, ...] = ()) -> Iterator[Server]:
+def running_server(home: Path, aliases: dict[str, str], args: tuple[str, ...] = (),
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
     """``tailor serve`` on a free port with access keys for alice and bob; stopped afterwards.
 
-    ``args`` are extra ``tailor serve`` options (``("--no-runner",)``: the API without the job runner).
+    ``args`` are extra ``tailor serve`` options (``("--no-runner",)``: the API without the job runner);
+    ``env`` extra environment (``TAILOR_DATABASE_URL``, ``TAILOR_EXECUTOR``, ...), which the keys are
+    made with too.
     """
     from tailor.services.keys import create_key
     from tailor.settings import Settings
     from tailor.store.db import open_store
 
-    settings = Settings(home=home)
+    extra = env or {}
+    settings = Settings(home=home, database_url=extra.get("TAILOR_DATABASE_URL"))
     store = open_store(settings)
     keys = {name: create_key(store, settings, name) for name in ("alice", "bob")}
+    store.engine.dispose()
     env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_MODEL_ALIASES": json.dumps(aliases),
-           "TAILOR_STRICT_OUTPUT": "1"}
+           "TAILOR_STRICT_OUTPUT": "1", **extra}
     running = Server(home, f"http://127.0.0.1:{free_port()}", keys, env=env, args=tuple(args))
     running.start()
     try:
         yield running
     finally:
         running.kill()
-        kill_workers(home)
+        kill_workers(home, extra.get("TAILOR_DATABASE_URL"))
 
 
 @pytest.fixture
