@@ -224,29 +224,35 @@ class Runner:
             pass
 
     def _start_queued(self) -> None:
-        while True:
-            with self.store.session() as session:
-                # One server at a time counts and claims, so several servers on one database never
-                # start more than max_concurrent_jobs between them (each job is claimed once anyway:
-                # the UPDATE below only succeeds while the job is still queued).
-                hold_lock(session, CLAIM_LOCK)
-                running = sum(session.scalar(select(func.count()).select_from(table).where(
-                    table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES)))
-                    for table in WORKERS)
-                if running >= self.settings.max_concurrent_jobs:
-                    return
-                queued = [session.scalar(select(table).where(table.status == "InProgress", table.phase == "queued")
-                                         .order_by(table.created_at, table.id).limit(1)) for table in WORKERS]
-                queued = [job for job in queued if job is not None]
-                if not queued:
-                    return
-                job = min(queued, key=lambda j: (j.created_at, j.id))
-                table = type(job)
-                # Claim it: only one server wins a job even when several share a database.
-                claimed = session.execute(update(table).where(table.id == job.id, table.phase == "queued")
-                                          .values(phase="starting", last_modified_at=utcnow())).rowcount
-            if claimed:
-                self._spawn(table, job.id, Path(job.work_dir), self._processes(job))
+        while (claimed := self.claim_next()) is not None:
+            table, job = claimed
+            self._spawn(table, job.id, Path(job.work_dir), self._processes(job))
+
+    def claim_next(self) -> tuple[type, JobLifecycle] | None:
+        """Claim the oldest queued job of any kind (phase queued -> starting) if fewer than
+        ``max_concurrent_jobs`` are running; None when there is none or no room. Several servers
+        may call this at once on one database: each job is claimed by exactly one of them."""
+        with self.store.session() as session:
+            # One server at a time counts and claims, so servers sharing a database never start more
+            # than max_concurrent_jobs between them (a job is claimed once anyway: the UPDATE below
+            # only succeeds while it is still queued).
+            hold_lock(session, CLAIM_LOCK)
+            running = sum(session.scalar(select(func.count()).select_from(table).where(
+                table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES)))
+                for table in WORKERS)
+            if running >= self.settings.max_concurrent_jobs:
+                return None
+            queued = [session.scalar(select(table).where(table.status == "InProgress", table.phase == "queued")
+                                     .order_by(table.created_at, table.id).limit(1)) for table in WORKERS]
+            queued = [job for job in queued if job is not None]
+            if not queued:
+                return None
+            job = min(queued, key=lambda j: (j.created_at, j.id))
+            table = type(job)
+            claimed = session.execute(update(table).where(table.id == job.id, table.phase == "queued")
+                                      .values(phase="starting", last_modified_at=utcnow())).rowcount
+        # Lost to another server between the read and the UPDATE: look again.
+        return (table, job) if claimed else self.claim_next()
 
     def _processes(self, job: JobLifecycle) -> int:
         """How many processes train ``job``: the server's setting for the supervised recipes, which
