@@ -10,16 +10,19 @@ fine-tuning job create makes no second job (``jobs.py``).
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from datetime import timedelta
-
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tailor.api.openai import evals
-from tailor.api.openai.common import caller, error_response, list_object, number
+from tailor.api.openai.common import (
+    RETRY_WINDOW,
+    caller,
+    create_token,
+    error_response,
+    list_object,
+    number,
+)
 from tailor.errors import InvalidFields, InvalidInput, show_value
 from tailor.graders.openai import InvalidGrader
 from tailor.services import eval_report
@@ -27,7 +30,6 @@ from tailor.services import evals as service
 from tailor.store.evals import EvalRun
 from tailor.wire.request_json import parse_json
 
-RETRY_WINDOW = timedelta(minutes=10)
 MAX_LIMIT = 100
 
 
@@ -140,18 +142,12 @@ async def delete_eval(request: Request, eval_id: str) -> Response:
 
 async def create_run(request: Request, eval_id: str) -> Response:
     raw = await request.body()
-    digest = hashlib.sha256(raw + eval_id.encode()).hexdigest()
-    retried = request.headers.get("x-stainless-retry-count", "0") not in ("", "0")
-    key = request.headers.get("idempotency-key")
+    # The eval's id joins the body in the hash: the same body sent to two evals is two runs.
+    token, retried = create_token(request, raw + eval_id.encode())
 
     def work(store, settings, principal):
-        if key:
-            token = f"openai-key-{hashlib.sha256(key.encode()).hexdigest()}"
-        else:
-            if retried and (earlier := service.find_retried_run(store, principal, f"openai-body-{digest}-",
-                                                                 RETRY_WINDOW)) is not None:
-                return _run_object(request, settings, earlier)
-            token = f"openai-body-{digest}-{uuid.uuid4().hex}"
+        if retried and (earlier := service.find_retried_run(store, principal, retried, RETRY_WINDOW)) is not None:
+            return _run_object(request, settings, earlier)
         run = service.create_run(store, settings, principal, evals.run_request(eval_id, parse_json(raw), token))
         return _run_object(request, settings, run)
 
