@@ -53,3 +53,17 @@ def test_sampling_follows_its_seed_and_rows_stop_at_the_token_limit(tiny):
     long = complete(tiny.model, tiny.tokenizer, prompts, Sampling(max_tokens=24))
     assert all(whole.startswith(start) for start, whole in zip(short, long))
     assert sum(len(whole) > len(start) for start, whole in zip(short, long)) >= 1
+
+
+def test_decoding_uses_the_cache_argument_not_the_deprecated_past_key_values(tiny):
+    """transformers >= 5.24 renamed the forward's ``past_key_values`` to ``cache`` and will drop the old
+    name (5.40): prefill and step must pass and read the new one, or serving breaks on that upgrade."""
+    import warnings
+
+    from tailor.data.render import prompt_ids
+
+    prompts = [prompt_ids(tiny.tokenizer, turns) for turns in CONVERSATIONS]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        complete(tiny.model, tiny.tokenizer, prompts, Sampling(max_tokens=8))
+    assert not [str(w.message) for w in caught if "past_key_values" in str(w.message)]
