@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(default=None, description="The Ray cluster's dashboard address for the ray "
                                     "executor, e.g. http://ray-head:8265; unset: RAY_ADDRESS, else a local "
                                     "cluster's default (http://127.0.0.1:8265).")
+    ray_python: str = Field(default="python", description="The Python that runs a job's worker on the Ray "
+                            "cluster's nodes (with Tailor installed), e.g. /opt/tailor/.venv/bin/python.")
+    ray_gpus_per_process: int | None = Field(default=None, ge=0, description="GPUs a job asks Ray for per "
+                                             "training process. Unset: 1 when the server sees a GPU, else 0.")
     # Batch inference (CreateModelInvocationJob, /v1/batches; docs/batch-inference.md).
     batch_max_records: int = Field(default=50_000, ge=1, description="Records (lines) one batch inference job "
                                    "may hold, all its input files together (Bedrock's and OpenAI's 50,000); "
@@ -149,6 +153,10 @@ class Settings(BaseSettings):
         "loopback names and the address `tailor serve` listens on.")
     api_docs: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json (they need no "
                            "credentials, so they are off unless the operator wants them).")
+    # GET /metrics (tailor/api/metrics.py; docs/metrics.md): they show every tenant's activity.
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token a Prometheus scrape of /metrics must send (Authorization: Bearer "
+        "TOKEN). Unset: /metrics answers loopback clients only (not through a forwarding proxy).")
 
     # The web console (tailor/api/console; docs/console.md).
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a console "
@@ -164,6 +172,32 @@ class Settings(BaseSettings):
     engine_max_models: int = Field(default=2, ge=1, description="Base (or full-weight) models kept in memory; "
                                    "the least recently used one is unloaded to make room.")
     engine_max_adapters: int = Field(default=8, ge=1, description="LoRA adapters kept loaded per base model (LRU).")
+    # Serving by vLLM instead (tailor/serve/vllm_backend.py; docs/serving.md, "vLLM backend"): one vLLM
+    # OpenAI-compatible server process per base model, started from vLLM's own environment (it pins its
+    # own torch), LoRA adapters loaded into it and unloaded at run time.
+    serving_backend: Literal["engine", "vllm"] = Field(default="engine", description="What answers inference "
+                                                       "requests: Tailor's own engine, or vLLM servers.")
+    vllm_python: str = Field(default="", description="The Python of the environment vLLM is installed in "
+                             "(e.g. /opt/vllm/bin/python); empty: .venv-vllm/bin/python next to the project, "
+                             "then this interpreter.")
+    vllm_max_models: int = Field(default=1, ge=1, description="vLLM server processes kept running, one per base "
+                                 "model; the least recently used idle one is stopped to make room.")
+    vllm_max_adapters: int = Field(default=8, ge=1, description="LoRA adapters registered per vLLM server (LRU; "
+                                   "also its --max-loras and --max-cpu-loras).")
+    vllm_max_lora_rank: int = Field(default=64, ge=1, description="Highest LoRA rank a vLLM server accepts "
+                                    "(--max-lora-rank).")
+    vllm_gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1, description="Share of GPU memory one "
+                                               "vLLM server may take (on a GPU).")
+    vllm_cpu_kvcache_gib: int = Field(default=1, ge=1, description="KV cache of one vLLM server on a CPU, in GiB "
+                                      "(VLLM_CPU_KVCACHE_SPACE).")
+    vllm_extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` arguments, as a JSON "
+                                       "list (e.g. [\"--tensor-parallel-size\", \"2\"]).")
+    vllm_start_timeout_seconds: float = Field(default=600.0, gt=0, description="Longest a vLLM server may take "
+                                              "to start (loading weights, compiling, profiling).")
+    vllm_servers: dict[str, str] = Field(default_factory=dict, description="vLLM servers already running, to use "
+                                         "instead of starting one: base model (as deployments name it: a catalog "
+                                         "id, alias or folder) -> URL, e.g. {\"tailor.tiny\": \"http://gpu1:8000\"}. "
+                                         "Each must serve that base as `base` with runtime LoRA updating on.")
     inference_timeout_seconds: float = Field(default=120.0, gt=0, description="Longest one inference request may "
                                              "run before it ends with ModelTimeoutException.")
     slots_per_model_unit: int = Field(default=8, ge=1, description="Requests one provisioned model unit runs at "
@@ -209,6 +243,15 @@ class Settings(BaseSettings):
     s3_connect_timeout_seconds: float = Field(default=5.0, gt=0, description="Connect timeout per S3 request.")
     s3_read_timeout_seconds: float = Field(default=60.0, gt=0, description="Read timeout per S3 request.")
     s3_max_attempts: int = Field(default=3, ge=1, description="Attempts per S3 request, the first included.")
+    # Large files go up in parts (boto3's TransferConfig): S3 takes at most 5 GiB in one PUT and
+    # wants every part but the last to be at least 5 MiB. The defaults are boto3's own.
+    s3_multipart_threshold_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 ** 3,
+        description="Files of at least this size are uploaded to the S3 endpoint in parts (multipart upload).")
+    s3_multipart_chunk_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 ** 3,
+        description="Size of each part of a multipart upload (S3's minimum is 5 MiB, its maximum 5 GiB; "
+        "an object has at most 10,000 parts, so boto3 raises the part size for larger files).")
 
     @classmethod
     def settings_customise_sources(

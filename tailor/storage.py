@@ -10,6 +10,11 @@
   object into ``$TAILOR_HOME/cache/s3/BUCKET/KEY`` and downloads it again only when its ETag or
   size changed.
 
+Large objects never pass through memory whole: uploads of files from ``s3_multipart_threshold_bytes``
+(8 MiB) up go in parts of ``s3_multipart_chunk_bytes`` (multipart upload, boto3's transfer manager);
+downloads are copied to the cache a megabyte at a time; ``iter_lines`` reads a JSON Lines file
+line by line off the response stream, for a reader that needs one pass and no local copy.
+
 Every failure of the service (no such bucket or key, access denied, endpoint unreachable) becomes
 a ``tailor.errors`` exception whose message names the URI and the endpoint. boto3 is imported
 inside the functions that talk to the service: the control plane imports this module, and with
@@ -73,6 +78,41 @@ def read_bytes(uri: str, settings: Settings | None = None) -> bytes:
         return response["Body"].read()
 
 
+def iter_lines(uri: str, settings: Settings | None = None) -> Iterator[bytes]:
+    """The lines of the file or object the URI names, each with its ``\\n`` (the last may have
+    none), read as a stream: an ``s3://`` object on the endpoint comes off the GET's response a
+    megabyte at a time, so memory holds one chunk and one line, whatever the object's size.
+
+    A generator: nothing is requested until the first line is asked for, and the errors (``NotFound``
+    and the rest, as every function here raises them) come then. Closing it early (``break``)
+    closes the connection's stream.
+    """
+    settings = settings or get_settings()
+    remote = _remote_object(uri, settings)
+    if remote is None:
+        with _existing_local_file(uri, settings).open("rb") as file:
+            yield from file
+        return
+    bucket, key = remote
+    with _service_errors(uri, settings, bucket):
+        body = _client(settings).get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            # Not botocore's StreamingBody.iter_lines: it also splits at "\r" (bytes.splitlines), so a
+            # record would read differently from S3 than from a local file, which splits at "\n" only.
+            pending = bytearray()  # the line being read, across chunk boundaries
+            for chunk in body.iter_chunks(_CHUNK_BYTES):
+                pending += chunk
+                start = 0
+                while (end := pending.find(b"\n", start)) >= 0:
+                    yield bytes(pending[start:end + 1])
+                    start = end + 1
+                del pending[:start]
+            if pending:
+                yield bytes(pending)
+        finally:
+            body.close()
+
+
 def size(uri: str, settings: Settings | None = None) -> int:
     """The size in bytes of the file or object the URI names (for s3://, without downloading it)."""
     settings = settings or get_settings()
@@ -133,7 +173,7 @@ def upload_file(source: Path, uri: str, settings: Settings | None = None) -> Pat
         return destination
     bucket, key = remote
     with _service_errors(uri, settings, bucket):
-        _client(settings).upload_file(str(source), bucket, key)
+        _client(settings).upload_file(str(source), bucket, key, Config=_transfer_config(settings))
     return uri
 
 
@@ -150,11 +190,11 @@ def copy_tree(source: Path, uri: str, settings: Settings | None = None) -> Path 
         shutil.copytree(source, destination, dirs_exist_ok=True)
         return destination
     bucket, prefix = bucket_and_prefix
-    client = _client(settings)
+    client, config = _client(settings), _transfer_config(settings)
     for path in sorted(p for p in Path(source).rglob("*") if p.is_file()):
         key = prefix + path.relative_to(source).as_posix()
         with _service_errors(f"s3://{bucket}/{key}", settings, bucket):
-            client.upload_file(str(path), bucket, key)
+            client.upload_file(str(path), bucket, key, Config=config)
     return uri
 
 
@@ -213,7 +253,11 @@ def ensure_bucket(bucket: str, settings: Settings | None = None) -> None:
     if _bucket_exists(bucket, settings, strict=True):
         return
     with _service_errors(uri, settings, bucket):
-        _client(settings).create_bucket(Bucket=bucket)
+        client = _client(settings)
+        region = client.meta.region_name
+        # Outside us-east-1, S3 wants the bucket's region named (IllegalLocationConstraintException).
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        client.create_bucket(Bucket=bucket, **where)
 
 
 def local_bucket_exists(bucket: str, settings: Settings) -> bool:
@@ -359,6 +403,14 @@ def _cached_client(endpoint: str, region: str | None, access_key_id: str | None,
                           region_name=region or session.region_name or "us-east-1")
 
 
+def _transfer_config(settings: Settings) -> Any:
+    """How boto3's transfer manager uploads: files from the threshold up in parts, several at once."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=settings.s3_multipart_threshold_bytes,
+                          multipart_chunksize=settings.s3_multipart_chunk_bytes)
+
+
 def _head(uri: str, bucket: str, key: str, settings: Settings) -> dict:
     with _service_errors(uri, settings, bucket, check_bucket=True):
         return _client(settings).head_object(Bucket=bucket, Key=key)
@@ -431,7 +483,7 @@ def _service_errors(uri: str, settings: Settings, bucket: str, check_bucket: boo
         if not isinstance(error, ClientError):
             raise InvalidInput(f"S3 request for {uri} failed {where}: {error}") from None
         code = str(error.response.get("Error", {}).get("Code", ""))
-        message = error.response.get("Error", {}).get("Message") or ""
+        message = (error.response.get("Error", {}).get("Message") or "").rstrip(". ")  # our sentence adds the "."
         detail = f"{code}: {message}" if message else code
         if code == "NoSuchBucket" or (code in _MISSING_CODES and check_bucket
                                       and not _bucket_exists(bucket, settings)):

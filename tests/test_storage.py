@@ -1,8 +1,8 @@
 """storage.py: paths, file:// URIs, local buckets, and s3:// on a real S3-compatible server.
 
-The remote tests run moto's standalone server on 127.0.0.1 in a thread; boto3 reaches it over
-HTTP exactly as it would reach MinIO or AWS. Each test uses buckets of its own, so one server
-serves the whole module.
+The remote tests run against moto's standalone S3 server on 127.0.0.1 (``s3``, tests/backing/s3.py:
+one server process for the session, emptied before each test); boto3 reaches it over HTTP exactly
+as it would reach MinIO or AWS. Large transfers (multipart, streaming) are in test_storage_s3.py.
 """
 
 from __future__ import annotations
@@ -91,49 +91,37 @@ def test_bad_uris_are_invalid_input():
 
 # ---- s3:// on an S3-compatible server ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3_server() -> str:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+@pytest.fixture
+def remote(s3, monkeypatch) -> str:
+    """Tailor pointed at the session's S3 server (tests/backing/s3.py), with credentials from the
+    standard AWS chain (the environment)."""
+    monkeypatch.setenv("TAILOR_S3_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3.region)
+    return s3.endpoint
 
 
 @pytest.fixture
-def remote(s3_server, monkeypatch) -> str:
-    monkeypatch.setenv("TAILOR_S3_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return s3_server
-
-
-@pytest.fixture
-def s3(remote):
+def client(s3, remote):
     """A plain boto3 client on the same server, to look behind storage's back."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=remote, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return s3.client()
 
 
 @pytest.fixture
-def bucket(s3) -> str:
+def bucket(client) -> str:
     name = f"bucket-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
+    client.create_bucket(Bucket=name)
     return name
 
 
-def test_upload_size_and_download(bucket, s3, tailor_home, tmp_path):
+def test_upload_size_and_download(bucket, client, tailor_home, tmp_path):
     source = tmp_path / "train.jsonl"
     source.write_text(DATASET)
     uri = f"s3://{bucket}/datasets/train.jsonl"
     assert storage.upload_file(source, uri) == uri
     assert not (tailor_home / "buckets").exists()  # went to the server, not to a local bucket
-    assert s3.get_object(Bucket=bucket, Key="datasets/train.jsonl")["Body"].read() == DATASET.encode()
+    assert client.get_object(Bucket=bucket, Key="datasets/train.jsonl")["Body"].read() == DATASET.encode()
 
     assert storage.size(uri) == len(DATASET)
     assert storage.read_bytes(uri) == DATASET.encode()
@@ -143,9 +131,9 @@ def test_upload_size_and_download(bucket, s3, tailor_home, tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
-def test_the_cache_is_reused_until_the_object_changes(bucket, s3):
+def test_the_cache_is_reused_until_the_object_changes(bucket, client):
     uri = f"s3://{bucket}/train.jsonl"
-    s3.put_object(Bucket=bucket, Key="train.jsonl", Body=b"first\n")
+    client.put_object(Bucket=bucket, Key="train.jsonl", Body=b"first\n")
     path = storage.local_path(uri)
     first = path.stat()
     assert path.read_bytes() == b"first\n"
@@ -154,21 +142,21 @@ def test_the_cache_is_reused_until_the_object_changes(bucket, s3):
     second = path.stat()
     assert (second.st_ino, second.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # not downloaded again
 
-    s3.put_object(Bucket=bucket, Key="train.jsonl", Body=b"second version\n")
+    client.put_object(Bucket=bucket, Key="train.jsonl", Body=b"second version\n")
     assert storage.local_path(uri).read_bytes() == b"second version\n"
 
     path.write_bytes(b"tampered\n")  # a copy that no longer matches its record is replaced
     assert storage.local_path(uri).read_bytes() == b"second version\n"
 
 
-def test_copy_tree_uploads_every_file_under_the_prefix(bucket, s3, tmp_path):
+def test_copy_tree_uploads_every_file_under_the_prefix(bucket, client, tmp_path):
     folder = tmp_path / "training_artifacts"
     (folder / "sub").mkdir(parents=True)
     (folder / "step_wise_training_metrics.csv").write_text("step,loss\n1,2.5\n")
     (folder / "sub" / "more.csv").write_text("x\n")
     uri = f"s3://{bucket}/output/model-customization-job-abc/training_artifacts"
     assert storage.copy_tree(folder, uri) == uri
-    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
     assert sorted(item["Key"] for item in listed) == [
         "output/model-customization-job-abc/training_artifacts/step_wise_training_metrics.csv",
         "output/model-customization-job-abc/training_artifacts/sub/more.csv",
@@ -212,12 +200,10 @@ def test_an_unreachable_endpoint_is_a_clear_error_quickly(monkeypatch):
     assert time.monotonic() - started < 5
 
 
-def test_wrong_credentials_are_access_denied(bucket, monkeypatch, remote):
-    # moto accepts any key unless told to check them. Its server runs in this process, so its
-    # own switch turns the checks on: an unknown key then gets 403, as from any S3 service.
-    import moto.settings
-
-    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+def test_wrong_credentials_are_access_denied(bucket, monkeypatch, remote, s3):
+    # moto accepts any key until told to check signatures; then a key it does not know gets 403, as
+    # from any S3 service.
+    s3.check_signatures()
     monkeypatch.setenv("TAILOR_S3_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
     monkeypatch.setenv("TAILOR_S3_SECRET_ACCESS_KEY", "wrong")
     settings = Settings(s3_max_attempts=1)
@@ -226,6 +212,8 @@ def test_wrong_credentials_are_access_denied(bucket, monkeypatch, remote):
         storage.size(f"s3://{bucket}/train.jsonl", settings)
     with pytest.raises(AccessDenied, match=expected):
         storage.read_bytes(f"s3://{bucket}/train.jsonl", settings)
+    with pytest.raises(AccessDenied, match=expected):
+        next(storage.iter_lines(f"s3://{bucket}/train.jsonl", settings))
 
 
 def test_no_credentials_are_access_denied_saying_what_to_set(remote, monkeypatch):
@@ -235,11 +223,11 @@ def test_no_credentials_are_access_denied_saying_what_to_set(remote, monkeypatch
         storage.size("s3://b/k")
 
 
-def test_tailor_credentials_take_precedence_and_must_come_in_pairs(bucket, s3, monkeypatch):
+def test_tailor_credentials_take_precedence_and_must_come_in_pairs(bucket, client, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("TAILOR_S3_ACCESS_KEY_ID", "tailor")
-    s3.put_object(Bucket=bucket, Key="k", Body=b"12345")
+    client.put_object(Bucket=bucket, Key="k", Body=b"12345")
     with pytest.raises(InvalidInput, match="Set both TAILOR_S3_ACCESS_KEY_ID and TAILOR_S3_SECRET_ACCESS_KEY"):
         storage.size(f"s3://{bucket}/k")
     monkeypatch.setenv("TAILOR_S3_SECRET_ACCESS_KEY", "secret")
@@ -251,13 +239,13 @@ def test_remote_uris_must_name_an_object(remote):
         storage.local_path("s3://bucket/folder/")
 
 
-def test_validate_reads_a_dataset_from_the_server(bucket, s3):
+def test_validate_reads_a_dataset_from_the_server(bucket, client):
     from tailor.catalog import CustomizationType, resolve_model
     from tailor.data.validate import validate
 
     records = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
                for i in range(10)]
-    s3.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    client.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
     settings = Settings()
     model = resolve_model("tailor.tiny", settings)
     report = validate(f"s3://{bucket}/train.jsonl", CustomizationType.FINE_TUNING, model, settings=settings)
@@ -265,12 +253,12 @@ def test_validate_reads_a_dataset_from_the_server(bucket, s3):
     assert report.ok
 
     records[3]["messages"][1]["role"] = "user"
-    s3.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
+    client.put_object(Bucket=bucket, Key="train.jsonl", Body="".join(json.dumps(r) + "\n" for r in records).encode())
     report = validate(f"s3://{bucket}/train.jsonl", CustomizationType.FINE_TUNING, model, settings=settings)
     assert [problem.line for problem in report.problems] == [4]  # the changed object was read again
 
 
-def test_cli_data_upload_goes_to_the_server_into_the_principals_buckets(bucket, s3, tmp_path, remote):
+def test_cli_data_upload_goes_to_the_server_into_the_principals_buckets(bucket, client, tmp_path, remote):
     from tailor.cli import app
 
     source = tmp_path / "train.jsonl"
@@ -279,17 +267,17 @@ def test_cli_data_upload_goes_to_the_server_into_the_principals_buckets(bucket, 
     result = CliRunner().invoke(app, [*upload, f"s3://{bucket}/train.jsonl", "--principal", "alice"])
     assert result.exit_code == 0, result.output
     assert f"(S3 endpoint {remote}) for alice" in result.output
-    assert s3.get_object(Bucket=bucket, Key="train.jsonl")["Body"].read() == DATASET.encode()
+    assert client.get_object(Bucket=bucket, Key="train.jsonl")["Body"].read() == DATASET.encode()
 
     # A bucket new to the endpoint is created for the principal; nobody else may then write there.
     fresh = f"fresh-{uuid.uuid4().hex[:12]}"
     result = CliRunner().invoke(app, [*upload, f"s3://{fresh}/train.jsonl", "--principal", "bob"])
     assert result.exit_code == 0, result.output
-    assert s3.get_object(Bucket=fresh, Key="train.jsonl")["Body"].read() == DATASET.encode()
+    assert client.get_object(Bucket=fresh, Key="train.jsonl")["Body"].read() == DATASET.encode()
     result = CliRunner().invoke(app, [*upload, f"s3://{fresh}/other.jsonl", "--principal", "alice"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"you may not write to s3://{fresh}/other.jsonl" in result.output
-    assert "Contents" not in s3.list_objects_v2(Bucket=fresh, Prefix="other")
+    assert "Contents" not in client.list_objects_v2(Bucket=fresh, Prefix="other")
 
     result = CliRunner().invoke(app, [*upload, f"s3://{bucket}/x.jsonl"])
     assert result.exit_code == 2 and "--principal" in result.output  # the owner must be named

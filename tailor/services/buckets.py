@@ -151,6 +151,19 @@ def authorize(store: Store, principal: str, uri: str, access: Access, field: str
     raise _denied(uri, access, field, bucket)
 
 
+def authorize_input(store: Store, settings: Settings, principal: str, uri: str, field: str) -> None:
+    """Authorise a file a job reads and prove that it is there, before the job is queued: the caller
+    must be allowed to read it (``authorize``, first, so that nobody learns what another principal's
+    bucket holds), then one HEAD request (a stat, for a local bucket) finds it. Raises
+    ``AccessDenied`` (not theirs) or ``InvalidInput`` naming the field and the URI (no such object
+    or bucket, or the server's own credentials cannot read it)."""
+    authorize(store, principal, uri, "read", field)
+    try:
+        storage.size(uri, settings)
+    except (InvalidInput, NotFound, AccessDenied) as error:
+        raise InvalidInput(f"{field}: {error.message}") from None
+
+
 def claim_output(store: Store, settings: Settings, principal: str, uri: str, field: str) -> None:
     """Authorise an output location for writing and prove it writable, before any compute runs.
 

@@ -430,9 +430,9 @@ def _authorize_data(store: Store, settings: Settings, principal: str, request: C
         return (files.training_path(store, settings, principal, request.training_uri, fields.training_uri),
                 tuple(files.training_path(store, settings, principal, file_id, fields.validation_uri)
                       for file_id in request.validation_uris))
-    buckets.authorize(store, principal, request.training_uri, "read", fields.training_uri)
+    buckets.authorize_input(store, settings, principal, request.training_uri, fields.training_uri)
     for position, uri in enumerate(request.validation_uris):
-        buckets.authorize(store, principal, uri, "read", fields.validation_uri.format(i=position))
+        buckets.authorize_input(store, settings, principal, uri, fields.validation_uri.format(i=position))
     output(store, settings, principal, request.output_uri, fields.output_uri)
     return request.training_uri, request.validation_uris
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -154,13 +155,16 @@ def first_records(settings: Settings, uri: str, first: int) -> list[dict[str, An
     """The file's first ``first`` non-blank lines: ``{"line", "record"}`` parsed, or ``{"line", "error"}``.
 
     The records together hold at most ``max_prompt_characters`` (what one inference request may
-    send the engine): a preview costs the engine no more than one prompt, however long the lines."""
+    send the engine): a preview costs the engine no more than one prompt, however long the lines.
+    The lines are read off the file's stream (``storage.iter_lines``), and reading stops there: a
+    preview of a large object on the S3 endpoint fetches its first lines, not the whole object."""
     entries: list[dict[str, Any]] = []
     budget = settings.max_prompt_characters
-    with open(storage.local_path(uri, settings), encoding="utf-8", errors="replace") as file:
-        for number, line in enumerate(file, start=1):
+    with closing(storage.iter_lines(uri, settings)) as lines:
+        for number, raw in enumerate(lines, start=1):
             if len(entries) >= first:
                 break
+            line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             if len(line) > budget:

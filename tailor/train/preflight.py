@@ -133,21 +133,20 @@ def summarize_data(uri: str, settings, continued_pre_training: bool = False) -> 
     """Read a data file at create time if it is small enough; None if it cannot be read."""
     from tailor import storage
 
+    lengths = []
     try:
         size = storage.size(uri, settings)
         if size > PREFLIGHT_READ_BYTES_MAX:
             return DataSummary(None, None, size // CHARACTERS_PER_TOKEN)
-        text = storage.read_bytes(uri, settings).decode("utf-8", errors="replace")
+        for line in storage.iter_lines(uri, settings):  # a line at a time: the file is never whole in memory
+            try:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                lengths.append(_record_tokens(record))
     except Exception:  # the worker's validation reports an unreadable file; the estimate skips it
         return None
-    lengths = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            lengths.append(_record_tokens(record))
     if not lengths:
         return None
     longest = max(lengths)

@@ -56,18 +56,29 @@ class Server:
                          "max_retries": 0, "timeout": 120, **options})
 
     def put(self, uri: str, lines: list[dict], principal: str = "alice") -> str:
-        """Write JSONL into a local bucket (s3://BUCKET/KEY -> $TAILOR_HOME/buckets/BUCKET/KEY) for
-        ``principal``, as ``tailor data upload --principal`` does: a new bucket becomes theirs."""
+        """Write JSONL at ``uri`` for ``principal``, as ``tailor data upload --principal`` does: a new
+        bucket becomes theirs. The file goes where the server reads it: a local bucket
+        ($TAILOR_HOME/buckets/BUCKET/KEY), or, when the server was started with an S3 endpoint
+        (``TAILOR_S3_*`` in ``env``), an object on that service, through boto3."""
+        import tempfile
+
+        from tailor import storage
         from tailor.services.buckets import prepare_upload
         from tailor.settings import Settings
         from tailor.store.db import open_store
 
-        settings = Settings(home=self.home)
-        prepare_upload(open_store(settings), settings, principal, uri)
-        bucket, key = uri.removeprefix("s3://").split("/", 1)
-        path = self.home / "buckets" / bucket / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        names = ("database_url", "s3_endpoint_url", "s3_region", "s3_access_key_id", "s3_secret_access_key")
+        server_env = {name: (self.env or {}).get(f"TAILOR_{name.upper()}") for name in names}
+        settings = Settings(home=self.home, **{name: value for name, value in server_env.items() if value})
+        store = open_store(settings)
+        try:
+            prepare_upload(store, settings, principal, uri)
+        finally:
+            store.engine.dispose()
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(folder) / "data.jsonl"
+            source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+            storage.upload_file(source, uri, settings)
         return uri
 
     def tailor(self, *args: str) -> subprocess.CompletedProcess:
