@@ -1,4 +1,5 @@
-"""The Bedrock control plane through real boto3 clients, a real server and real training."""
+"""The Bedrock control plane through real boto3 clients, a real server and real training, on each
+database Tailor runs on: SQLite (the default) and a real PostgreSQL server (tests/backing/postgres.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,29 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.conftest import COMMAND, HAIKU, TITAN, insecure_local_server
+from tests.api.conftest import (
+    ALIASES,
+    COMMAND,
+    HAIKU,
+    TITAN,
+    insecure_local_server,
+    running_server,
+)
 from tests.conftest import SEED_002_SYSTEM
 
 ROLE = "arn:aws:iam::000000000000:role/TailorCustomization"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, home, monkeypatch):
+    """A real server on SQLite, then on PostgreSQL (a fresh database of its own). The test's own
+    process reads the same database (``server.put`` registers buckets through the store)."""
+    env = {}
+    if request.param == "postgresql":
+        env["TAILOR_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("TAILOR_DATABASE_URL", env["TAILOR_DATABASE_URL"])
+    with running_server(home, ALIASES, env=env) as running:
+        yield running
 
 
 def faq_messages(bedrock_faq, count=None) -> list[dict]:
@@ -30,7 +50,12 @@ def error_of(call) -> tuple[str, str]:
     return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
 
 
+# Training to completion is SQLite's alone (a minute each); tests/api/test_two_servers.py trains on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+
+
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_seed_003_flow_fine_tunes_an_aliased_haiku_to_completion(server, bedrock_faq):
     bedrock = server.client()
     fine_tuning = bedrock.list_foundation_models(byCustomizationType="FINE_TUNING")["modelSummaries"]
@@ -70,6 +95,7 @@ def test_seed_003_flow_fine_tunes_an_aliased_haiku_to_completion(server, bedrock
 
 
 @pytest.mark.slow
+@SQLITE_ONLY
 def test_seed_001_prompt_completion_and_cpt(server):
     bedrock = server.client()
     train = server.put("s3://bkt/sum/train.jsonl", [{"prompt": f"Summarize the following conversation.\n\n#Person1#: hi {i}",

@@ -1,4 +1,5 @@
-"""The job store: migrations match the models, legal transitions only, keyset pagination."""
+"""The job store: migrations match the models, legal transitions only, keyset pagination — on SQLite
+and on a real PostgreSQL server (tests/backing/postgres.py), each migrated from an empty database."""
 
 from __future__ import annotations
 
@@ -14,9 +15,22 @@ from tailor.store.db import Base, Store, page, utcnow
 from tailor.store.jobs import Job, transition
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """An empty database (no schema yet) of either kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tailor.db'}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"store_{tmp_path.name}".lower()
+    request.addfinalizer(lambda: server.drop_database(name))
+    return server.new_database(name)
+
+
 @pytest.fixture
-def store(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'tailor.db'}")
+def store(database_url):
+    store = Store(database_url)
+    yield store
+    store.engine.dispose()
 
 
 def new_job(index: int, principal: str = "alice", created=None) -> Job:
@@ -39,14 +53,15 @@ def test_migrated_schema_matches_the_models(store):
     assert [d for d in differences if d[0] not in ("add_index", "remove_index")] == []
 
 
-def test_migrating_twice_is_harmless(tmp_path):
+def test_migrating_twice_is_harmless(database_url):
     """Every server start migrates: on a database already at the newest revision that changes
     nothing, and loses no row."""
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    with Store(url).session() as session:
+    url = database_url
+    first = Store(url)
+    with first.session() as session:
         session.add(new_job(1))
     again = Store(url)
     with again.session() as session:
@@ -54,6 +69,8 @@ def test_migrating_twice_is_harmless(tmp_path):
     head = ScriptDirectory(str(Path(db.__file__).parent / "migrations")).get_current_head()
     with again.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head
+    first.engine.dispose()
+    again.engine.dispose()
 
 
 def test_transitions_follow_the_legal_edges(store):
@@ -92,3 +109,24 @@ def test_keyset_pages_cover_every_row_once_in_order(store):
     with pytest.raises(InvalidInput, match="nextToken"):
         with store.session() as session:
             page(session, Job, [], descending=True, limit=5, token="not-a-token")
+
+
+def test_servers_starting_at_once_migrate_one_database_once(postgres_server, tmp_path):
+    """Several servers started together on one empty PostgreSQL database: one migrates while the
+    others wait on its lock, then all find the newest schema (none fails on a table another made)."""
+    import subprocess
+    import sys
+
+    name = f"concurrent_{tmp_path.name}".lower()
+    url = postgres_server.new_database(name)
+    migrate = "import sys; from tailor.store.db import Store; Store(sys.argv[1])"
+    starting = [subprocess.Popen([sys.executable, "-c", migrate, url], stderr=subprocess.PIPE, text=True)
+                for _ in range(3)]
+    errors = [process.communicate(timeout=120)[1] for process in starting]
+    failures = [error for process, error in zip(starting, errors) if process.returncode != 0]
+    assert failures == []
+    store = Store(url)
+    with store.session() as session:
+        assert session.scalars(select(Job)).all() == []
+    store.engine.dispose()
+    postgres_server.drop_database(name)
