@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 
-from tailor.api import console, docs, fallback, tailor_routes
+from tailor.api import console, docs, fallback, metrics, tailor_routes
 from tailor.api.bedrock import control, runtime
 from tailor.api.edge import LOOPBACK_NAMES, BodyLimit, LoopbackOnly, file_body_limit
 from tailor.api.openai import batches
@@ -31,7 +31,7 @@ from tailor.api.openai import routes as openai_routes
 from tailor.api.sigv4 import SigningScope, verify_request
 from tailor.errors import AccessDenied, InvalidInput, Unauthenticated
 from tailor.jobs.runner import Runner
-from tailor.serve.client import EngineClient
+from tailor.serve.vllm_backend import make_client
 from tailor.services import activation, files
 from tailor.services.invocation_logging import InvocationLogWriter
 from tailor.services.keys import bearer_principal, principal_of, secret_lookup
@@ -124,7 +124,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
         return one_message(signed_principal)
 
     runner = Runner(store, settings)
-    engine = EngineClient(settings)
+    engine = make_client(settings)  # Tailor's engine, or vLLM servers (serving_backend)
     invocation_logs = InvocationLogWriter(store, settings)  # model invocation logging, off the request path
 
     @asynccontextmanager
@@ -143,6 +143,7 @@ def create_app(settings: Settings, *, insecure_local: bool = False, run_jobs: bo
 
     app = FastAPI(title="Tailor", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json" if settings.api_docs else None)
+    metrics.install(app, settings)  # GET /metrics and the request metrics (inside the body limit)
     # Added last, so it runs first: nothing — not even authentication — reads past the limit.
     if insecure_local:
         app.add_middleware(LoopbackOnly)

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from tailor.arns import new_resource_id
 from tailor.errors import Conflict, InvalidInput, NotFound
 from tailor.graders.contract import GradeResult
+from tailor.graders.counting import count_call
 from tailor.graders.info import GraderInfo
 from tailor.graders.remote import post_batch
 from tailor.graders.sandbox import HANDLER, run_python
@@ -256,14 +257,26 @@ def grade(info: GraderInfo, samples: list[dict], settings: Settings, *,
     if len(set(ids)) != len(ids):
         raise ValueError("sample ids must be unique within a batch")
     if info.kind == "http":
-        return post_batch(info.url, samples, timeout_seconds=info.timeout_seconds)
-    if info.kind == "openai":  # an OpenAI grader object, given inline by an OpenAI-API job
+        results = post_batch(info.url, samples, timeout_seconds=info.timeout_seconds)
+    elif info.kind == "openai":  # an OpenAI grader object, given inline by an OpenAI-API job
         from tailor.graders.openai import grade_samples
 
-        return grade_samples(info.definition or {}, samples, settings, log=log)
-    return run_python(grader_file(info, settings), samples, timeout_seconds=info.timeout_seconds,
-                      memory_mb=info.memory_mb, function_name=info.name, function_arn=info.arn,
-                      environment=info.environment, log=log)
+        results = grade_samples(info.definition or {}, samples, settings, log=log)
+    else:
+        results = run_python(grader_file(info, settings), samples, timeout_seconds=info.timeout_seconds,
+                             memory_mb=info.memory_mb, function_name=info.name, function_arn=info.arn,
+                             environment=info.environment, log=log)
+    # The worker grading is not scraped: the call goes to the shared counters (/metrics).
+    count_call(settings, grader_kind(info), (result.error for result in results))
+    return results
+
+
+def grader_kind(info: GraderInfo) -> str:
+    """The ``kind`` label of grader metrics: lambda (a registered Python grader), http, or an
+    OpenAI grader's type — never the grader's name, which a caller chose."""
+    if info.kind == "openai":
+        return str((info.definition or {}).get("type") or "openai")
+    return "lambda" if info.kind == "python" else info.kind
 
 
 def grader_file(info: GraderInfo, settings: Settings) -> Path:

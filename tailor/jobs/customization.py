@@ -27,6 +27,7 @@ from tailor.jobs.ending import Stop, crashed, finish
 from tailor.jobs.results import results_csv
 from tailor.jobs.spec import CustomizationJobSpec
 from tailor.settings import Settings
+from tailor.store import counters
 from tailor.store.db import Store, utcnow
 from tailor.store.files import File, content_path, new_id, write_content
 from tailor.store.jobs import CustomModel, Job, JobEvent, transition
@@ -66,6 +67,8 @@ class _Reporter:
         self._last_pause_check = 0.0
         self._pausing = False
         self.teacher_started = False  # DISTILLATION: the teacher's phase began
+        self._tokens = 0  # trained on since the last progress write
+        self._tokens_since = time.monotonic()
 
     def event(self, message: str, *, data: dict | None = None, kind: str = "message", level: str = "info") -> None:
         with self.store.session() as session:
@@ -82,7 +85,11 @@ class _Reporter:
 
     def hooks(self) -> Hooks:
         return Hooks(on_training_start=self.on_training_start, on_step=self.on_step,
-                     on_validation=self.on_validation, should_stop=self.stop, should_pause=self.should_pause)
+                     on_validation=self.on_validation, should_stop=self.stop, should_pause=self.should_pause,
+                     on_tokens=self.on_tokens)
+
+    def on_tokens(self, tokens: int) -> None:
+        self._tokens += tokens
 
     def should_pause(self) -> bool:
         """Whether the job was asked to pause (status Pausing): read from its row, at most once a second."""
@@ -100,23 +107,39 @@ class _Reporter:
                                           "trainingDetails": "InProgress"}, job.status_details)
             job.progress = {"step": 0, "totalSteps": total_steps, "epoch": 0}
             job.last_modified_at = utcnow()
+        self._tokens, self._tokens_since = 0, time.monotonic()
         self.event(f"Training started: {total_steps} step{'s' * (total_steps != 1)}.", data={"total_steps": total_steps})
 
     def on_step(self, step: int, epoch: int, loss: float) -> None:
         self.step = step + 1
         if time.monotonic() - self._last_write < PROGRESS_WRITE_INTERVAL:
             return
-        self._last_write = time.monotonic()
+        self._last_write = now = time.monotonic()
+        # Throughput since the last write (about a second's worth of steps), for /metrics.
+        rate = self._tokens / (now - self._tokens_since) if now > self._tokens_since else 0.0
         with self.store.session() as session:
             job = session.get(Job, self.job_id)
             job.training_loss = loss
-            job.progress = {"step": step + 1, "totalSteps": self.total_steps, "epoch": epoch}
+            job.progress = {"step": step + 1, "totalSteps": self.total_steps, "epoch": epoch,
+                            "tokensPerSecond": round(rate, 1)}
             job.last_modified_at = utcnow()
             session.add(JobEvent(job_id=self.job_id, created_at=utcnow(), kind="progress", level="info",
                                  message=f"Step {step + 1} of {self.total_steps}.", data={"step": step + 1}))
+            self._count_tokens(session, job)
+        self._tokens_since = now
+
+    def _count_tokens(self, session, job: Job) -> None:
+        """Add the tokens trained on since the last count to the shared counter (with the progress
+        it goes with, in one transaction)."""
+        if self._tokens:
+            counters.add(session.connection(), {"training_tokens": self._tokens},
+                         customization_type=job.customization_type)
+        self._tokens = 0
 
     def ended(self, result: dict) -> None:
         """How training really ended: every step, or early stopping at step N of M."""
+        with self.store.session() as session:  # the last second's tokens
+            self._count_tokens(session, session.get(Job, self.job_id))
         steps, total = result.get("steps"), self.total_steps or result.get("steps")
         if result.get("stopped_early"):
             self.event(f"Early stopping after epoch {result.get('epochs_run')} at step {steps} of {total}: the "

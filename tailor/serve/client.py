@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,17 +38,17 @@ START_TIMEOUT_SECONDS = 180.0
 ERRORS = {"ValidationException": InvalidInput, "ModelTimeoutException": ModelTimeout}
 
 
-def _socket_path(home: Path) -> Path:
-    path = home / "run" / "engine.sock"
-    if len(str(path)) < 100:  # Unix socket paths are limited to ~108 bytes
-        return path
-    return Path(tempfile.mkdtemp(prefix="tailor-")) / "engine.sock"
+def _socket_path() -> Path:
+    """A new private folder on this machine for one server's engine socket. Not under TAILOR_HOME:
+    several API servers may share that folder (each runs its own engine), it may be network storage,
+    where a Unix socket cannot be shared, and its path may be longer than a socket's ~108 bytes."""
+    return Path(tempfile.mkdtemp(prefix="tailor-engine-")) / "engine.sock"
 
 
 class EngineClient:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.socket = _socket_path(settings.home)
+        self.socket = _socket_path()
         self._process: subprocess.Popen | None = None
         self._starting = asyncio.Lock()
 
@@ -93,6 +94,7 @@ class EngineClient:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
 
     @property
     def pid(self) -> int | None:

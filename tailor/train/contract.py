@@ -23,6 +23,9 @@ class Hooks:
     on_validation: Callable[[int, float], None] = lambda epoch, loss: None
     should_stop: Callable[[], bool] = lambda: False
     should_pause: Callable[[], bool] = lambda: False
+    # Tokens of the batch the step just took (all of it, over every process; no padding): the
+    # job's throughput (/metrics: tailor_training_tokens_per_second, tailor_training_tokens_total).
+    on_tokens: Callable[[int], None] = lambda tokens: None
 
 
 class StopRequested(Exception):

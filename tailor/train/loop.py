@@ -370,6 +370,7 @@ def train_loop(
                 hooks.on_step(result.steps, epoch, value)
                 result.steps += 1
                 result.tokens += tokens
+                hooks.on_tokens(tokens)
                 result.final_training_loss = value
                 bar.advance(loss=value)
                 if checkpoints and checkpoints.due(result.steps) and position + 1 < len(batches):

@@ -17,6 +17,7 @@ from typing import Any
 
 from tailor.errors import InvalidInput
 from tailor.graders.contract import GradeResult, completion_of, failed, prompt_of
+from tailor.graders.counting import count_call
 from tailor.graders.info import GraderInfo
 from tailor.graders.openai.definitions import (
     Grader,
@@ -116,10 +117,14 @@ def grade(grader: Grader, cases: list[dict], settings: Settings, *, judges: Judg
     try:
         outcomes = _grade(grader, cases, _Context(settings, judges, log))
     except Exception as error:  # a fault of Tailor's own: still a zero with its reason
-        return [Graded(0.0, f"the {grader.type} grader failed: {type(error).__name__}: {error}",
-                       flags=("other_error",)) for _ in cases]
-    return [Graded(outcome.reward, outcome.error(), outcome.reply, dict(outcome.scores), tuple(sorted(outcome.flags)))
-            for outcome in outcomes]
+        graded = [Graded(0.0, f"the {grader.type} grader failed: {type(error).__name__}: {error}",
+                         flags=("other_error",)) for _ in cases]
+    else:
+        graded = [Graded(outcome.reward, outcome.error(), outcome.reply, dict(outcome.scores),
+                         tuple(sorted(outcome.flags))) for outcome in outcomes]
+    if cases:
+        count_call(settings, grader.type, (one.error for one in graded))
+    return graded
 
 
 def _item_of(sample: dict) -> dict:
@@ -144,6 +149,7 @@ def run(definition: Any, *, sample_text: str, item: Any, settings: Settings,
     started = time.perf_counter()
     [outcome] = _grade(grader, [{"sample": sample_namespace(sample_text), "item": item}],
                        _Context(settings, judges, None))
+    count_call(settings, grader.type, [outcome.error()])
     errors: dict[str, Any] = {flag: flag in outcome.flags for flag in ERROR_FLAGS}
     errors["model_grader_server_error_details"] = outcome.details.get("model_grader_server_error")
     errors["python_grader_runtime_error_details"] = outcome.details.get("python_grader_runtime_error")
