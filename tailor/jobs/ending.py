@@ -5,6 +5,8 @@ status it records (a stop that arrives while failing or publishing wins), a cras
 from __future__ import annotations
 
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -16,14 +18,36 @@ from tailor.store.jobs import transition
 
 
 class Stop:
-    """Set by SIGTERM (the runner delivering a stop request); hooks poll it."""
+    """Set by SIGTERM (the runner delivering a stop request); hooks poll it.
 
-    def __init__(self) -> None:
+    Only a process's main thread can catch a signal: a worker that runs in another thread (Ray
+    Train runs each training process's loop in one: ``train/ray_train.py``) asks ``poll`` instead —
+    whether the job's row says it is stopping — at most every ``every`` seconds."""
+
+    def __init__(self, poll: Callable[[], bool] | None = None, every: float = 1.0) -> None:
         self.requested = False
-        signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "requested", True))
+        self._poll, self._every, self._polled_at = None, every, 0.0
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "requested", True))
+        else:
+            self._poll = poll
 
     def __call__(self) -> bool:
+        if not self.requested and self._poll is not None and time.monotonic() - self._polled_at >= self._every:
+            self._polled_at = time.monotonic()
+            self.requested = self._poll()
         return self.requested
+
+
+def stopping(store: Store, table, job_id: str) -> Callable[[], bool]:
+    """Whether the job's row asks for a stop (Stopping): ``Stop``'s poll off the main thread."""
+
+    def poll() -> bool:
+        with store.session() as session:
+            job = session.get(table, job_id)
+            return job is None or bool(job.stop_requested) or job.status == "Stopping"
+
+    return poll
 
 
 def finish(store: Store, settings: Settings, table, job_id: str, status: str, failure: str | None = None,

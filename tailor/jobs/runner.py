@@ -2,18 +2,22 @@
 
 It runs every kind of job — customization, evaluation, OpenAI eval runs, batch inference, model
 import and export — each in a worker process (``python -m tailor.jobs.worker KIND ID``), from one
-queue, oldest first, under one concurrency limit.
+queue, oldest first, under one concurrency limit. Where a worker runs is its executor's business
+(``jobs/executors``: a local process, or a job on a Ray cluster); what happens to the job is the
+runner's, decided alike for both from the executor's answer (alive, ended, or unknown for now).
 
 It keeps no state that matters: every decision is read from the database on each tick, so a
 server restarted after a crash (even SIGKILL) continues where the last one left off:
 - queued jobs start in FIFO order, at most ``max_concurrent_jobs`` at a time;
-- workers run in their own process session and outlive a killed server; a restarted server
-  watches them again and they finish on their own;
+- workers run in their own process session (or on the cluster) and outlive a killed server; a
+  restarted server watches them again and they finish on their own; a local worker is judged by
+  its pid only by a server on its own host;
 - a customization job whose worker is gone without a result (killed, out of memory, machine
   rebooted) but left a checkpoint is queued again, and its next worker continues from there, up to
   ``max_job_attempts`` starts; any other such job is marked Failed with that reason, or Stopped
   if a stop had been requested — never left InProgress;
-- a stop request (status Stopping) becomes SIGTERM to the worker, then SIGKILL after a grace period;
+- a stop request (status Stopping) becomes SIGTERM to the worker (Ray: ``stop_job``, which does the
+  same on the node), then SIGKILL after a grace period;
   a paused job (no worker) is stopped at once and its checkpoint removed; a pause request (status
   Pausing) is read by the worker itself, which checkpoints and ends the job Paused;
 - a job whose worker cannot even be started (its folder cannot be created: a full disk, an
@@ -26,27 +30,29 @@ server restarted after a crash (even SIGKILL) continues where the last one left 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
-import psutil
 from sqlalchemy import func, select, update
 
 from tailor import trained
+from tailor.jobs.executors import (
+    WORKER_LOG,
+    Executor,
+    Resources,
+    Unreachable,
+    executor_for,
+)
 from tailor.settings import Settings
 from tailor.store.data_in_out import ExportJob, ImportJob, InvocationJob
 from tailor.store.db import CLAIM_LOCK, Store, hold_lock, utcnow
 from tailor.store.evals import EvalRun
 from tailor.store.jobs import EvaluationJob, Job, JobEvent, JobLifecycle, transition
-from tailor.train import distributed
 from tailor.train.checkpoints import last_saved
-from tailor.train.devices import processes_for
+from tailor.train.devices import on_gpu, processes_for
 from tailor.train.recipes import SUPERVISED
 from tailor.trained import PARTIAL
 
@@ -54,7 +60,6 @@ log = logging.getLogger(__name__)
 
 ACTIVE_PHASES = ("starting", "running")
 WORKING = ("InProgress", "Stopping", "Pausing")  # statuses whose job may have a worker
-WORKER_LOG = "job.log"  # in the job's folder: the worker's output, progress lines, a crash's traceback
 # table -> the worker's KIND argument
 WORKERS = {Job: "customization", EvaluationJob: "evaluation", EvalRun: "eval_run", InvocationJob: "invocation",
            ImportJob: "model_import", ExportJob: "model_export"}
@@ -63,64 +68,39 @@ LOST_WORKER = ("The job's worker process ended without a result: it was killed, 
                "stays on the server (`tailor jobs logs JOB`). Create the job again to retry.")
 UNSTARTABLE = ("The server could not start this job's worker ({reason}); the operator should check "
                "that TAILOR_HOME is writable and has space. Create the job again to retry.")
-
-
-# How far apart two readings of one process's start time may be and still name the same process.
-# psutil gives the start time as boot time + kernel start ticks / CLK_TCK; the boot time is read
-# from /proc/stat in whole seconds and moves when the wall clock is stepped, so two servers may
-# differ by a second for the same process. A reused pid belongs to a process started after ours
-# ended, at the earliest one tick later; 1 s of tolerance therefore trades a pid reused within the
-# same second (needs the whole pid space to wrap in that second) for no false "worker died".
-START_TIME_TOLERANCE_SECONDS = 1.0
-
-
-def process_start_time(pid: int) -> str | None:
-    """When ``pid`` started, as stored in ``pid_started`` (seconds since the epoch, from psutil);
-    None when there is no such process or it has finished (a zombie)."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:  # finished, not yet reaped by its parent
-            return None
-        return f"{process.create_time():.2f}"
-    except psutil.Error:  # NoSuchProcess, AccessDenied, ZombieProcess: not one we can watch
-        return None
-
-
-def _stored_start_seconds(stored: str) -> float | None:
-    """A stored ``pid_started`` as seconds since the epoch. Rows written before psutil hold the raw
-    /proc/PID/stat field (kernel ticks since boot, an integer); they are converted with this boot's
-    time rather than treated as a mismatch, which would fail every job that was running across the
-    upgrade while its worker went on. (Such a value cannot say which boot it counts from, exactly
-    as before; a worker from before a reboot is gone, and a new process would have to hold its pid
-    *and* have started at the same tick after this boot to be taken for it.) A value in neither
-    format was written by no version of Tailor: it names no process we started."""
-    try:
-        if stored.isdigit():
-            return psutil.boot_time() + int(stored) / os.sysconf("SC_CLK_TCK")
-        return float(stored)
-    except (ValueError, OSError):
-        return None
-
-
-def worker_alive(job: JobLifecycle) -> bool:
-    if job.pid is None or job.pid_started is None:  # never started, or gone before we saw it
-        return False
-    started, expected = process_start_time(job.pid), _stored_start_seconds(job.pid_started)
-    if started is None or expected is None:
-        return False
-    return abs(float(started) - expected) <= START_TIME_TOLERANCE_SECONDS
+# A claimed job whose worker was never started (its server died between the two) is queued again
+# after this long: sooner, another server's claim still starting it would be taken for one.
+STARTING_STALE = timedelta(seconds=30)
+UNREACHABLE_RETRY_SECONDS = 5.0  # the executor out of reach: how long queued jobs wait before another try
+LOG_SYNC_SECONDS = 2.0  # how often an executor's logs (Ray's) are copied into the job's log
 
 
 class Runner:
     def __init__(self, store: Store, settings: Settings, interval: float = 0.5):
         self.store, self.settings, self.interval = store, settings, interval
-        # By job id (unique across tables); reaped by poll() so none stay zombies.
-        self._children: dict[str, subprocess.Popen] = {}
+        self._executors: dict[str, Executor] = {}
         self._terminated_at: dict[str, float] = {}
+        self._forced: set[str] = set()
+        self._unreachable_until = 0.0
+        self._logs_synced_at = 0.0
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def executor(self, name: str | None = None) -> Executor:
+        """The executor of a row (``executor``; NULL rows predate executors and ran locally), or with
+        no name the one new jobs start on (``settings.executor``)."""
+        name = name or self.settings.executor
+        if name not in self._executors:
+            self._executors[name] = executor_for(self.settings, name)
+        return self._executors[name]
+
+    def _executor_of(self, job: JobLifecycle) -> Executor:
+        return self.executor(job.executor or "local")
+
     def start(self) -> None:
+        """Clean up after ended jobs, then tick in a thread. The first tick reconciles every working
+        job with its executor's view (a local pid, Ray's job status): running ones are left running,
+        ended or lost ones are reaped as below — the database stays the source of truth."""
         self.clean_ended()
         self._thread = threading.Thread(target=self._loop, name="tailor-runner", daemon=True)
         self._thread.start()
@@ -139,12 +119,15 @@ class Runner:
             self._halt.wait(self.interval)
 
     def tick(self) -> None:
-        for job_id, child in list(self._children.items()):
-            if child.poll() is not None:
-                del self._children[job_id]
+        local = self._executors.get("local")
+        if local is not None:
+            local.poll()
         self._reap()
         self._deliver_stops()
         self._start_queued()
+        if time.monotonic() - self._logs_synced_at >= LOG_SYNC_SECONDS:
+            self._logs_synced_at = time.monotonic()
+            self._sync_logs()
 
     def _reap(self) -> None:
         for table in WORKERS:
@@ -155,14 +138,18 @@ class Runner:
                     self._reap_one(session, job)
 
     def _reap_one(self, session, job: JobLifecycle) -> None:
-        if job.phase == "starting" and job.pid is None:
-            job.phase = "queued"  # the server died between claiming and spawning
+        if job.phase == "starting" and job.pid is None and job.executor_ref is None:
+            if _age(job) > STARTING_STALE:
+                job.phase = "queued"  # the server that claimed it died before starting its worker
             return
-        if worker_alive(job):
+        state = self._executor_of(job).state(job)
+        if state.kind != "ended":  # running, or not ours to judge now (another host's, Ray out of reach)
             return
         session.refresh(job)  # the worker may have just written its result
         if job.status not in WORKING:
+            self._sync_log(job)
             return
+        self._sync_log(job)
         if job.stop_requested:
             transition(job, "Stopped")
         elif job.status == "Pausing" and self._has_checkpoint(job):
@@ -170,15 +157,18 @@ class Runner:
             return
         elif self._resumable(job):
             # Queued again: its next worker continues from the checkpoint (jobs/customization.py).
-            job.phase, job.pid, job.pid_started = "queued", None, None
+            job.phase, job.pid, job.pid_started, job.executor_ref = "queued", None, None, None
+            how = f" ({state.message})" if state.message else ""
             session.add(JobEvent(job_id=job.id, created_at=utcnow(), kind="message", level="warn", data={},
                                  message=f"The worker process was lost (killed, out of memory, or the machine "
-                                         f"restarted); the job continues from its last checkpoint (start "
+                                         f"restarted){how}; the job continues from its last checkpoint (start "
                                          f"{job.attempts + 1} of {self.settings.max_job_attempts})."))
             return
         else:
-            transition(job, "Failed", failure_message=LOST_WORKER)
+            reason = LOST_WORKER if not state.message else f"{LOST_WORKER} {state.message}"
+            transition(job, "Failed", failure_message=reason)
         self._terminated_at.pop(job.id, None)
+        self._forced.discard(job.id)
         clean_scratch(Path(job.work_dir), keep_output=False)
 
     def _resumable(self, job: JobLifecycle) -> bool:
@@ -202,31 +192,30 @@ class Runner:
                 transition(session.get(table, job.id), "Stopped")
             clean_scratch(Path(job.work_dir), keep_output=False)
             return
-        if not worker_alive(job):
-            return  # reaped on the next tick
+        executor = self._executor_of(job)
+        if executor.state(job).kind != "alive":
+            return  # reaped on the next tick (or by the server of the worker's host)
         sent = self._terminated_at.get(job.id)
         if sent is None:
-            self._signal(job, signal.SIGTERM)
+            executor.stop(job, force=False)
             self._terminated_at[job.id] = time.monotonic()
-        elif time.monotonic() - sent > self.settings.stop_grace_seconds:
-            self._signal(job, signal.SIGKILL)
+        elif time.monotonic() - sent > self.settings.stop_grace_seconds and (
+                job.executor != "ray" or job.id not in self._forced):
+            executor.stop(job, force=True)  # a local worker: SIGKILL every tick until it is gone
+            self._forced.add(job.id)
 
     def clean_ended(self) -> None:
         """Remove the leftovers of every job that has ended (what workers killed mid-write left)."""
         for path in ended_leftovers(self.store):
             shutil.rmtree(path, ignore_errors=True)
 
-    @staticmethod
-    def _signal(job: JobLifecycle, signum: int) -> None:
-        try:
-            os.killpg(job.pid, signum)  # the worker leads its own session: stop its children too
-        except ProcessLookupError:
-            pass
-
     def _start_queued(self) -> None:
+        if time.monotonic() < self._unreachable_until:
+            return
         while (claimed := self.claim_next()) is not None:
             table, job = claimed
-            self._spawn(table, job.id, Path(job.work_dir), self._processes(job))
+            if not self._spawn(table, job.id, Path(job.work_dir), self._resources(job)):
+                return
 
     def claim_next(self) -> tuple[type, JobLifecycle] | None:
         """Claim the oldest queued job of any kind (phase queued -> starting) if fewer than
@@ -254,37 +243,97 @@ class Runner:
         # Lost to another server between the read and the UPDATE: look again.
         return (table, job) if claimed else self.claim_next()
 
-    def _processes(self, job: JobLifecycle) -> int:
-        """How many processes train ``job``: the server's setting for the supervised recipes, which
-        train data parallel or sharded (``train/distributed.py``); one for everything else."""
-        if isinstance(job, Job) and job.customization_type in SUPERVISED:
-            return processes_for(self.settings)
-        return 1
+    def _resources(self, job: JobLifecycle) -> Resources:
+        """What ``job``'s worker needs: for the supervised recipes, the server's training processes
+        (data parallel or sharded: ``train/distributed.py``), each with the memory of the job's
+        pre-flight estimate and a GPU when training runs on GPUs; one process for everything else."""
+        if not (isinstance(job, Job) and job.customization_type in SUPERVISED):
+            return Resources()
+        with self.store.session() as session:
+            estimate = session.scalar(select(JobEvent.data).where(
+                JobEvent.job_id == job.id, JobEvent.kind == "estimate").order_by(JobEvent.id).limit(1))
+        gpus = self.settings.ray_gpus_per_process
+        if gpus is None:
+            gpus = 1 if on_gpu(self.settings) else 0
+        return Resources(processes=processes_for(self.settings), gpus=gpus,
+                         memory_bytes=int((estimate or {}).get("peak_bytes") or 0))
 
-    def _spawn(self, table, job_id: str, work_dir: Path, processes: int = 1) -> None:
-        worker = ["tailor.jobs.worker", WORKERS[table], job_id]
-        # Several processes: torchrun starts them, and is the process the job's row watches.
-        command = distributed.launch_command(processes, worker) if processes > 1 else [sys.executable, "-m", *worker]
+    def _spawn(self, table, job_id: str, work_dir: Path, resources: Resources = Resources()) -> bool:
+        """Start the claimed job's worker on the server's executor; False when the executor is out
+        of reach (the job is queued again, and the queue waits)."""
+        executor = self.executor()
+        with self.store.session() as session:
+            attempt = getattr(session.get(table, job_id), "attempts", 0) + 1  # customization jobs count starts
         try:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            with open(work_dir / WORKER_LOG, "ab") as log_file:
-                child = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env={**distributed.launch_environment(processes), "TAILOR_HOME": str(self.settings.home)},
-                )
+            started = executor.submit(WORKERS[table], job_id, work_dir, resources, attempt)
+        except Unreachable as error:
+            log.warning("job %s waits: %s", job_id, error)
+            with self.store.session() as session:
+                session.get(table, job_id).phase = "queued"
+            self._unreachable_until = time.monotonic() + UNREACHABLE_RETRY_SECONDS
+            return False
         except OSError as error:
             log.error("job %s: cannot start its worker in %s: %s", job_id, work_dir, error)
             with self.store.session() as session:
                 transition(session.get(table, job_id), "Failed",
-                           failure_message=UNSTARTABLE.format(reason=error.strerror or type(error).__name__))
-            return
-        self._children[job_id] = child
+                           failure_message=UNSTARTABLE.format(reason=error.strerror or str(error)))
+            return True
         with self.store.session() as session:
             job = session.get(table, job_id)
-            job.pid, job.pid_started, job.phase = child.pid, process_start_time(child.pid), "running"
+            job.pid, job.pid_started, job.phase = started.pid, started.pid_started, "running"
+            job.executor, job.executor_ref, job.host = started.executor, started.ref, started.host
             if isinstance(job, Job):
                 job.attempts += 1
+        return True
+
+    def _sync_logs(self) -> None:
+        """Copy the logs an executor keeps (Ray's) into each running job's log, for ``tailor jobs logs``."""
+        for table in WORKERS:
+            with self.store.session() as session:
+                jobs = list(session.scalars(select(table).where(
+                    table.status.in_(WORKING), table.phase == "running", table.executor_ref.is_not(None))))
+            for job in jobs:
+                self._sync_log(job)
+
+    def _sync_log(self, job: JobLifecycle) -> None:
+        if job.executor_ref is None or (text := self._executor_of(job).logs(job)) is None:
+            return
+        try:
+            append_attempt_log(Path(job.work_dir) / WORKER_LOG, job.executor_ref, text)
+        except OSError as error:
+            log.warning("job %s: cannot write its log: %s", job.id, error)
+
+
+def append_attempt_log(path: Path, ref: str, text: str) -> None:
+    """Bring ``path`` up to date with attempt ``ref``'s whole log ``text``, under a header line of its
+    own: only what is new is appended (a reader following the file sees it grow), and the logs of
+    earlier attempts stay above it."""
+    header = f"--- {ref} ---\n"
+    old = ""
+    if path.exists():
+        with open(path, newline="", errors="replace") as file:  # as written: progress bars' \r kept
+            old = file.read()
+    at = old.find(header)
+    if at < 0:
+        with open(path, "a") as file:
+            file.write(("" if not old or old.endswith("\n") else "\n") + header + text)
+        return
+    have = old[at + len(header):]
+    if text.startswith(have):
+        if len(text) > len(have):
+            with open(path, "a") as file:
+                file.write(text[len(have):])
+    else:  # the executor's log was cut or rewritten: the attempt's part is replaced
+        with open(path, "w", newline="") as file:
+            file.write(old[:at] + header + text)
+
+
+def _age(job: JobLifecycle) -> timedelta:
+    changed = job.last_modified_at
+    now = utcnow()
+    if changed.tzinfo is None and now.tzinfo is not None:  # SQLite returns naive UTC datetimes
+        changed = changed.replace(tzinfo=now.tzinfo)
+    return now - changed
 
 
 def leftovers(work_dir: Path, *, keep_output: bool) -> list[Path]:

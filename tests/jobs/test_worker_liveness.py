@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tailor.jobs.runner import process_start_time, worker_alive
+from tailor.jobs.executors.local import process_start_time, worker_alive
 from tailor.store.jobs import Job
 
 
