@@ -38,6 +38,11 @@ class Server:
     env: dict | None = None
     args: tuple[str, ...] = ()  # extra ``tailor serve`` options, e.g. ("--no-runner",)
 
+    @property
+    def database_url(self) -> str:
+        """The database the server runs on: its TAILOR_DATABASE_URL, else the SQLite file in its home."""
+        return (self.env or {}).get("TAILOR_DATABASE_URL") or f"sqlite:///{self.home / 'tailor.db'}"
+
     def client(self, service: str = "bedrock", principal: str = "alice", secret: str | None = None):
         import boto3
         from botocore.config import Config

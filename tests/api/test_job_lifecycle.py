@@ -1,16 +1,48 @@
-"""Jobs stop within seconds, and a server killed with SIGKILL leaves no job lying about its state."""
+"""Jobs stop within seconds, and a server killed with SIGKILL leaves no job lying about its state.
+
+The tests whose truth lives in the database across processes (a stop, a killed server, a killed
+worker resumed) run on SQLite and on a real PostgreSQL server (tests/backing/postgres.py); the rest
+run on SQLite, the default, to keep CI within its budget."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
 
+from tests.api.conftest import ALIASES, running_server
+
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::000000000000:role/TailorCustomization"
+
+
+@pytest.fixture
+def server(request, home):
+    """A real server on SQLite, or, for a test marked ``ON_BOTH_DATABASES``, also on PostgreSQL (a
+    fresh database of its own)."""
+    env = {}
+    if getattr(request, "param", "sqlite") == "postgresql":
+        env["TAILOR_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    with running_server(home, ALIASES, env=env) as running:
+        yield running
+
+
+ON_BOTH_DATABASES = pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
+
+
+def database_value(server, sql: str, **params):
+    """One value read straight from the server's database (the SQLite file in its home, or its
+    TAILOR_DATABASE_URL), as another process sees what the server committed."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(sql), params).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def long_job(server, name: str, epochs: int = 100) -> str:
@@ -35,10 +67,10 @@ def wait_until_training(server, arn: str, timeout: float = 120) -> dict:
 
 
 def worker_pid(server, arn: str) -> int:
-    with sqlite3.connect(server.home / "tailor.db") as connection:
-        return connection.execute("SELECT pid FROM jobs WHERE arn = ?", (arn,)).fetchone()[0]
+    return database_value(server, "SELECT pid FROM jobs WHERE arn = :arn", arn=arn)
 
 
+@ON_BOTH_DATABASES
 def test_stop_mid_training_ends_stopped_within_seconds(server):
     bedrock = server.client()
     arn = long_job(server, "stop-me")
@@ -53,6 +85,7 @@ def test_stop_mid_training_ends_stopped_within_seconds(server):
     assert bedrock.list_custom_models()["modelSummaries"] == []
 
 
+@ON_BOTH_DATABASES
 def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     """A worker that outlives the killed server finishes; one that died is Failed with the reason;
     a queued job starts when the server is back."""
@@ -90,6 +123,7 @@ def test_server_killed_mid_job_then_restarted_tells_the_truth(server):
     assert server.wait_for(survivor, {"Completed", "Failed"}, timeout=180)["status"] == "Completed"
 
 
+@ON_BOTH_DATABASES
 def test_a_killed_worker_is_restarted_from_its_checkpoint_and_ends_as_if_never_killed(server):
     """kill -9 of a training worker: the runner starts the job again, the new worker continues
     from the last checkpoint, and the custom model equals that of a job nobody killed."""
@@ -126,8 +160,7 @@ def test_a_killed_worker_is_restarted_from_its_checkpoint_and_ends_as_if_never_k
                 if event.type == "message"]
     assert any(m.startswith("The worker process was lost") for m in messages)
     assert any(m.startswith("Resuming from the checkpoint at step ") for m in messages)
-    with sqlite3.connect(server.home / "tailor.db") as connection:
-        assert connection.execute("SELECT attempts FROM jobs WHERE arn = ?", (killed,)).fetchone()[0] == 2
+    assert database_value(server, "SELECT attempts FROM jobs WHERE arn = :arn", arn=killed) == 2
 
 
 def test_a_job_trained_by_two_processes_completes_and_a_stop_reaches_every_process(server):

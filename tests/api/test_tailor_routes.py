@@ -5,7 +5,6 @@ Bedrock routes do, refuses another principal's resources and names the field in 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import httpx
 import pytest
@@ -154,10 +153,17 @@ def test_the_job_estimate_checks_like_create_and_creates_nothing(alice, console,
     assert "trainingDataConfig" in aws_error(no_data, 400, "ValidationException")
 
     assert not (server.home / "buckets" / "alice-est-out").exists()
-    with sqlite3.connect(server.home / "tailor.db") as db:
-        assert db.execute("SELECT count(*) FROM buckets WHERE name = 'alice-est-out'").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM job_events").fetchone() == (0,)
+    from sqlalchemy import create_engine, text
+
+    # Read as another process would, from whichever database the server runs on.
+    engine = create_engine(server.database_url)
+    try:
+        with engine.connect() as db:
+            assert db.execute(text("SELECT count(*) FROM buckets WHERE name = 'alice-est-out'")).scalar_one() == 0
+            assert db.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 0
+            assert db.execute(text("SELECT count(*) FROM job_events")).scalar_one() == 0
+    finally:
+        engine.dispose()
 
 
 def test_the_throughput_estimate_is_the_consoles(alice, console):
