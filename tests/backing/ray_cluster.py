@@ -175,7 +175,7 @@ def start_cluster(workers: int = 2) -> RayCluster:
     return cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # a module's, not the session's: its ten idle processes cost CPU to every later test
 def ray_cluster() -> Iterator[RayCluster]:
     cluster = start_cluster()
     try:
