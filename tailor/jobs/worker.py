@@ -26,11 +26,9 @@ from tailor.jobs.executors.ray import (
     RAY_TRAIN_MEMORY,
     RAY_TRAIN_WORKERS,
 )
+from tailor.jobs.runner import WORKERS
 from tailor.settings import Settings, get_settings
-from tailor.store.data_in_out import ExportJob, ImportJob, InvocationJob
 from tailor.store.db import open_store
-from tailor.store.evals import EvalRun
-from tailor.store.jobs import EvaluationJob, Job
 
 # The runner's KIND argument -> the module whose ``run_job`` runs that kind (imported only then:
 # training pulls in torch, evaluation an engine).
@@ -39,8 +37,7 @@ KINDS = {"customization": "tailor.jobs.customization", "evaluation": "tailor.job
          "model_import": "tailor.jobs.model_import", "model_export": "tailor.jobs.model_export"}
 
 
-TABLES = {"customization": Job, "evaluation": EvaluationJob, "eval_run": EvalRun, "invocation": InvocationJob,
-          "model_import": ImportJob, "model_export": ExportJob}
+TABLES = {kind: table for table, kind in WORKERS.items()}  # KIND -> the table its job's row is in
 
 
 def run(kind: str, job_id: str, settings: Settings) -> str:
