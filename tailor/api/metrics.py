@@ -39,15 +39,13 @@ from prometheus_client import (
 from prometheus_client import Counter as RequestCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from sqlalchemy import func, select
 
 from tailor.api.edge import error_response_for
 from tailor.catalog import FOUNDATION_MODELS, strip_foundation_arn
 from tailor.errors import AccessDenied, TailorError, Unauthenticated
-from tailor.jobs.runner import ACTIVE_PHASES, WORKERS, WORKING
+from tailor.services.job_figures import job_figures
 from tailor.settings import Settings
 from tailor.store import counters
-from tailor.store.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -161,40 +159,32 @@ class RequestMetrics:
 
 
 class StoreCollector:
-    """Metrics read from the database at scrape time: the same on every server of a deployment."""
+    """Metrics read from the database at scrape time (``services/job_figures.py``): the same on
+    every server of a deployment."""
 
     def __init__(self, store):
         self.store = store
 
     def collect(self):
+        figures = job_figures(self.store)
         jobs = GaugeMetricFamily("tailor_jobs", "Jobs in the database, by kind and status.", labels=["kind", "status"])
+        for (kind, status), number in figures.by_status.items():
+            jobs.add_metric([kind, status], number)
         queued = GaugeMetricFamily("tailor_jobs_queued", "Jobs waiting for a worker (the queue), by kind.",
                                    labels=["kind"])
+        for kind, number in figures.queued.items():
+            queued.add_metric([kind], number)
         running = GaugeMetricFamily("tailor_jobs_running", "Jobs with a worker starting or running, by kind.",
                                     labels=["kind"])
-        with self.store.session() as session:
-            for table, kind in WORKERS.items():
-                for status, number in session.execute(select(table.status, func.count()).group_by(table.status)):
-                    jobs.add_metric([kind, status], number)
-                # As the runner's claim counts them (tailor/jobs/runner.py: claim_next).
-                queued.add_metric([kind], session.scalar(select(func.count()).where(
-                    table.status == "InProgress", table.phase == "queued")))
-                running.add_metric([kind], session.scalar(select(func.count()).where(
-                    table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES))))
-            # A customization job's worker writes its throughput into the job's progress (at most
-            # once a second); a job that has not reported yet counts 0.
-            progress = session.scalars(select(Job.progress).where(Job.status.in_(WORKING), Job.phase == "running"))
-            rate = sum(_number((entry or {}).get("tokensPerSecond")) for entry in progress)
+        for kind, number in figures.running.items():
+            running.add_metric([kind], number)
         yield jobs
         yield queued
         yield running
         yield GaugeMetricFamily("tailor_training_tokens_per_second", "Training throughput of the running "
-                                "customization jobs together, as their workers last reported it.", value=rate)
-        yield from _counter_families(counters.read(self.store.engine))
-
-
-def _number(value) -> float:
-    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0
+                                "customization jobs together, as their workers last reported it.",
+                                value=figures.training_tokens_per_second)
+        yield from _counter_families(figures.counters)
 
 
 def _counter_families(rows) -> list[Metric]:

@@ -75,6 +75,17 @@ UNREACHABLE_RETRY_SECONDS = 5.0  # the executor out of reach: how long queued jo
 LOG_SYNC_SECONDS = 2.0  # how often an executor's logs (Ray's) are copied into the job's log
 
 
+def queued(table):
+    """The condition of ``table``'s jobs in the queue: what ``claim_next`` takes, oldest first."""
+    return (table.status == "InProgress") & (table.phase == "queued")
+
+
+def active(table):
+    """The condition of ``table``'s jobs with a worker starting or running: what the concurrency
+    limit counts and what the runner watches."""
+    return table.status.in_(WORKING) & table.phase.in_(ACTIVE_PHASES)
+
+
 class Runner:
     def __init__(self, store: Store, settings: Settings, interval: float = 0.5):
         self.store, self.settings, self.interval = store, settings, interval
@@ -132,8 +143,7 @@ class Runner:
     def _reap(self) -> None:
         for table in WORKERS:
             with self.store.session() as session:
-                jobs = session.scalars(select(table).where(table.status.in_(WORKING),
-                                                           table.phase.in_(ACTIVE_PHASES)))
+                jobs = session.scalars(select(table).where(active(table)))
                 for job in jobs:
                     self._reap_one(session, job)
 
@@ -226,17 +236,16 @@ class Runner:
             # than max_concurrent_jobs between them (a job is claimed once anyway: the UPDATE below
             # only succeeds while it is still queued).
             hold_lock(session, CLAIM_LOCK)
-            running = sum(session.scalar(select(func.count()).select_from(table).where(
-                table.status.in_(WORKING), table.phase.in_(ACTIVE_PHASES)))
-                for table in WORKERS)
+            running = sum(session.scalar(select(func.count()).select_from(table).where(active(table)))
+                          for table in WORKERS)
             if running >= self.settings.max_concurrent_jobs:
                 return None
-            queued = [session.scalar(select(table).where(table.status == "InProgress", table.phase == "queued")
-                                     .order_by(table.created_at, table.id).limit(1)) for table in WORKERS]
-            queued = [job for job in queued if job is not None]
-            if not queued:
+            oldest = [session.scalar(select(table).where(queued(table)).order_by(table.created_at, table.id).limit(1))
+                      for table in WORKERS]
+            oldest = [job for job in oldest if job is not None]
+            if not oldest:
                 return None
-            job = min(queued, key=lambda j: (j.created_at, j.id))
+            job = min(oldest, key=lambda j: (j.created_at, j.id))
             table = type(job)
             claimed = session.execute(update(table).where(table.id == job.id, table.phase == "queued")
                                       .values(phase="starting", last_modified_at=utcnow())).rowcount
